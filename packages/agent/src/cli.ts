@@ -1,1 +1,120 @@
-export async function main(_a: string[]): Promise<void> {}
+import { readFileSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { pino } from 'pino';
+import { BorgpullError } from '@borgpull/protocol';
+import { enroll } from './enroll.js';
+import { AgentService } from './service.js';
+import { agentPaths, DEFAULT_AGENT_STATE_DIR, loadEnrollment } from './state.js';
+
+export const SOFTWARE = `borgpull-agent/${(JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version}`;
+
+/** Parsed flags: string or boolean values by flag name. */
+export interface Parsed {
+  values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  positionals: string[];
+}
+
+const USAGE = `usage: agent <command> [options]
+
+commands:
+  enroll TOKEN [--sshd-port N] [--authorized-keys FILE] [--force]
+                 enroll this machine with the controller that issued TOKEN
+  run            run the service: stay connected to the controller, obey its orders
+  status [--json] show what this agent is enrolled to
+
+every command: --state-dir DIR (or BORGPULL_AGENT_STATE_DIR; default ${DEFAULT_AGENT_STATE_DIR})`;
+
+class UsageError extends BorgpullError {
+  override name = 'UsageError';
+  constructor(message: string) {
+    super('E_USAGE', message);
+  }
+}
+
+function parse(argv: string[], options: ParseArgsConfig['options']): Parsed {
+  try {
+    return parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' }, ...options },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message.split('\n')[0] ?? 'bad arguments');
+  }
+}
+
+function stateDirOf(values: Record<string, unknown>): string {
+  const v = values['state-dir'];
+  return typeof v === 'string' ? v : (process.env['BORGPULL_AGENT_STATE_DIR'] ?? DEFAULT_AGENT_STATE_DIR);
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE + '\n');
+      return cmd === undefined ? 2 : 0;
+    case 'enroll': {
+      const { values, positionals } = parse(rest, {
+        'sshd-port': { type: 'string' },
+        'authorized-keys': { type: 'string' },
+        force: { type: 'boolean' },
+      });
+      const [token, ...extra] = positionals;
+      if (!token || extra.length) throw new UsageError('usage: agent enroll TOKEN');
+      const sshdPort = values['sshd-port'] === undefined ? 22 : Number(values['sshd-port']);
+      if (!Number.isInteger(sshdPort) || sshdPort < 1 || sshdPort > 65535) throw new UsageError('--sshd-port must be a port number');
+      const authorizedKeys = typeof values['authorized-keys'] === 'string' ? values['authorized-keys'] : '/root/.ssh/authorized_keys';
+      if (!authorizedKeys.startsWith('/')) throw new UsageError('--authorized-keys must be an absolute path');
+      const e = await enroll({ token, paths: agentPaths(stateDirOf(values)), sshdPort, authorizedKeys, software: SOFTWARE, force: values['force'] === true });
+      process.stdout.write(`enrolled as '${e.name}' with ${e.url}\n`);
+      process.stdout.write(`installed the controller's read-only SFTP key in ${e.authorizedKeys}\n`);
+      process.stdout.write(`next: run 'agent run' (as a service)\n`);
+      return 0;
+    }
+    case 'run': {
+      const { values, positionals } = parse(rest, { 'log-level': { type: 'string' } });
+      if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+      const paths = agentPaths(stateDirOf(values));
+      const loaded = await loadEnrollment(paths);
+      const level = typeof values['log-level'] === 'string' ? values['log-level'] : (process.env['BORGPULL_LOG_LEVEL'] ?? 'info');
+      const log = pino({ level, base: { service: 'borgpull-agent', agentId: loaded.enrollment.name } });
+      const service = new AgentService({ paths, ...loaded, software: SOFTWARE, log });
+      service.start();
+      await new Promise<void>((resolve) => {
+        const shutdown = (signal: string): void => {
+          log.info({ signal }, 'shutting down');
+          void service.stop(signal).then(resolve);
+        };
+        process.once('SIGINT', shutdown);
+        process.once('SIGTERM', shutdown);
+      });
+      return 0;
+    }
+    case 'status': {
+      const { values } = parse(rest, {});
+      const { enrollment } = await loadEnrollment(agentPaths(stateDirOf(values)));
+      if (values['json']) process.stdout.write(JSON.stringify(enrollment, null, 2) + '\n');
+      else process.stdout.write(`enrolled as '${enrollment.name}' with ${enrollment.url} (tunnel port ${enrollment.tunnel.port})\n`);
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown command '${cmd}' (see 'agent help')`);
+  }
+}
+
+/** Entry point of the `agent` executable: one line on error, never a stack. */
+export async function main(argv: string[]): Promise<void> {
+  try {
+    process.exitCode = await run(argv);
+  } catch (err) {
+    const code = err instanceof BorgpullError ? err.code : 'E_INTERNAL';
+    process.stderr.write(`agent: ${err instanceof Error ? err.message : String(err)}${code === 'E_INTERNAL' ? ' (internal error)' : ''}\n`);
+    if (code === 'E_INTERNAL' && process.env['BORGPULL_DEBUG']) process.stderr.write(`${(err as Error).stack}\n`);
+    process.exitCode = code === 'E_USAGE' ? 2 : 1;
+  }
+}

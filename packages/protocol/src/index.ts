@@ -1,1 +1,74 @@
-export {};
+export { BorgpullError, ProtocolError, ErrorCodes } from './errors.js';
+export {
+  generateIdentity,
+  encodePublicKey,
+  decodePublicKey,
+  serializeIdentity,
+  parseIdentity,
+  keyFingerprint,
+  signMessage,
+  verifySignature,
+  bytesEqual,
+  PUBLIC_KEY_PREFIX,
+} from './keys.js';
+export type { IdentityKeys } from './keys.js';
+export {
+  createToken,
+  parseToken,
+  tokenProofKey,
+  tokenProof,
+  verifyTokenProof,
+  checkEnrollment,
+  TOKEN_PREFIX,
+} from './token.js';
+export type { TokenRecord, ParsedToken } from './token.js';
+export { PROTOCOL_VERSION, REPLY_TYPES } from './messages.js';
+export type {
+  HandshakeMessage,
+  HelloMessage,
+  WelcomeMessage,
+  AuthMessage,
+  HandshakeErrorMessage,
+  ControllerMessage,
+  AgentMessage,
+  OkMessage,
+  ErrorMessage,
+  CreditMessage,
+  TunnelSpec,
+  TunnelOpenMessage,
+  TunnelCloseMessage,
+  IdentityGetMessage,
+  AccessGrantMessage,
+  AccessRevokeMessage,
+  RestoreBeginMessage,
+  RestoreEndMessage,
+  RestoreAbortMessage,
+  EnrolledMessage,
+  EnrollMessage,
+  TunnelOpenedMessage,
+  TunnelClosedMessage,
+  IdentityMessage,
+  RestoreResultMessage,
+  DistributiveOmit,
+  RequestOf,
+} from './messages.js';
+export { LIMITS } from './validate.js';
+export {
+  encodeMessage,
+  decodeHandshake,
+  decodeControllerMessage,
+  decodeAgentMessage,
+  MAX_MESSAGE_BYTES,
+} from './codec.js';
+export {
+  AgentHandshake,
+  ControllerHandshake,
+  enrollProofInput,
+  encodeHandshakeError,
+} from './handshake.js';
+export type { AgentCheck, AgentInfo } from './handshake.js';
+export { Session, MAX_DATA_BYTES, MAX_SEALED_FRAME_BYTES } from './session.js';
+export type { OpenedFrame } from './session.js';
+export { Channel, CLOSE_POLICY_VIOLATION, CLOSE_NORMAL } from './channel.js';
+export type { FrameSocket, ChannelOptions } from './channel.js';
+export { writeFileAtomic } from './fs-atomic.js';

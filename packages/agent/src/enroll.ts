@@ -1,0 +1,72 @@
+import { stat } from 'node:fs/promises';
+import { AgentHandshake, parseToken, tokenProofKey, type ControllerMessage } from '@borgpull/protocol';
+import { installBackupKey } from './authorized-keys.js';
+import { dialSession } from './dial.js';
+import { AgentError } from './errors.js';
+import { encodePublicKey, ensureSshKey, ensureStateDir, loadOrCreateIdentity, saveEnrollment, type AgentPaths, type Enrollment } from './state.js';
+
+export interface EnrollOptions {
+  readonly token: string;
+  readonly paths: AgentPaths;
+  readonly sshdPort: number;
+  readonly authorizedKeys: string;
+  readonly software: string;
+  readonly force: boolean;
+}
+
+/**
+ * `agent enroll TOKEN`: makes this machine's keys, pins the controller's key
+ * from the token, proves the token over a fresh handshake, and installs the
+ * controller's read-only SFTP key for loopback (the tunnel) only.
+ */
+export async function enroll(opts: EnrollOptions): Promise<Enrollment> {
+  const tok = parseToken(opts.token);
+  if (tok.expiresAt <= Date.now()) throw new AgentError('E_AUTH_TOKEN', 'this enrollment token has expired: ask for a new one (controller token NAME)');
+  if (!opts.force && (await exists(opts.paths.enrollment))) {
+    throw new AgentError('E_CONFIG_ENROLLED', `already enrolled (${opts.paths.enrollment} exists); pass --force to enroll again with new keys`);
+  }
+  await ensureStateDir(opts.paths);
+  const identity = await loadOrCreateIdentity(opts.paths);
+  const sshKey = await ensureSshKey(opts.paths);
+  const hs = new AgentHandshake({
+    identity,
+    controllerKey: tok.controllerKey,
+    software: opts.software,
+    enroll: { tokenId: tok.id, proofKey: tokenProofKey(tok.secret) },
+  });
+  const ac = new AbortController();
+  const { ws, channel } = await dialSession(tok.url, hs, ac.signal);
+  // The controller answers a refused token by closing the socket with its code.
+  const closed = new Promise<never>((_, reject) =>
+    ws.on('close', (code, reason) =>
+      reject(new AgentError('E_AUTH_TOKEN', `the controller refused the enrollment (${reason.toString() || code})`)),
+    ),
+  );
+  let reply: Extract<ControllerMessage, { type: 'enrolled' }>;
+  try {
+    reply = await Promise.race([channel.request<Extract<ControllerMessage, { type: 'enrolled' }>>({ type: 'enroll', sshKey }), closed]);
+  } finally {
+    channel.close('enrolled');
+  }
+  await installBackupKey(opts.authorizedKeys, reply.sftpKey);
+  const enrollment: Enrollment = {
+    name: reply.name,
+    url: tok.url,
+    controllerKey: encodePublicKey(tok.controllerKey),
+    tunnel: reply.tunnel,
+    sshdPort: opts.sshdPort,
+    authorizedKeys: opts.authorizedKeys,
+    enrolledAt: Date.now(),
+  };
+  await saveEnrollment(opts.paths, enrollment);
+  return enrollment;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

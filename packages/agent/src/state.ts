@@ -1,0 +1,96 @@
+import { mkdir, readFile, chmod, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import {
+  decodePublicKey,
+  encodePublicKey,
+  generateIdentity,
+  parseIdentity,
+  serializeIdentity,
+  writeFileAtomic,
+  type IdentityKeys,
+} from '@borgpull/protocol';
+import { AgentError } from './errors.js';
+
+export const DEFAULT_AGENT_STATE_DIR = '/var/lib/borgpull-agent';
+
+export interface TunnelSettings {
+  readonly sshHost: string;
+  readonly sshPort: number;
+  readonly user: string;
+  readonly port: number;
+  readonly hostKey: string;
+}
+
+/** What enrollment pinned: who the controller is and where to reach it. */
+export interface Enrollment {
+  readonly name: string;
+  readonly url: string;
+  readonly controllerKey: string;
+  readonly tunnel: TunnelSettings;
+  /** Port of this machine's own sshd that the tunnel forwards to. */
+  readonly sshdPort: number;
+  /** authorized_keys file that holds the controller's SFTP key. */
+  readonly authorizedKeys: string;
+  readonly enrolledAt: number;
+}
+
+export function agentPaths(stateDir: string) {
+  return {
+    root: stateDir,
+    identity: join(stateDir, 'identity.json'),
+    enrollment: join(stateDir, 'enrollment.json'),
+    sshKey: join(stateDir, 'id_ed25519'),
+    knownHosts: join(stateDir, 'known_hosts'),
+  };
+}
+export type AgentPaths = ReturnType<typeof agentPaths>;
+
+export async function ensureStateDir(p: AgentPaths): Promise<void> {
+  await mkdir(p.root, { recursive: true, mode: 0o700 });
+  await chmod(p.root, 0o700);
+}
+
+export async function loadOrCreateIdentity(p: AgentPaths): Promise<IdentityKeys> {
+  try {
+    return parseIdentity(await readFile(p.identity, 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new AgentError('E_STATE_IDENTITY', `cannot read ${p.identity}: ${(err as Error).message}`);
+  }
+  const id = generateIdentity();
+  await writeFileAtomic(p.identity, serializeIdentity(id), 0o600);
+  return id;
+}
+
+export async function ensureSshKey(p: AgentPaths): Promise<string> {
+  try {
+    await stat(p.sshKey);
+  } catch {
+    await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'borgpull-agent', '-f', p.sshKey]);
+  }
+  return (await readFile(`${p.sshKey}.pub`, 'utf8')).trim();
+}
+
+export async function saveEnrollment(p: AgentPaths, e: Enrollment): Promise<void> {
+  await writeFileAtomic(p.enrollment, JSON.stringify(e, null, 2) + '\n', 0o600);
+}
+
+export async function loadEnrollment(p: AgentPaths): Promise<{ enrollment: Enrollment; identity: IdentityKeys; controllerKey: Uint8Array }> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(p.enrollment, 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new AgentError('E_CONFIG_NOT_ENROLLED', `this agent is not enrolled (no ${p.enrollment}): run 'agent enroll TOKEN' first (or pass --state-dir)`);
+    }
+    throw new AgentError('E_CONFIG_INVALID', `cannot read ${p.enrollment}: ${(err as Error).message}`);
+  }
+  const e = raw as Enrollment;
+  if (typeof e?.url !== 'string' || typeof e.controllerKey !== 'string' || typeof e.tunnel !== 'object') {
+    throw new AgentError('E_CONFIG_INVALID', `${p.enrollment} is damaged: enroll again`);
+  }
+  const identity = parseIdentity(await readFile(p.identity, 'utf8'));
+  return { enrollment: e, identity, controllerKey: decodePublicKey(e.controllerKey) };
+}
+
+export { encodePublicKey };

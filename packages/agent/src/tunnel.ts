@@ -1,0 +1,130 @@
+import { writeFile } from 'node:fs/promises';
+import { execa, type ResultPromise } from 'execa';
+import type { Logger } from 'pino';
+import { AgentError } from './errors.js';
+import type { AgentPaths } from './state.js';
+
+export interface TunnelOrder {
+  readonly port: number;
+  readonly sshHost: string;
+  readonly sshPort: number;
+  readonly user: string;
+  /** The backup server's sshd host key, received over the authenticated session. */
+  readonly hostKey: string;
+}
+
+export type TunnelState = 'idle' | 'opening' | 'open' | 'closing';
+
+const HOST_ALIAS = 'borgpull-server';
+const OPEN_TIMEOUT_MS = 20_000;
+
+/**
+ * One reverse tunnel at a time: `ssh -N -R 127.0.0.1:PORT:127.0.0.1:SSHD` to
+ * the backup server, host key pinned. It restarts nothing on its own: if ssh
+ * exits, `onClosed` reports it and the controller decides.
+ */
+export class Tunnel {
+  state: TunnelState = 'idle';
+  private proc?: ResultPromise;
+  onClosed: (port: number, reason: string) => void = () => undefined;
+
+  constructor(
+    private readonly paths: AgentPaths,
+    private readonly sshdPort: number,
+    private readonly log: Logger,
+  ) {}
+
+  async open(order: TunnelOrder): Promise<void> {
+    if (this.state === 'open' || this.state === 'opening') await this.close('replaced by a new tunnel order');
+    this.state = 'opening';
+    await writeFile(this.paths.knownHosts, `${HOST_ALIAS} ${order.hostKey}\n`, { mode: 0o600 });
+    const args = [
+      '-N',
+      '-v',
+      '-F', '/dev/null',
+      '-R', `127.0.0.1:${order.port}:127.0.0.1:${this.sshdPort}`,
+      '-p', String(order.sshPort),
+      '-i', this.paths.sshKey,
+      '-o', 'IdentitiesOnly=yes',
+      '-o', 'ExitOnForwardFailure=yes',
+      '-o', 'ServerAliveInterval=15',
+      '-o', 'ServerAliveCountMax=3',
+      '-o', 'BatchMode=yes',
+      '-o', 'StrictHostKeyChecking=yes',
+      '-o', `UserKnownHostsFile=${this.paths.knownHosts}`,
+      '-o', 'GlobalKnownHostsFile=/dev/null',
+      '-o', `HostKeyAlias=${HOST_ALIAS}`,
+      '-o', 'ConnectTimeout=15',
+      `${order.user}@${order.sshHost}`,
+    ];
+    const proc = execa('ssh', args, { stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', buffer: false, reject: false, forceKillAfterDelay: 2000 });
+    this.proc = proc;
+    const log = this.log.child({ component: 'tunnel', port: order.port });
+    let tail = '';
+    await new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const timer = setTimeout(() => finish(new AgentError('E_TUNNEL_TIMEOUT', `ssh did not set up the forward within ${OPEN_TIMEOUT_MS / 1000}s`)), OPEN_TIMEOUT_MS);
+      const finish = (err?: Error): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (err) {
+          proc.kill('SIGTERM');
+          reject(err);
+        } else resolve();
+      };
+      proc.stderr?.setEncoding('utf8');
+      proc.stderr?.on('data', (chunk: string) => {
+        tail = (tail + chunk).slice(-4000);
+        if (/remote forward success for: listen 127\.0\.0\.1:\d+/.test(tail)) finish();
+      });
+      void proc.then((res) => {
+        const reason = explain(res.exitCode, tail);
+        if (!settled) {
+          finish(new AgentError('E_TUNNEL_FAILED', reason));
+          return;
+        }
+        if (this.proc === proc) {
+          this.proc = undefined;
+          const wasOpen = this.state === 'open';
+          this.state = 'idle';
+          if (wasOpen) {
+            log.warn({ exitCode: res.exitCode, reason }, 'tunnel closed');
+            this.onClosed(order.port, reason);
+          }
+        }
+      });
+    });
+    this.state = 'open';
+    log.info({ server: `${order.sshHost}:${order.sshPort}` }, 'tunnel open');
+  }
+
+  async close(reason: string): Promise<void> {
+    const proc = this.proc;
+    if (!proc) {
+      this.state = 'idle';
+      return;
+    }
+    this.state = 'closing';
+    this.proc = undefined;
+    proc.kill('SIGTERM');
+    await proc;
+    this.state = 'idle';
+    this.log.info({ reason }, 'tunnel closed on order');
+  }
+}
+
+function explain(exitCode: number | undefined, stderr: string): string {
+  const lines = stderr
+    .split('\n')
+    .filter((l) => l && !l.startsWith('debug') && !l.startsWith('OpenSSH_') && !l.startsWith('Transferred'));
+  const last = lines.slice(-3).join('; ').trim();
+  if (/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/.test(stderr)) {
+    return "the backup server's ssh host key does not match the pinned one";
+  }
+  if (/remote port forwarding failed|Error: remote port forwarding/.test(stderr)) {
+    return 'the server refused the port forward (port taken, or not allowed for this key)';
+  }
+  if (/Permission denied/.test(stderr)) return 'the server refused our ssh key (was this agent revoked?)';
+  return `ssh exited with ${exitCode ?? 'a signal'}${last ? `: ${last}` : ''}`;
+}

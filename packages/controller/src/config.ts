@@ -1,0 +1,148 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from '@borgpull/protocol';
+import { ControllerError } from './errors.js';
+
+export const DEFAULT_STATE_DIR = '/var/lib/borgpull';
+
+export type Isolation = 'namespace' | 'chroot';
+
+export interface AgentSettings {
+  readonly exclude: readonly string[];
+  readonly isolation?: Isolation;
+}
+
+export interface ControllerConfig {
+  /** What agents dial, e.g. ws://backup.example.net:7400 */
+  readonly url: string;
+  /** host:port the daemon listens on. */
+  readonly listen: string;
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  /** The sshd that agents open their reverse tunnels to. */
+  readonly sshHost: string;
+  readonly sshPort: number;
+  readonly tunnelUser: string;
+  /** Public host key of that sshd, pinned by every agent. */
+  readonly sshHostKeyFile: string;
+  /** First port handed out to agents for their reverse tunnels. */
+  readonly tunnelPortBase: number;
+  /** How many agents are backed up at once. */
+  readonly parallel: number;
+  readonly isolation: Isolation;
+  /** Excludes for every agent (borg patterns, relative to the client's /). */
+  readonly exclude: readonly string[];
+  readonly agents: Readonly<Record<string, AgentSettings>>;
+}
+
+export function configPath(stateDir: string): string {
+  return join(stateDir, 'config.json');
+}
+
+function bad(field: string, what: string): never {
+  throw new ControllerError('E_CONFIG_INVALID', `config: ${field} ${what}`);
+}
+
+function str(o: Record<string, unknown>, k: string, dflt?: string): string {
+  const v = o[k] ?? dflt;
+  if (typeof v !== 'string' || v.length === 0 || v.length > 1024) bad(k, 'must be a non-empty string');
+  return v;
+}
+
+function optStr(o: Record<string, unknown>, k: string): string | undefined {
+  return o[k] === undefined ? undefined : str(o, k);
+}
+
+function int(o: Record<string, unknown>, k: string, dflt: number, min: number, max: number): number {
+  const v = o[k] ?? dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) bad(k, `must be an integer in ${min}..${max}`);
+  return v;
+}
+
+function strList(v: unknown, field: string): string[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' || x.length === 0 || x.length > 4096)) {
+    bad(field, 'must be a list of non-empty strings');
+  }
+  return [...(v as string[])];
+}
+
+function isolation(v: unknown, field: string): Isolation {
+  if (v === 'namespace' || v === 'chroot') return v;
+  return bad(field, "must be 'namespace' or 'chroot'");
+}
+
+export function parseUrl(url: string): URL {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new ControllerError('E_CONFIG_URL', `not a URL: ${url} (expected ws://HOST:PORT or wss://HOST:PORT)`);
+  }
+  if (u.protocol !== 'ws:' && u.protocol !== 'wss:') {
+    throw new ControllerError('E_CONFIG_URL', `URL must start with ws:// or wss://, got ${url}`);
+  }
+  return u;
+}
+
+/** Validates a decoded config.json like a wire message: known fields only, bounded, then frozen. */
+export function validateConfig(raw: unknown): ControllerConfig {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) bad('file', 'must hold a JSON object');
+  const o = raw as Record<string, unknown>;
+  const url = str(o, 'url');
+  const u = parseUrl(url);
+  const agentsRaw = o['agents'] ?? {};
+  if (typeof agentsRaw !== 'object' || agentsRaw === null || Array.isArray(agentsRaw)) bad('agents', 'must be an object');
+  const agents: Record<string, AgentSettings> = {};
+  for (const [name, v] of Object.entries(agentsRaw as Record<string, unknown>)) {
+    if (typeof v !== 'object' || v === null) bad(`agents.${name}`, 'must be an object');
+    const a = v as Record<string, unknown>;
+    agents[name] = Object.freeze({
+      exclude: Object.freeze(strList(a['exclude'], `agents.${name}.exclude`)),
+      ...(a['isolation'] === undefined ? {} : { isolation: isolation(a['isolation'], `agents.${name}.isolation`) }),
+    });
+  }
+  const cfg: ControllerConfig = {
+    url,
+    listen: str(o, 'listen', `${u.hostname}:${u.port || (u.protocol === 'wss:' ? '443' : '80')}`),
+    tlsCert: optStr(o, 'tlsCert'),
+    tlsKey: optStr(o, 'tlsKey'),
+    sshHost: str(o, 'sshHost', u.hostname),
+    sshPort: int(o, 'sshPort', 22, 1, 65535),
+    tunnelUser: str(o, 'tunnelUser', 'borgpull'),
+    sshHostKeyFile: str(o, 'sshHostKeyFile', '/etc/ssh/ssh_host_ed25519_key.pub'),
+    tunnelPortBase: int(o, 'tunnelPortBase', 40000, 1024, 65000),
+    parallel: int(o, 'parallel', 4, 1, 256),
+    isolation: isolation(o['isolation'] ?? 'namespace', 'isolation'),
+    exclude: Object.freeze(strList(o['exclude'], 'exclude')),
+    agents: Object.freeze(agents),
+  };
+  if (cfg.tlsCert !== undefined && cfg.tlsKey === undefined) bad('tlsKey', 'is required with tlsCert');
+  return Object.freeze(cfg);
+}
+
+export async function loadConfig(stateDir: string): Promise<ControllerConfig> {
+  let text: string;
+  try {
+    text = await readFile(configPath(stateDir), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new ControllerError(
+        'E_CONFIG_MISSING',
+        `no controller state in ${stateDir}: run 'controller init --url ws://HOST:PORT' first (or pass --state-dir)`,
+      );
+    }
+    throw new ControllerError('E_CONFIG_READ', `cannot read ${configPath(stateDir)}: ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new ControllerError('E_CONFIG_INVALID', `${configPath(stateDir)} is not valid JSON`);
+  }
+  return validateConfig(raw);
+}
+
+export async function saveConfig(stateDir: string, cfg: ControllerConfig): Promise<void> {
+  await writeFileAtomic(configPath(stateDir), JSON.stringify(cfg, null, 2) + '\n', 0o600);
+}

@@ -1,0 +1,244 @@
+import type { Logger } from 'pino';
+import {
+  BorgpullError,
+  createToken,
+  encodePublicKey,
+  verifyTokenProof,
+  type AgentCheck,
+  type AgentMessage,
+  type Channel,
+  type ControllerMessage,
+  type IdentityKeys,
+} from '@borgpull/protocol';
+import { AdminServer, adminSocketPath, type AdminHandler } from './admin-socket.js';
+import type { AgentLink } from './agent-link.js';
+import { AgentServer } from './agent-server.js';
+import { loadConfig, type ControllerConfig } from './config.js';
+import { ControllerError } from './errors.js';
+import { Registry, checkAgentName } from './registry.js';
+import { loadIdentity, readSshPublicKey, statePaths, type StatePaths } from './state.js';
+import { checkSshPublicKey, readHostKey, writeTunnelKeys } from './tunnel-keys.js';
+
+export type DaemonState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+export const TOKEN_TTL_MS = 60 * 60 * 1000;
+
+export interface AgentView {
+  name: string;
+  connected: boolean;
+  since: number | null;
+  lastSeen: number | null;
+  address: string | null;
+  version: string | null;
+  port: number;
+  revoked: boolean;
+}
+
+/** The controller daemon: agent registry, agent connections, admin socket. */
+export class ControllerDaemon {
+  state: DaemonState = 'created';
+  readonly paths: StatePaths;
+  config!: ControllerConfig;
+  identity!: IdentityKeys;
+  registry!: Registry;
+  private agentServer?: AgentServer;
+  private admin?: AdminServer;
+  readonly links = new Map<string, AgentLink>();
+  private readonly extraHandlers: Record<string, AdminHandler> = {};
+  private readonly stopHooks: Array<(reason: string) => Promise<void>> = [];
+
+  constructor(
+    stateDir: string,
+    private readonly log: Logger,
+  ) {
+    this.paths = statePaths(stateDir);
+  }
+
+  private transition(next: DaemonState): void {
+    this.log.info({ from: this.state, to: next }, 'controller state');
+    this.state = next;
+  }
+
+  /** Lets feature modules (backups, restores) add admin commands and shutdown steps. */
+  addAdminHandlers(handlers: Record<string, AdminHandler>): void {
+    Object.assign(this.extraHandlers, handlers);
+  }
+
+  onStop(hook: (reason: string) => Promise<void>): void {
+    this.stopHooks.push(hook);
+  }
+
+  async start(): Promise<{ host: string; port: number }> {
+    this.transition('starting');
+    this.config = await loadConfig(this.paths.root);
+    this.identity = await loadIdentity(this.paths);
+    this.registry = await Registry.open(this.paths.root);
+    await writeTunnelKeys(this.paths.tunnelAuthorizedKeys, this.registry.agents());
+    this.admin = new AdminServer(adminSocketPath(this.paths.root), { ...this.adminHandlers(), ...this.extraHandlers }, this.log.child({ component: 'admin' }));
+    await this.admin.start();
+    this.agentServer = new AgentServer({
+      listen: this.config.listen,
+      tlsCert: this.config.tlsCert,
+      tlsKey: this.config.tlsKey,
+      identity: this.identity,
+      checkAgent: this.checkAgent,
+      nameOf: (key) => {
+        const rec = this.registry.byKey(encodePublicKey(key));
+        if (!rec) throw new ControllerError('E_AUTH_UNKNOWN_KEY', 'unknown agent');
+        return rec.name;
+      },
+      onLink: (link) => this.addLink(link),
+      onEnrollment: (tokenId, key, software, channel, close) => void this.enroll(tokenId, key, software, channel, close),
+      log: this.log,
+    });
+    let bound;
+    try {
+      bound = await this.agentServer.start();
+    } catch (err) {
+      await this.admin.stop();
+      throw new ControllerError('E_CONFIG_LISTEN', `cannot listen on ${this.config.listen}: ${(err as Error).message}`, { cause: err });
+    }
+    this.transition('running');
+    return bound;
+  }
+
+  /** Stop accepting, let feature modules drain, close connections and sockets. Idempotent. */
+  async stop(reason: string): Promise<void> {
+    if (this.state === 'stopping' || this.state === 'stopped') return;
+    this.transition('stopping');
+    for (const hook of this.stopHooks) {
+      await hook(reason).catch((err: unknown) => this.log.error({ err }, 'shutdown step failed'));
+    }
+    await this.agentServer?.stop(reason);
+    await this.admin?.stop();
+    this.transition('stopped');
+  }
+
+  private readonly checkAgent: AgentCheck = (agentKey, enroll) => {
+    const key = encodePublicKey(agentKey);
+    if (this.registry.isRevokedKey(key)) throw new ControllerError('E_AUTH_REVOKED', 'this agent was revoked');
+    const rec = this.registry.byKey(key);
+    if (rec) return;
+    if (!enroll) throw new ControllerError('E_AUTH_UNKNOWN_KEY', 'unknown agent key: enroll first with a token');
+    const tok = this.registry.token(enroll.tokenId);
+    if (!tok) throw new ControllerError('E_AUTH_TOKEN', 'unknown enrollment token');
+    if (tok.usedAt !== undefined) throw new ControllerError('E_AUTH_TOKEN', 'enrollment token was already used');
+    if (tok.expiresAt <= Date.now()) throw new ControllerError('E_AUTH_TOKEN', 'enrollment token has expired');
+    if (!verifyTokenProof(tok.secretHash, enroll.proofInput, enroll.proof)) {
+      throw new ControllerError('E_AUTH_TOKEN', 'enrollment token proof is invalid (forged token)');
+    }
+  };
+
+  private async enroll(
+    tokenId: string,
+    agentKey: Uint8Array,
+    software: string,
+    channel: Channel<ControllerMessage, AgentMessage>,
+    close: () => void,
+  ): Promise<void> {
+    const log = this.log.child({ component: 'enroll', tokenId });
+    const timer = setTimeout(() => {
+      log.warn({ code: 'E_PROTO_TIMEOUT' }, 'enrolling agent sent nothing, closing');
+      close();
+    }, 30_000);
+    channel.onMessage = (msg) => {
+      if (msg.type !== 'enroll') {
+        log.warn({ code: 'E_PROTO_UNEXPECTED', type: msg.type }, 'unexpected message during enrollment');
+        clearTimeout(timer);
+        close();
+        return;
+      }
+      clearTimeout(timer);
+      void (async () => {
+        try {
+          const tok = this.registry.token(tokenId);
+          if (!tok) throw new ControllerError('E_AUTH_TOKEN', 'unknown enrollment token');
+          const sshKey = checkSshPublicKey(msg.sshKey);
+          const hostKey = await readHostKey(this.config.sshHostKeyFile);
+          const rec = await this.registry.enroll(
+            tokenId,
+            { name: tok.name, publicKey: encodePublicKey(agentKey), enrolledAt: Date.now(), sshKey, software },
+            this.config.tunnelPortBase,
+          );
+          await writeTunnelKeys(this.paths.tunnelAuthorizedKeys, this.registry.agents());
+          channel.reply({
+            type: 'enrolled',
+            id: msg.id,
+            name: rec.name,
+            tunnel: { sshHost: this.config.sshHost, sshPort: this.config.sshPort, user: this.config.tunnelUser, port: rec.port, hostKey },
+            sftpKey: await readSshPublicKey(this.paths),
+          });
+          log.info({ agentId: rec.name, port: rec.port }, 'agent enrolled');
+        } catch (err) {
+          const code = err instanceof BorgpullError ? err.code : 'E_INTERNAL';
+          log.warn({ code, reason: (err as Error).message }, 'enrollment failed');
+          channel.reply({ type: 'error', id: msg.id, code, message: (err as Error).message });
+        }
+      })();
+    };
+  }
+
+  private addLink(link: AgentLink): void {
+    const old = this.links.get(link.name);
+    if (old) {
+      this.log.info({ agentId: link.name }, 'agent reconnected, closing its previous connection');
+      old.close(1000, 'replaced by a newer connection');
+    }
+    this.links.set(link.name, link);
+    this.log.info({ agentId: link.name, address: link.address, software: link.software }, 'agent connected');
+    void this.registry.touch(link.name, { lastSeen: Date.now(), lastAddress: link.address, software: link.software });
+    link.onClose((reason) => {
+      if (this.links.get(link.name) === link) this.links.delete(link.name);
+      this.log.info({ agentId: link.name, reason }, 'agent disconnected');
+      void this.registry.touch(link.name, { lastSeen: link.lastSeen });
+    });
+  }
+
+  /** The live connection to an agent, or a clear error. */
+  link(name: string): AgentLink {
+    const rec = this.registry.get(name);
+    if (!rec) throw new ControllerError('E_AGENT_UNKNOWN', `no agent named '${name}' (see 'controller agents')`);
+    if (rec.revokedAt !== undefined) throw new ControllerError('E_AGENT_REVOKED', `agent '${name}' was revoked`);
+    const l = this.links.get(name);
+    if (!l || l.state !== 'open') throw new ControllerError('E_AGENT_OFFLINE', `agent '${name}' is not connected`);
+    return l;
+  }
+
+  agentViews(): AgentView[] {
+    return this.registry.agents().map((a) => {
+      const l = this.links.get(a.name);
+      return {
+        name: a.name,
+        connected: l?.state === 'open',
+        since: l ? l.connectedAt : null,
+        lastSeen: l ? l.lastSeen : (a.lastSeen ?? null),
+        address: l ? l.address : (a.lastAddress ?? null),
+        version: l ? l.software : (a.software ?? null),
+        port: a.port,
+        revoked: a.revokedAt !== undefined,
+      };
+    });
+  }
+
+  private adminHandlers(): Record<string, AdminHandler> {
+    return {
+      token: async (args) => {
+        const name = checkAgentName(String(args['name'] ?? ''));
+        const ttlMs = typeof args['ttlMs'] === 'number' ? args['ttlMs'] : TOKEN_TTL_MS;
+        const { token, record } = createToken({ url: this.config.url, controllerKey: this.identity.publicKey, name, ttlMs });
+        await this.registry.addToken(record);
+        this.log.info({ agentId: name, tokenId: record.id, expiresAt: record.expiresAt }, 'enrollment token issued');
+        return { token, expiresAt: record.expiresAt };
+      },
+      agents: async () => this.agentViews(),
+      revoke: async (args) => {
+        const name = String(args['name'] ?? '');
+        const rec = await this.registry.revoke(name);
+        await writeTunnelKeys(this.paths.tunnelAuthorizedKeys, this.registry.agents());
+        this.links.get(name)?.close(1008, 'E_AUTH_REVOKED');
+        this.log.warn({ agentId: name }, 'agent revoked');
+        return { name: rec.name, revokedAt: rec.revokedAt };
+      },
+    };
+  }
+}

@@ -1,0 +1,72 @@
+import { stat } from 'node:fs/promises';
+import { encodePublicKey, keyFingerprint } from '@borgpull/protocol';
+import { parse, stateDirOf, UsageError, type Io } from './cli.js';
+import { configPath, parseUrl, saveConfig, validateConfig } from './config.js';
+import { ControllerError } from './errors.js';
+import { createIdentity, createStateDirs, ensureSshKey, statePaths } from './state.js';
+
+/** `controller init`: state directory, identity keys, ssh key and config. */
+export async function initController(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    url: { type: 'string' },
+    listen: { type: 'string' },
+    'ssh-host': { type: 'string' },
+    'ssh-port': { type: 'string' },
+    'tunnel-user': { type: 'string' },
+    'ssh-host-key': { type: 'string' },
+    'tunnel-port-base': { type: 'string' },
+    parallel: { type: 'string' },
+    isolation: { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+  });
+  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const url = values['url'];
+  if (typeof url !== 'string') throw new UsageError('controller init needs --url ws://HOST:PORT (the address agents dial)');
+  parseUrl(url);
+  const stateDir = stateDirOf(values);
+  const p = statePaths(stateDir);
+  if (await exists(configPath(stateDir))) {
+    throw new ControllerError('E_STATE_EXISTS', `${stateDir} is already initialized (config.json exists); edit it or pick another --state-dir`);
+  }
+  const num = (k: string): number | undefined => {
+    const v = values[k];
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n)) throw new UsageError(`--${k} must be a whole number`);
+    return n;
+  };
+  const raw: Record<string, unknown> = {
+    url,
+    listen: values['listen'],
+    sshHost: values['ssh-host'],
+    sshPort: num('ssh-port'),
+    tunnelUser: values['tunnel-user'],
+    sshHostKeyFile: values['ssh-host-key'],
+    tunnelPortBase: num('tunnel-port-base'),
+    parallel: num('parallel'),
+    isolation: values['isolation'],
+    tlsCert: values['tls-cert'],
+    tlsKey: values['tls-key'],
+  };
+  for (const k of Object.keys(raw)) if (raw[k] === undefined) delete raw[k];
+  const cfg = validateConfig(raw);
+  await createStateDirs(p);
+  const id = await createIdentity(p);
+  await ensureSshKey(p);
+  await saveConfig(stateDir, cfg);
+  io.out(`initialized ${stateDir}`);
+  io.out(`controller key ${encodePublicKey(id.publicKey)} (fingerprint ${keyFingerprint(id.publicKey)})`);
+  io.out(`agents dial ${cfg.url}; tunnels go to ${cfg.tunnelUser}@${cfg.sshHost}:${cfg.sshPort}`);
+  io.out(`next: 'controller serve', then 'controller token NAME' for each client`);
+  return 0;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

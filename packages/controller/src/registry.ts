@@ -1,0 +1,145 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic, type TokenRecord } from '@borgpull/protocol';
+import { ControllerError } from './errors.js';
+
+export interface AgentRecord {
+  readonly name: string;
+  /** 'bp-ed25519:...' */
+  readonly publicKey: string;
+  readonly enrolledAt: number;
+  /** Stable port of this agent's reverse tunnel on the server's loopback. */
+  readonly port: number;
+  /** The agent's ssh public key, allowed to forward exactly `port`. */
+  readonly sshKey: string;
+  readonly revokedAt?: number;
+  readonly lastSeen?: number;
+  readonly lastAddress?: string;
+  readonly software?: string;
+}
+
+export interface StoredToken extends TokenRecord {
+  readonly usedAt?: number;
+}
+
+interface RegistryFile {
+  agents: Record<string, AgentRecord>;
+  tokens: StoredToken[];
+  /** Keys cut off for good, even if their agent's name is enrolled again. */
+  revokedKeys: string[];
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+export function checkAgentName(name: string): string {
+  if (!NAME_RE.test(name)) {
+    throw new ControllerError(
+      'E_CONFIG_NAME',
+      `invalid agent name '${name}': use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+    );
+  }
+  return name;
+}
+
+/**
+ * The agent registry and enrollment tokens: one JSON file, written atomically,
+ * one write at a time. Only the daemon writes it.
+ */
+export class Registry {
+  private data: RegistryFile = { agents: {}, tokens: [], revokedKeys: [] };
+  private writing: Promise<void> = Promise.resolve();
+
+  private constructor(private readonly path: string) {}
+
+  static async open(stateDir: string): Promise<Registry> {
+    const reg = new Registry(join(stateDir, 'registry.json'));
+    try {
+      const raw = JSON.parse(await readFile(reg.path, 'utf8')) as Partial<RegistryFile>;
+      reg.data = { agents: raw.agents ?? {}, tokens: raw.tokens ?? [], revokedKeys: raw.revokedKeys ?? [] };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new ControllerError('E_STATE_READ', `cannot read ${reg.path}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    return reg;
+  }
+
+  agents(): AgentRecord[] {
+    return Object.values(this.data.agents).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  get(name: string): AgentRecord | undefined {
+    return Object.hasOwn(this.data.agents, name) ? this.data.agents[name] : undefined;
+  }
+
+  byKey(publicKey: string): AgentRecord | undefined {
+    return Object.values(this.data.agents).find((a) => a.publicKey === publicKey);
+  }
+
+  isRevokedKey(publicKey: string): boolean {
+    return this.data.revokedKeys.includes(publicKey);
+  }
+
+  token(id: string): StoredToken | undefined {
+    return this.data.tokens.find((t) => t.id === id);
+  }
+
+  async addToken(rec: TokenRecord): Promise<void> {
+    const existing = this.get(rec.name);
+    if (existing && existing.revokedAt === undefined) {
+      throw new ControllerError(
+        'E_CONFIG_NAME_TAKEN',
+        `agent '${rec.name}' is already enrolled; revoke it first ('controller agents revoke ${rec.name}') to enroll that name again`,
+      );
+    }
+    const now = Date.now();
+    // Drop tokens that can no longer be used.
+    this.data.tokens = this.data.tokens.filter((t) => t.usedAt === undefined && t.expiresAt > now);
+    this.data.tokens.push(rec);
+    await this.save();
+  }
+
+  /** Marks a token used and records the agent. Fails if the token was used meanwhile. */
+  async enroll(tokenId: string, agent: Omit<AgentRecord, 'port'>, portBase: number): Promise<AgentRecord> {
+    const tok = this.token(tokenId);
+    if (!tok || tok.usedAt !== undefined) throw new ControllerError('E_AUTH_TOKEN', 'enrollment token was already used');
+    const previous = this.get(agent.name);
+    const port = previous?.port ?? this.freePort(portBase);
+    const rec: AgentRecord = { ...agent, port };
+    this.data.tokens = this.data.tokens.map((t) => (t.id === tokenId ? { ...t, usedAt: Date.now() } : t));
+    this.data.agents[agent.name] = rec;
+    await this.save();
+    return rec;
+  }
+
+  async revoke(name: string): Promise<AgentRecord> {
+    const rec = this.get(name);
+    if (!rec) throw new ControllerError('E_AGENT_UNKNOWN', `no agent named '${name}' (see 'controller agents')`);
+    const revoked: AgentRecord = { ...rec, revokedAt: rec.revokedAt ?? Date.now() };
+    this.data.agents[name] = revoked;
+    if (!this.data.revokedKeys.includes(rec.publicKey)) this.data.revokedKeys.push(rec.publicKey);
+    await this.save();
+    return revoked;
+  }
+
+  /** Updates what we know of a connection; persisted lazily by the caller's next save. */
+  async touch(name: string, seen: { lastSeen: number; lastAddress?: string; software?: string }): Promise<void> {
+    const rec = this.get(name);
+    if (!rec) return;
+    this.data.agents[name] = { ...rec, ...seen };
+    await this.save();
+  }
+
+  private freePort(base: number): number {
+    const used = new Set(Object.values(this.data.agents).map((a) => a.port));
+    let p = base;
+    while (used.has(p)) p++;
+    return p;
+  }
+
+  private save(): Promise<void> {
+    const snapshot = JSON.stringify(this.data, null, 2) + '\n';
+    this.writing = this.writing.catch(() => undefined).then(() => writeFileAtomic(this.path, snapshot, 0o600));
+    return this.writing;
+  }
+}

@@ -1,0 +1,75 @@
+import { mkdir, readFile, chmod, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { generateIdentity, parseIdentity, serializeIdentity, writeFileAtomic, type IdentityKeys } from '@borgpull/protocol';
+import { ControllerError } from './errors.js';
+
+/** Every path in the controller's state directory, in one place. */
+export function statePaths(stateDir: string) {
+  return {
+    root: stateDir,
+    identity: join(stateDir, 'identity.json'),
+    sshDir: join(stateDir, 'ssh'),
+    sshKey: join(stateDir, 'ssh', 'id_ed25519'),
+    knownHosts: (agent: string) => join(stateDir, 'ssh', `known_hosts.${agent}`),
+    tunnelDir: join(stateDir, 'tunnel'),
+    tunnelAuthorizedKeys: join(stateDir, 'tunnel', 'authorized_keys'),
+    reposDir: join(stateDir, 'repos'),
+    repo: (agent: string) => join(stateDir, 'repos', agent),
+    secretsDir: join(stateDir, 'secrets'),
+    passphrase: (agent: string) => join(stateDir, 'secrets', `${agent}.passphrase`),
+    mountsDir: join(stateDir, 'mnt'),
+    mountpoint: (agent: string) => join(stateDir, 'mnt', agent),
+    borgBase: join(stateDir, 'borg'),
+    jobsDir: join(stateDir, 'jobs'),
+    jobs: join(stateDir, 'jobs.json'),
+  };
+}
+export type StatePaths = ReturnType<typeof statePaths>;
+
+/**
+ * Creates the state directory tree. The root is 0711 so that sshd, reading the
+ * tunnel user's authorized_keys as that user, can reach tunnel/ (0755) and
+ * nothing else; every secret lives in a 0700 directory or a 0600 file.
+ */
+export async function createStateDirs(p: StatePaths): Promise<void> {
+  await mkdir(p.root, { recursive: true, mode: 0o711 });
+  await chmod(p.root, 0o711);
+  for (const d of [p.sshDir, p.reposDir, p.secretsDir, p.mountsDir, p.borgBase, p.jobsDir]) {
+    await mkdir(d, { recursive: true, mode: 0o700 });
+    await chmod(d, 0o700);
+  }
+  await mkdir(p.tunnelDir, { recursive: true, mode: 0o755 });
+  await chmod(p.tunnelDir, 0o755);
+}
+
+export async function createIdentity(p: StatePaths): Promise<IdentityKeys> {
+  const id = generateIdentity();
+  await writeFileAtomic(p.identity, serializeIdentity(id), 0o600);
+  return id;
+}
+
+export async function loadIdentity(p: StatePaths): Promise<IdentityKeys> {
+  try {
+    return parseIdentity(await readFile(p.identity, 'utf8'));
+  } catch (err) {
+    throw new ControllerError('E_STATE_IDENTITY', `cannot load the controller identity from ${p.identity}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}
+
+/** The controller's ssh key, used by sshfs to log in to clients through their tunnels. */
+export async function ensureSshKey(p: StatePaths): Promise<void> {
+  try {
+    await stat(p.sshKey);
+    return;
+  } catch {
+    /* create below */
+  }
+  await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'borgpull-controller', '-f', p.sshKey]);
+}
+
+export async function readSshPublicKey(p: StatePaths): Promise<string> {
+  return (await readFile(`${p.sshKey}.pub`, 'utf8')).trim();
+}

@@ -1,0 +1,220 @@
+/**
+ * Wire message types. One frame = one msgpack map with a string `type`;
+ * requests and their replies carry a numeric `id` (uint32).
+ * Within a protocol version only optional fields are ever added.
+ */
+
+export const PROTOCOL_VERSION = 1;
+
+// ---- handshake (plaintext, before the session is keyed) ----
+
+/** agent -> controller, first frame. */
+export interface HelloMessage {
+  type: 'hello';
+  v: number;
+  /** agent's ed25519 identity public key (32 bytes) */
+  agentKey: Uint8Array;
+  /** agent's ephemeral x25519 public key (32 bytes) */
+  eph: Uint8Array;
+  /** 32 random bytes */
+  nonce: Uint8Array;
+  /** agent software version */
+  software: string;
+  /** present only when enrolling with a token */
+  enroll?: { tokenId: string; proof: Uint8Array };
+}
+
+/** controller -> agent. */
+export interface WelcomeMessage {
+  type: 'welcome';
+  v: number;
+  controllerKey: Uint8Array;
+  eph: Uint8Array;
+  nonce: Uint8Array;
+  /** 64-byte ed25519 signature, see handshake.ts */
+  sig: Uint8Array;
+}
+
+/** agent -> controller. */
+export interface AuthMessage {
+  type: 'auth';
+  sig: Uint8Array;
+}
+
+/** either direction during the handshake; the sender then closes. */
+export interface HandshakeErrorMessage {
+  type: 'error';
+  code: string;
+  message: string;
+}
+
+export type HandshakeMessage = HelloMessage | WelcomeMessage | AuthMessage | HandshakeErrorMessage;
+
+// ---- messages used in both directions ----
+
+/** Generic success reply. */
+export interface OkMessage {
+  type: 'ok';
+  id: number;
+}
+
+/** Error reply (with id) or unsolicited error (without). Never a stack. */
+export interface ErrorMessage {
+  type: 'error';
+  id?: number;
+  code: string;
+  message: string;
+}
+
+/** Flow-control grant: the sender may send `bytes` more data on `stream`. */
+export interface CreditMessage {
+  type: 'credit';
+  stream: number;
+  bytes: number;
+}
+
+// ---- controller -> agent ----
+
+export interface TunnelSpec {
+  sshHost: string;
+  sshPort: number;
+  user: string;
+  /** remote port on the backup server (ssh -R 127.0.0.1:port:127.0.0.1:22) */
+  port: number;
+  /** known_hosts key text, e.g. 'ssh-ed25519 AAAA...' */
+  hostKey: string;
+}
+
+export interface TunnelOpenMessage extends TunnelSpec {
+  type: 'tunnel.open';
+  id: number;
+}
+export interface TunnelCloseMessage {
+  type: 'tunnel.close';
+  id: number;
+}
+export interface IdentityGetMessage {
+  type: 'identity.get';
+  id: number;
+}
+export interface AccessGrantMessage {
+  type: 'access.grant';
+  id: number;
+  /** ssh public key line */
+  key: string;
+}
+export interface AccessRevokeMessage {
+  type: 'access.revoke';
+  id: number;
+}
+export interface RestoreBeginMessage {
+  type: 'restore.begin';
+  id: number;
+  stream: number;
+  target: string;
+  dryRun: boolean;
+  totalBytes?: number;
+}
+/** End of data; the agent replies with restore.result once tar exits. */
+export interface RestoreEndMessage {
+  type: 'restore.end';
+  id: number;
+  stream: number;
+  bytes: number;
+  sha256: Uint8Array;
+}
+/** Notification (no id). */
+export interface RestoreAbortMessage {
+  type: 'restore.abort';
+  stream: number;
+  reason: string;
+}
+/** Reply to the agent's enroll request. */
+export interface EnrolledMessage {
+  type: 'enrolled';
+  id: number;
+  name: string;
+  tunnel: TunnelSpec;
+  /** controller's ssh public key line (for the agent's root authorized_keys) */
+  sftpKey: string;
+}
+
+export type ControllerMessage =
+  | TunnelOpenMessage
+  | TunnelCloseMessage
+  | IdentityGetMessage
+  | AccessGrantMessage
+  | AccessRevokeMessage
+  | RestoreBeginMessage
+  | RestoreEndMessage
+  | RestoreAbortMessage
+  | EnrolledMessage
+  | OkMessage
+  | ErrorMessage
+  | CreditMessage;
+
+// ---- agent -> controller ----
+
+/** Sent once right after an enrollment handshake. */
+export interface EnrollMessage {
+  type: 'enroll';
+  id: number;
+  /** agent's ssh public key line (for the tunnel user's authorized_keys) */
+  sshKey: string;
+}
+export interface TunnelOpenedMessage {
+  type: 'tunnel.opened';
+  id: number;
+}
+/** Notification: the tunnel died by itself. */
+export interface TunnelClosedMessage {
+  type: 'tunnel.closed';
+  port: number;
+  reason: string;
+}
+export interface IdentityMessage {
+  type: 'identity';
+  id: number;
+  hostname: string;
+  passwd: string;
+  group: string;
+  /** /proc/self/mounts text */
+  mounts: string;
+}
+export interface RestoreResultMessage {
+  type: 'restore.result';
+  id: number;
+  stream: number;
+  ok: boolean;
+  bytes: number;
+  files: number;
+  sha256: Uint8Array;
+  tarExit: number | null;
+  stderr: string;
+}
+
+export type AgentMessage =
+  | EnrollMessage
+  | TunnelOpenedMessage
+  | TunnelClosedMessage
+  | IdentityMessage
+  | RestoreResultMessage
+  | OkMessage
+  | ErrorMessage
+  | CreditMessage;
+
+/** Message types that are replies to a request (matched by id). */
+export const REPLY_TYPES: ReadonlySet<string> = new Set([
+  'ok',
+  'error',
+  'enrolled',
+  'tunnel.opened',
+  'identity',
+  'restore.result',
+]);
+
+/** Omit that distributes over a union, so each variant keeps its own fields. */
+export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/** The request variants of a union (those carrying a mandatory id), without their id. */
+export type RequestOf<M extends { type: string }> = DistributiveOmit<Extract<M, { id: number }>, 'id'>;

@@ -1,0 +1,13 @@
+export { requireTools, findTool } from './tools.js';
+export { createServerHost, ServerHost, TUNNEL_UID } from './server-host.js';
+export type { ServerHostOptions, TunnelSshd, TunnelSshdOptions } from './server-host.js';
+export { createClientHost, ClientHost } from './client-host.js';
+export type { ClientHostOptions } from './client-host.js';
+export type { FileSpec } from './client-root.js';
+export type { ExecOptions, ExecResult, HostSubprocess, SpawnOptions } from './runner.js';
+export { cleanupAll } from './registry.js';
+export { assertNoLeftovers, findLeftovers } from './leftovers.js';
+export { generateSshKey, publicKeyOnly } from './ssh-keys.js';
+export { mountsUnder, readMounts, removeDirIfUnmounted } from './mounts.js';
+export { waitFor } from './wait.js';
+export { probeTcp } from './probe.js';

@@ -1,0 +1,67 @@
+import { lstat, readdir, rm, rmdir } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface MountEntry {
+  mountPoint: string;
+  fsType: string;
+  source: string;
+}
+
+const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+
+/** Mounts of the given process's mount namespace (default: our own = the host's). */
+export function readMounts(pid: number | 'self' = 'self'): MountEntry[] {
+  const out: MountEntry[] = [];
+  for (const line of readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n')) {
+    if (line === '') continue;
+    const [left, right] = line.split(' - ');
+    const mountPoint = left?.split(' ')[4];
+    const [fsType, source] = (right ?? '').split(' ');
+    if (mountPoint !== undefined) {
+      out.push({ mountPoint: unescape(mountPoint), fsType: fsType ?? '', source: unescape(source ?? '') });
+    }
+  }
+  return out;
+}
+
+/** Mounts at `dir` or anywhere below it. */
+export function mountsUnder(dir: string, pid: number | 'self' = 'self'): MountEntry[] {
+  const base = dir.replace(/\/+$/, '');
+  return readMounts(pid).filter((m) => m.mountPoint === base || m.mountPoint.startsWith(`${base}/`));
+}
+
+/** Recursive delete that refuses to descend into another device (a second line of defence). */
+async function removeTree(path: string, dev: number): Promise<void> {
+  const st = await lstat(path);
+  if (st.dev !== dev) throw new Error(`refusing to delete ${path}: it is on another device (a mount?)`);
+  if (st.isDirectory()) {
+    for (const name of await readdir(path)) await removeTree(join(path, name), dev);
+    await rmdir(path);
+  } else {
+    await rm(path, { force: true });
+  }
+}
+
+/**
+ * Remove a harness temp dir, but ONLY when nothing is mounted under it (in the
+ * host mount namespace). Returns problems instead of deleting when something is.
+ */
+export async function removeDirIfUnmounted(dir: string): Promise<string[]> {
+  const left = mountsUnder(dir);
+  if (left.length > 0) {
+    return left.map((m) => `still mounted: ${m.mountPoint} (${m.fsType} ${m.source}); NOT deleting ${dir}`);
+  }
+  let dev: number;
+  try {
+    dev = (await lstat(dir)).dev;
+  } catch {
+    return [];
+  }
+  try {
+    await removeTree(dir, dev);
+    return [];
+  } catch (err) {
+    return [`could not remove ${dir}: ${(err as Error).message}`];
+  }
+}
