@@ -11,3 +11,4 @@ export { generateSshKey, publicKeyOnly } from './ssh-keys.js';
 export { mountsUnder, readMounts, removeDirIfUnmounted } from './mounts.js';
 export { waitFor } from './wait.js';
 export { probeTcp } from './probe.js';
+export { SERVER_ADDRESS } from './netns.js';

@@ -3,8 +3,11 @@ import { cmdline, isAlive, nsInode } from './proc.js';
 import { readMounts } from './mounts.js';
 import { created } from './registry.js';
 
+/** sshfs mounts that existed before the harness loaded (other users of the machine): ignored. */
+const preexistingSshfs = new Set(readMounts().filter((m) => m.fsType === 'fuse.sshfs').map((m) => m.mountPoint));
+
 /**
- * Everything the harness may leave behind: fuse.sshfs mounts and mounts under
+ * Everything the harness may leave behind: fuse.sshfs mounts (new since load) and mounts under
  * harness dirs (host mount namespace), bpt-* network namespaces, harness temp
  * dirs, and live processes in a namespace the harness created or whose
  * command line names a harness dir. Empty = clean.
@@ -12,7 +15,7 @@ import { created } from './registry.js';
 export function findLeftovers(): string[] {
   const out: string[] = [];
   for (const m of readMounts()) {
-    if (m.fsType === 'fuse.sshfs') out.push(`sshfs mount: ${m.mountPoint} (${m.source})`);
+    if (m.fsType === 'fuse.sshfs' && !preexistingSshfs.has(m.mountPoint)) out.push(`sshfs mount: ${m.mountPoint} (${m.source})`);
     else if (/^\/run\/(bpt-|netns\/bpt-)/.test(m.mountPoint)) out.push(`mount: ${m.mountPoint} (${m.fsType})`);
   }
   if (existsSync('/run/netns')) {

@@ -1,6 +1,7 @@
 import { lstat, readdir, rm, rmdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { execa } from 'execa';
 
 export interface MountEntry {
   mountPoint: string;
@@ -45,12 +46,15 @@ async function removeTree(path: string, dev: number): Promise<void> {
 
 /**
  * Remove a harness temp dir, but ONLY when nothing is mounted under it (in the
- * host mount namespace). Returns problems instead of deleting when something is.
+ * host mount namespace). When something is, returns the problems, lazily
+ * detaches those mounts (see detachMounts) and leaves the dir in place.
  */
 export async function removeDirIfUnmounted(dir: string): Promise<string[]> {
   const left = mountsUnder(dir);
   if (left.length > 0) {
-    return left.map((m) => `still mounted: ${m.mountPoint} (${m.fsType} ${m.source}); NOT deleting ${dir}`);
+    const problems = left.map((m) => `still mounted: ${m.mountPoint} (${m.fsType} ${m.source}); NOT deleting ${dir}`);
+    await detachMounts(left);
+    return problems;
   }
   let dev: number;
   try {
@@ -63,5 +67,19 @@ export async function removeDirIfUnmounted(dir: string): Promise<string[]> {
     return [];
   } catch (err) {
     return [`could not remove ${dir}: ${(err as Error).message}`];
+  }
+}
+
+/**
+ * Lazily detach leaked mounts (deepest first) so later tests start clean.
+ * Never deletes anything; the caller still reports the leak.
+ */
+export async function detachMounts(list: MountEntry[]): Promise<void> {
+  const sorted = [...list].sort((a, b) => b.mountPoint.length - a.mountPoint.length);
+  for (const m of sorted) {
+    const cmd: [string, string[]] = m.fsType.startsWith('fuse')
+      ? ['fusermount3', ['-u', '-z', m.mountPoint]]
+      : ['umount', ['-l', m.mountPoint]];
+    await execa(cmd[0], cmd[1], { reject: false });
   }
 }

@@ -15,6 +15,9 @@ export function makeRootDir(path: string, mode = 0o755): void {
   created.dirs.add(path);
 }
 
+/** The server's address that every client can reach (on the server netns' lo). */
+export const SERVER_ADDRESS = '198.18.0.1';
+
 /** `ip netns add NAME`, lo up; returns the namespace inode. */
 export async function addNetns(name: string): Promise<number> {
   created.netnsNames.add(name);
@@ -49,6 +52,8 @@ export async function addVeth(serverNs: string, clientNs: string, n: number): Pr
   await execa('ip', ['-n', clientNs, 'addr', 'add', `${clientAddress}/30`, 'dev', 'eth0']);
   await execa('ip', ['-n', serverNs, 'link', 'set', serverIf, 'up']);
   await execa('ip', ['-n', clientNs, 'link', 'set', 'eth0', 'up']);
+  // Every client reaches the server's one public address through its own veth.
+  await execa('ip', ['-n', clientNs, 'route', 'add', `${SERVER_ADDRESS}/32`, 'via', serverAddress]);
   return { serverIf, serverAddress, clientAddress };
 }
 

@@ -1,7 +1,8 @@
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { execa } from 'execa';
 import { readLog } from './logs.js';
 import { isAbsolute, join } from 'node:path';
-import { addNetns, deleteNetns, makeRootDir, randomId } from './netns.js';
+import { addNetns, deleteNetns, makeRootDir, randomId, SERVER_ADDRESS } from './netns.js';
 import { isAlive, isListening, killAndWait, nsInode, pidsInNamespace } from './proc.js';
 import { removeDirIfUnmounted } from './mounts.js';
 import { killSyncHelper, register, unregister, type Stoppable } from './registry.js';
@@ -77,6 +78,7 @@ export class ServerHost implements Stoppable {
     makeRootDir(this.dir);
     mkdirSync(join(this.dir, 'logs'), { mode: 0o755 });
     this.netInode = await addNetns(this.netns);
+    await execa('ip', ['-n', this.netns, 'addr', 'add', `${SERVER_ADDRESS}/32`, 'dev', 'lo']);
     const holder = this.runner.spawnLogged(['sleep', 'infinity'], join(this.dir, 'logs', 'holder.log'));
     this.holderPid = holder.pid ?? 0;
     await waitFor('server netns holder', () => nsInode(this.holderPid, 'net') === this.netInode, {

@@ -17,7 +17,7 @@ export interface Parsed {
 const USAGE = `usage: agent <command> [options]
 
 commands:
-  enroll TOKEN [--sshd-port N] [--authorized-keys FILE] [--force]
+  enroll TOKEN [--sshd-port N] [--sshd-host-key FILE] [--authorized-keys FILE] [--force]
                  enroll this machine with the controller that issued TOKEN
   run            run the service: stay connected to the controller, obey its orders
   status [--json] show what this agent is enrolled to
@@ -62,6 +62,7 @@ export async function run(argv: string[]): Promise<number> {
       const { values, positionals } = parse(rest, {
         'sshd-port': { type: 'string' },
         'authorized-keys': { type: 'string' },
+        'sshd-host-key': { type: 'string' },
         force: { type: 'boolean' },
       });
       const [token, ...extra] = positionals;
@@ -70,7 +71,17 @@ export async function run(argv: string[]): Promise<number> {
       if (!Number.isInteger(sshdPort) || sshdPort < 1 || sshdPort > 65535) throw new UsageError('--sshd-port must be a port number');
       const authorizedKeys = typeof values['authorized-keys'] === 'string' ? values['authorized-keys'] : '/root/.ssh/authorized_keys';
       if (!authorizedKeys.startsWith('/')) throw new UsageError('--authorized-keys must be an absolute path');
-      const e = await enroll({ token, paths: agentPaths(stateDirOf(values)), sshdPort, authorizedKeys, software: SOFTWARE, force: values['force'] === true });
+      const sshdHostKey = typeof values['sshd-host-key'] === 'string' ? values['sshd-host-key'] : '/etc/ssh/ssh_host_ed25519_key.pub';
+      if (!sshdHostKey.startsWith('/')) throw new UsageError('--sshd-host-key must be an absolute path');
+      const e = await enroll({
+        token,
+        paths: agentPaths(stateDirOf(values)),
+        sshdPort,
+        sshdHostKey,
+        authorizedKeys,
+        software: SOFTWARE,
+        force: values['force'] === true,
+      });
       process.stdout.write(`enrolled as '${e.name}' with ${e.url}\n`);
       process.stdout.write(`installed the controller's read-only SFTP key in ${e.authorizedKeys}\n`);
       process.stdout.write(`next: run 'agent run' (as a service)\n`);

@@ -9,6 +9,7 @@ export interface EnrollOptions {
   readonly token: string;
   readonly paths: AgentPaths;
   readonly sshdPort: number;
+  readonly sshdHostKey: string;
   readonly authorizedKeys: string;
   readonly software: string;
   readonly force: boolean;
@@ -55,6 +56,7 @@ export async function enroll(opts: EnrollOptions): Promise<Enrollment> {
     controllerKey: encodePublicKey(tok.controllerKey),
     tunnel: reply.tunnel,
     sshdPort: opts.sshdPort,
+    sshdHostKey: opts.sshdHostKey,
     authorizedKeys: opts.authorizedKeys,
     enrolledAt: Date.now(),
   };

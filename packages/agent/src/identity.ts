@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { AgentError } from './errors.js';
 
 const MAX = 1024 * 1024;
 
@@ -9,8 +10,21 @@ async function readBounded(path: string): Promise<string> {
 }
 
 /** What the controller needs to record the client's names and skip its pseudo file systems. */
-export async function readIdentity(): Promise<{ hostname: string; passwd: string; group: string; mounts: string }> {
+export async function readIdentity(sshdHostKeyFile: string): Promise<{
+  hostname: string;
+  passwd: string;
+  group: string;
+  mounts: string;
+  sshHostKey: string;
+}> {
+  let sshHostKey: string;
+  try {
+    sshHostKey = (await readFile(sshdHostKeyFile, 'utf8')).trim().split(/\s+/).slice(0, 2).join(' ');
+  } catch (err) {
+    throw new AgentError('E_AGENT_HOSTKEY', `cannot read this machine's sshd host key ${sshdHostKeyFile}: ${(err as Error).message}`);
+  }
   return {
+    sshHostKey,
     hostname: hostname().slice(0, 255),
     passwd: await readBounded('/etc/passwd'),
     group: await readBounded('/etc/group'),

@@ -44,7 +44,7 @@ export class OrderHandler {
         this.channel.reply({ type: 'ok', id: msg.id });
         return;
       case 'identity.get':
-        this.channel.reply({ type: 'identity', id: msg.id, ...(await readIdentity()) });
+        this.channel.reply({ type: 'identity', id: msg.id, ...(await readIdentity(this.enrollment.sshdHostKey)) });
         return;
       default:
         if ('id' in msg && typeof msg.id === 'number' && msg.type !== 'ok' && msg.type !== 'error') {

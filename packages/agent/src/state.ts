@@ -30,6 +30,8 @@ export interface Enrollment {
   readonly tunnel: TunnelSettings;
   /** Port of this machine's own sshd that the tunnel forwards to. */
   readonly sshdPort: number;
+  /** Public host key of that sshd, reported to the controller to pin. */
+  readonly sshdHostKey: string;
   /** authorized_keys file that holds the controller's SFTP key. */
   readonly authorizedKeys: string;
   readonly enrolledAt: number;

@@ -52,7 +52,7 @@ const agentMessages: AgentMessage[] = [
   { type: 'enroll', id: 1, sshKey: 'ssh-ed25519 AAAA agent' },
   { type: 'tunnel.opened', id: 2 },
   { type: 'tunnel.closed', port: 40001, reason: 'ssh exited 255' },
-  { type: 'identity', id: 3, hostname: 'web1', passwd: 'root:x:0:0::/root:/bin/sh\n', group: 'root:x:0:\n', mounts: '/dev/sda1 / ext4 rw 0 0\n' },
+  { type: 'identity', id: 3, hostname: 'web1', passwd: 'root:x:0:0::/root:/bin/sh\n', group: 'root:x:0:\n', mounts: '/dev/sda1 / ext4 rw 0 0\n', sshHostKey: 'ssh-ed25519 AAAAhost' },
   { type: 'restore.result', id: 4, stream: 1, ok: true, bytes: 10, files: 2, sha256: b32, tarExit: 0, stderr: '' },
   { type: 'restore.result', id: 4, stream: 1, ok: false, bytes: 0, files: 0, sha256: b32, tarExit: null, stderr: 'killed' },
   { type: 'ok', id: 5 },
@@ -144,6 +144,7 @@ const hostileAgentFrames: [string, Uint8Array, string][] = [
   ['tunnel.closed reason too long', packValue({ type: 'tunnel.closed', port: 1, reason: 'x'.repeat(4097) }), 'E_PROTO_BAD_FIELD'],
   ['identity hostname too long', packValue({ ...agentMessages[3], hostname: 'h'.repeat(257) }), 'E_PROTO_BAD_FIELD'],
   ['identity passwd > 1 MiB', packValue({ ...agentMessages[3], passwd: 'p'.repeat(1024 * 1024 + 1) }), 'E_PROTO_BAD_FIELD'],
+  ['identity sshHostKey with newline', packValue({ ...agentMessages[3], sshHostKey: 'ssh-ed25519 A\n@cert-authority * ssh-rsa B' }), 'E_PROTO_BAD_FIELD'],
   ['identity group not string', packValue({ ...agentMessages[3], group: ['root'] }), 'E_PROTO_BAD_FIELD'],
   ['restore.result sha256 31 bytes', packValue({ ...agentMessages[4], sha256: Buffer.alloc(31) }), 'E_PROTO_BAD_FIELD'],
   ['restore.result sha256 as string', packValue({ ...agentMessages[4], sha256: 'ab'.repeat(32) }), 'E_PROTO_BAD_FIELD'],
@@ -192,7 +193,7 @@ describe('decodeControllerMessage rejects hostile frames', () => {
   });
 });
 
-const hello = handshakeMessages[0] as Record<string, unknown>;
+const hello = handshakeMessages[0] as unknown as Record<string, unknown>;
 const hostileHandshakeFrames: [string, Uint8Array, string][] = [
   ['session type', packValue({ type: 'ok', id: 1 }), 'E_PROTO_UNKNOWN_TYPE'],
   ['hello agentKey 31 bytes', packValue({ ...hello, agentKey: Buffer.alloc(31) }), 'E_PROTO_BAD_FIELD'],
@@ -240,7 +241,7 @@ describe('records and state', () => {
   });
   it('encodeMessage refuses a message above the limit', () => {
     const huge = 'p'.repeat(MAX_MESSAGE_BYTES);
-    expect(codeOf(() => encodeMessage({ type: 'identity', id: 1, hostname: 'h', passwd: huge, group: '', mounts: '' }))).toBe(
+    expect(codeOf(() => encodeMessage({ type: 'identity', id: 1, hostname: 'h', passwd: huge, group: '', mounts: '', sshHostKey: 'k' }))).toBe(
       'E_PROTO_FRAME_TOO_LARGE',
     );
   });

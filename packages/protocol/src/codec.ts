@@ -226,6 +226,7 @@ export function decodeAgentMessage(bytes: Uint8Array): AgentMessage {
         passwd: str(r, 'passwd', textStr),
         group: str(r, 'group', textStr),
         mounts: str(r, 'mounts', textStr),
+        sshHostKey: str(r, 'sshHostKey', keyStr),
       };
     case 'restore.result': {
       const exit = r['tarExit'];

@@ -180,6 +180,8 @@ export interface IdentityMessage {
   group: string;
   /** /proc/self/mounts text */
   mounts: string;
+  /** public host key of the client's sshd ('ssh-ed25519 AAAA...'), pinned for sshfs through the tunnel */
+  sshHostKey: string;
 }
 export interface RestoreResultMessage {
   type: 'restore.result';

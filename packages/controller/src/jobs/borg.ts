@@ -1,0 +1,107 @@
+import { readFile, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { writeFileAtomic } from '@borgpull/protocol';
+import { ControllerError } from '../errors.js';
+import type { StatePaths } from '../state.js';
+
+/** Host ids of borg processes that run inside a job's PID namespace. */
+export const JOB_HOST_PREFIX = 'borgpull-job-';
+
+/** The environment every borg run gets: cache/config/security on the server, passphrase on fd 3. */
+export function borgEnv(p: StatePaths, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+    LANG: 'C.UTF-8',
+    LC_ALL: 'C.UTF-8',
+    BORG_BASE_DIR: p.borgBase,
+    BORG_PASSPHRASE_FD: '3',
+    BORG_RELOCATED_REPO_ACCESS_IS_OK: 'no',
+    BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'no',
+    BORG_DISPLAY_PASSPHRASE: 'no',
+    ...extra,
+  };
+}
+
+/**
+ * Runs a borg command on an agent's repository, the passphrase on fd 3 (opened
+ * by the shell from the root-only file, so it never sits in an argument or env).
+ */
+export async function borg(p: StatePaths, agent: string, args: string[], opts: { cancelSignal?: AbortSignal } = {}) {
+  return execa('/bin/sh', ['-c', 'exec borg "$@" 3<"$PASSPHRASE_FILE"', 'borg', ...args], {
+    env: borgEnv(p, { PASSPHRASE_FILE: p.passphrase(agent) }),
+    extendEnv: false,
+    stdin: 'ignore',
+    reject: false,
+    cancelSignal: opts.cancelSignal,
+    forceKillAfterDelay: 5000,
+  });
+}
+
+function borgFailure(what: string, res: { exitCode?: number; stderr?: unknown }): ControllerError {
+  const text = String(res.stderr ?? '').trim().split('\n').slice(-3).join('; ');
+  return new ControllerError('E_JOB_BORG', `${what} failed (borg exit ${res.exitCode ?? 'signal'}): ${text}`);
+}
+
+/** Creates the agent's repository on first use: encrypted (repokey), passphrase kept root-only. */
+export async function ensureRepo(p: StatePaths, agent: string): Promise<void> {
+  try {
+    await stat(join(p.repo(agent), 'config'));
+    return;
+  } catch {
+    /* create it */
+  }
+  try {
+    await stat(p.passphrase(agent));
+  } catch {
+    await writeFileAtomic(p.passphrase(agent), randomBytes(32).toString('base64url'), 0o600);
+  }
+  const res = await borg(p, agent, ['init', '--encryption', 'repokey', p.repo(agent)]);
+  if (res.exitCode !== 0) throw borgFailure(`creating the repository of '${agent}'`, res);
+}
+
+export interface ArchiveInfo {
+  name: string;
+  start: string;
+  id: string;
+}
+
+export async function listArchives(p: StatePaths, agent: string): Promise<ArchiveInfo[]> {
+  try {
+    await stat(join(p.repo(agent), 'config'));
+  } catch {
+    return [];
+  }
+  const res = await borg(p, agent, ['list', '--json', p.repo(agent)]);
+  if (res.exitCode !== 0) throw borgFailure(`listing the archives of '${agent}'`, res);
+  const parsed = JSON.parse(String(res.stdout)) as { archives?: Array<{ name: string; start: string; id: string }> };
+  return (parsed.archives ?? []).map((a) => ({ name: a.name, start: a.start, id: a.id }));
+}
+
+export async function deleteArchive(p: StatePaths, agent: string, archive: string): Promise<void> {
+  const res = await borg(p, agent, ['delete', `${p.repo(agent)}::${archive}`]);
+  if (res.exitCode !== 0) throw borgFailure(`deleting archive ${archive}`, res);
+}
+
+/**
+ * Breaks a lock left by a job of ours that is confirmed dead. Job borgs run in
+ * a PID namespace with a per-job host id, so borg cannot tell by itself; the
+ * daemon can: one daemon per state dir, one job per repository, and jobs die
+ * with the daemon. A lock held by anything else is left to borg.
+ */
+export async function breakStaleJobLock(p: StatePaths, agent: string, isRunning: (jobId: string) => boolean): Promise<boolean> {
+  let roster: { exclusive?: unknown[][]; shared?: unknown[][] };
+  try {
+    roster = JSON.parse(await readFile(join(p.repo(agent), 'lock.roster'), 'utf8')) as typeof roster;
+  } catch {
+    return false;
+  }
+  const holders = [...(roster.exclusive ?? []), ...(roster.shared ?? [])].map((h) => String(h[0] ?? ''));
+  if (holders.length === 0) return false;
+  const ours = holders.every((h) => h.startsWith(JOB_HOST_PREFIX) && !isRunning(h.slice(JOB_HOST_PREFIX.length).split('@')[0] ?? ''));
+  if (!ours) return false;
+  const res = await borg(p, agent, ['break-lock', p.repo(agent)]);
+  if (res.exitCode !== 0) throw borgFailure('breaking a stale lock', res);
+  return true;
+}

@@ -1,0 +1,93 @@
+/**
+ * The shell half of a job. Each script runs as PID 1 of a fresh PID namespace
+ * inside a private mount namespace (see `jobCommand`), so every mount it makes
+ * and every process it starts dies with it. It takes every value from the
+ * environment or "$@", never from text pasted into the script.
+ *
+ * Environment: MNT PORT SSH_KEY KNOWN_HOSTS HOST_ALIAS (sshfs through the tunnel),
+ * PASSPHRASE_FILE REPO ARCHIVE, and per script the files below. "$@": extra
+ * borg arguments (excludes).
+ */
+
+/** Mounts the client's / read-only through the tunnel, in the foreground, and waits for it. */
+const MOUNT = String.raw`
+set -u
+fail() { echo "BORGPULL-ERROR $1 $2" >&2; exit 70; }
+sshfs -f -o "ro,no_contain_symlinks,reconnect=no,ServerAliveInterval=15,ServerAliveCountMax=3" \
+  -o "IdentityFile=$SSH_KEY,IdentitiesOnly=yes,UserKnownHostsFile=$KNOWN_HOSTS,GlobalKnownHostsFile=/dev/null" \
+  -o "HostKeyAlias=$HOST_ALIAS,StrictHostKeyChecking=yes,BatchMode=yes,Port=$PORT" \
+  -F /dev/null "root@127.0.0.1:/" "$MNT" 2>"$JOB_DIR/sshfs.err" &
+SSHFS=$!
+i=0
+until mountpoint -q "$MNT"; do
+  kill -0 "$SSHFS" 2>/dev/null || fail E_JOB_MOUNT "sshfs could not mount the client: $(tail -n 2 "$JOB_DIR/sshfs.err" | tr '\n' ' ')"
+  i=$((i + 1)); [ "$i" -lt 300 ] || fail E_JOB_MOUNT "sshfs did not mount the client within 30s"
+  sleep 0.1
+done
+connection_ok() { kill -0 "$SSHFS" 2>/dev/null && stat -t "$MNT/." >/dev/null 2>&1; }
+`;
+
+/** Reports borg's exit status and whether the client was still mounted at the end, then unmounts. */
+const FINISH = String.raw`
+rc=$?
+if connection_ok; then conn=1; else conn=0; fi
+echo "BORGPULL-RESULT rc=$rc connection=$conn" >&2
+cd /
+kill "$SSHFS" 2>/dev/null
+wait "$SSHFS" 2>/dev/null
+exit 0
+`;
+
+/**
+ * namespace isolation: the server's own borg, with the client's passwd and
+ * group bind-mounted over the server's in this namespace only, cwd at the
+ * mount, `borg create ... .`. No client code runs on the server.
+ */
+export const NAMESPACE_CREATE = String.raw`${MOUNT}
+mount --bind "$CLIENT_PASSWD" /etc/passwd || fail E_JOB_SETUP "cannot bind the client's passwd"
+mount --bind "$CLIENT_GROUP" /etc/group || fail E_JOB_SETUP "cannot bind the client's group"
+mount --bind "$NSSWITCH" /etc/nsswitch.conf || fail E_JOB_SETUP "cannot bind nsswitch.conf"
+for d in /run/nscd /var/run/nscd; do
+  if [ -d "$d" ]; then mount -t tmpfs -o size=16k,mode=0755 borgpull-nscd-mask "$d"; fi
+done
+cd "$MNT" || fail E_JOB_MOUNT "cannot enter the mount"
+borg create --log-json --progress --json --files-cache ctime,size --noflags --noxattrs --noacls \
+  "$@" "$REPO::$ARCHIVE" . 3<"$PASSPHRASE_FILE"
+${FINISH}`;
+
+/**
+ * chroot isolation (the reference recipe, hardened): the client's tree is the
+ * lower layer of an overlay whose upper layer (a tmpfs) already holds real
+ * directories for borgrepo and borgbase, so no link planted by the client can
+ * redirect a bind mount onto the server. Nothing is written to the client.
+ * The server's dev, proc and sys are not bound in: borg create does not need
+ * them, and /proc/<pid>/root would let the chroot read the server's files.
+ * borg, its libraries and NSS modules are the client's own.
+ */
+export const CHROOT_CREATE = String.raw`${MOUNT}
+STAGE="$JOB_DIR/stage"
+mount -t tmpfs -o size=1m,mode=0700 borgpull-upper "$JOB_DIR/upper" || fail E_JOB_SETUP "cannot mount the overlay's upper tmpfs"
+mkdir -p "$JOB_DIR/upper/u" "$JOB_DIR/upper/w" || fail E_JOB_SETUP "cannot prepare the overlay"
+for d in borgrepo borgbase; do mkdir -m 0755 "$JOB_DIR/upper/u/$d" || fail E_JOB_SETUP "cannot prepare $d"; done
+mount -t overlay borgpull-stage -o "lowerdir=$MNT,upperdir=$JOB_DIR/upper/u,workdir=$JOB_DIR/upper/w" "$STAGE" \
+  || fail E_JOB_SETUP "cannot stack an overlay on the client's tree"
+mount --bind "$REPO" "$STAGE/borgrepo" || fail E_JOB_SETUP "cannot bind the repository"
+mount --bind "$BORG_BASE_DIR" "$STAGE/borgbase" || fail E_JOB_SETUP "cannot bind borg's cache"
+chroot "$STAGE" /bin/sh -c 'command -v borg' >/dev/null 2>&1 \
+  || fail E_JOB_CHROOT_BORG "chroot isolation needs borg installed on the client (not found in its PATH)"
+BORG_BASE_DIR=/borgbase chroot "$STAGE" borg create --log-json --progress --json --files-cache ctime,size \
+  --noflags --noxattrs --noacls --exclude /borgrepo --exclude /borgbase \
+  "$@" "/borgrepo::$ARCHIVE" / 3<"$PASSPHRASE_FILE"
+${FINISH}`;
+
+/** Wraps a script: dies with the daemon (pdeathsig), private mounts, own PID namespace. */
+export function jobCommand(script: string, extraArgs: readonly string[]): { file: string; args: string[] } {
+  return {
+    file: 'setpriv',
+    args: [
+      '--pdeathsig', 'SIGKILL', '--',
+      'unshare', '--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child=SIGKILL', '--',
+      '/bin/sh', '-c', script, 'borgpull-job', ...extraArgs,
+    ],
+  };
+}
