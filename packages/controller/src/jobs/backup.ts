@@ -10,7 +10,7 @@ import { JobDir, ensureMountpoint, removeMountpoint } from './job-dir.js';
 import { newJobId, type JobRecord, type JobStore } from './job-store.js';
 import { BorgLogReader, type JobEvent } from './progress.js';
 import { CHROOT_CREATE, NAMESPACE_CREATE, jobCommand } from './scripts.js';
-import type { Isolation } from '../config.js';
+import { loadConfig, type Isolation } from '../config.js';
 
 export const NSSWITCH = 'passwd: files\ngroup: files\nshadow: files\nhosts: files\n';
 
@@ -54,14 +54,16 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
   ctx.running.add(job.id);
   log.info('backup started');
   const cleanup: Array<[string, () => Promise<unknown>]> = [];
-  const settings = daemon.config.agents[agent];
-  const isolation: Isolation = settings?.isolation ?? daemon.config.isolation;
   const rec = daemon.registry.get(agent)!;
   try {
+    // Read at every job, so edits to excludes or isolation apply without a restart.
+    const config = await loadConfig(p.root);
+    const settings = config.agents[agent];
+    const isolation: Isolation = settings?.isolation ?? config.isolation;
     say({ phase: 'tunnel' });
-    const hostKey = await readHostKey(daemon.config.sshHostKeyFile);
+    const hostKey = await readHostKey(config.sshHostKeyFile);
     await link.channel.request(
-      { type: 'tunnel.open', port: rec.port, sshHost: daemon.config.sshHost, sshPort: daemon.config.sshPort, user: daemon.config.tunnelUser, hostKey },
+      { type: 'tunnel.open', port: rec.port, sshHost: config.sshHost, sshPort: config.sshPort, user: config.tunnelUser, hostKey },
       40_000,
     );
     cleanup.push(['close the tunnel', () => link.channel.request({ type: 'tunnel.close' }, 15_000)]);
@@ -99,7 +101,7 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
     const archive = archiveName(agent);
     job.archive = archive;
     env['ARCHIVE'] = archive;
-    const excludes = [...mountExcludes(parseMounts(id.mounts)), ...daemon.config.exclude, ...(settings?.exclude ?? [])];
+    const excludes = [...mountExcludes(parseMounts(id.mounts)), ...config.exclude, ...(settings?.exclude ?? [])];
     const args = excludes.flatMap((x) => ['--exclude', x]);
     say({ phase: 'borg', message: `${isolation} isolation, ${excludes.length} excludes` });
     const { file, args: argv } = jobCommand(isolation === 'chroot' ? CHROOT_CREATE : NAMESPACE_CREATE, args);

@@ -13,7 +13,7 @@
 const MOUNT = String.raw`
 set -u
 fail() { echo "BORGPULL-ERROR $1 $2" >&2; exit 70; }
-sshfs -f -o "ro,no_contain_symlinks,reconnect=no,ServerAliveInterval=15,ServerAliveCountMax=3" \
+sshfs -f -o "ro,no_contain_symlinks,ServerAliveInterval=15,ServerAliveCountMax=3" \
   -o "IdentityFile=$SSH_KEY,IdentitiesOnly=yes,UserKnownHostsFile=$KNOWN_HOSTS,GlobalKnownHostsFile=/dev/null" \
   -o "HostKeyAlias=$HOST_ALIAS,StrictHostKeyChecking=yes,BatchMode=yes,Port=$PORT" \
   -F /dev/null "root@127.0.0.1:/" "$MNT" 2>"$JOB_DIR/sshfs.err" &

@@ -1,0 +1,159 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import {
+  SERVER_ADDRESS,
+  createClientHost,
+  createServerHost,
+  waitFor,
+  type ClientHost,
+  type HostSubprocess,
+  type ServerHost,
+} from '../harness/index.js';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const CONTROLLER = join(ROOT, 'packages/controller/bin/controller.js');
+export const AGENT = join(ROOT, 'packages/agent/bin/agent.js');
+export const WS_PORT = 7400;
+export const TUNNEL_SSHD_PORT = 2222;
+
+/** A client's users: alice is 1000 here (the server has no alice), bob 1001, carol 1002 with no server match. */
+export const CLIENT_PASSWD = [
+  'root:x:0:0:root:/root:/bin/bash',
+  'sshd:x:102:65534::/run/sshd:/usr/sbin/nologin',
+  'alice:x:1000:1000:Alice:/home/alice:/bin/bash',
+  'bob:x:1001:1001:Bob:/home/bob:/bin/bash',
+  'carol:x:1002:1002:Carol:/home/carol:/bin/bash',
+].join('\n');
+export const CLIENT_GROUP = ['root:x:0:', 'nogroup:x:65534:', 'alice:x:1000:', 'bob:x:1001:', 'staff:x:1002:'].join('\n');
+
+export interface Controller {
+  readonly server: ServerHost;
+  readonly state: string;
+  proc: HostSubprocess;
+  /** Runs the controller CLI; never throws: check exitCode. */
+  cli(args: string[], timeout?: number): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+  start(): Promise<void>;
+  /** Merges settings into config.json (read by every job). */
+  configure(patch: Record<string, unknown>): void;
+}
+
+export async function startController(): Promise<Controller> {
+  const server = await createServerHost();
+  const state = join(server.dir, 'state');
+  const sshd = await server.startTunnelSshd({ port: TUNNEL_SSHD_PORT, authorizedKeysFile: join(state, 'tunnel', 'authorized_keys') });
+  const hostKeyFile = join(server.dir, 'tunnel_host_key.pub');
+  writeFileSync(hostKeyFile, `${sshd.hostKeyPublic}\n`);
+  const cli: Controller['cli'] = async (args, timeout = 120_000) => {
+    const r = await server.exec(['node', CONTROLLER, ...args, '--state-dir', state], { reject: false, timeout });
+    return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
+  };
+  const init = await cli([
+    'init',
+    '--url', `ws://${SERVER_ADDRESS}:${WS_PORT}`,
+    '--listen', `0.0.0.0:${WS_PORT}`,
+    '--ssh-host', SERVER_ADDRESS,
+    '--ssh-port', String(TUNNEL_SSHD_PORT),
+    '--ssh-host-key', hostKeyFile,
+  ]);
+  if (init.exitCode !== 0) throw new Error(`controller init failed: ${init.stderr}`);
+  const ctl: Controller = {
+    server,
+    state,
+    proc: undefined as unknown as HostSubprocess,
+    cli,
+    async start() {
+      this.proc = server.spawn(['node', CONTROLLER, 'serve', '--state-dir', state]);
+      const proc = this.proc;
+      await waitFor('controller listening', () => server.isListening(WS_PORT), {
+        timeoutMs: 20_000,
+        abortIf: () => (proc.exitCode === null ? undefined : `controller exited: ${server.logs()}`),
+      });
+    },
+    configure(patch) {
+      const file = join(state, 'config.json');
+      const cfg = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      writeFileSync(file, JSON.stringify({ ...cfg, ...patch }, null, 2));
+    },
+  };
+  await ctl.start();
+  return ctl;
+}
+
+export interface Client {
+  readonly host: ClientHost;
+  readonly name: string;
+  agent?: HostSubprocess;
+  startAgent(): Promise<void>;
+}
+
+/** A client host with an enrolled, running agent. */
+export async function startClient(
+  ctl: Controller,
+  name: string,
+  opts: { system?: boolean; passwd?: string; group?: string } = {},
+): Promise<Client> {
+  const host = await createClientHost(ctl.server, {
+    name,
+    passwd: opts.passwd ?? CLIENT_PASSWD,
+    group: opts.group ?? CLIENT_GROUP,
+    system: opts.system ?? false,
+  });
+  const tok = await ctl.cli(['token', name]);
+  if (tok.exitCode !== 0) throw new Error(`token failed: ${tok.stderr}`);
+  const agentState = join(host.dir, 'agent-state');
+  const enroll = await host.exec(
+    ['node', AGENT, 'enroll', tok.stdout.trim(), '--state-dir', agentState, '--sshd-host-key', join(host.dir, 'sshd', 'ssh_host_ed25519_key.pub')],
+    { reject: false },
+  );
+  if (enroll.exitCode !== 0) throw new Error(`agent enroll failed: ${enroll.stderr}`);
+  const client: Client = {
+    host,
+    name,
+    async startAgent() {
+      this.agent = host.spawn(['node', AGENT, 'run', '--state-dir', agentState]);
+      await waitForAgent(ctl, name, true);
+    },
+  };
+  await client.startAgent();
+  return client;
+}
+
+export async function agentsJson(ctl: Controller): Promise<Array<{ name: string; connected: boolean; since: number | null }>> {
+  const r = await ctl.cli(['agents', '--json']);
+  if (r.exitCode !== 0) return [];
+  return JSON.parse(r.stdout) as Array<{ name: string; connected: boolean; since: number | null }>;
+}
+
+export async function waitForAgent(ctl: Controller, name: string, connected: boolean): Promise<void> {
+  let last = false;
+  await waitFor(`agent ${name} ${connected ? 'connected' : 'disconnected'}`, async () => {
+    last = (await agentsJson(ctl)).some((a) => a.name === name && a.connected);
+    return last === connected;
+  }, { timeoutMs: 30_000, intervalMs: 200 });
+}
+
+export interface Item {
+  path: string;
+  type: string;
+  mode: string;
+  user: string;
+  group: string;
+  uid: number;
+  gid: number;
+  linktarget: string;
+  size: number;
+}
+
+/** The items of an archive, straight from borg on the server. */
+export async function listItems(ctl: Controller, agent: string, archive: string): Promise<Item[]> {
+  const repo = join(ctl.state, 'repos', agent);
+  const r = await ctl.server.exec(
+    ['sh', '-c', 'exec borg list --json-lines "$1::$2" 3<"$3"', 'sh', repo, archive, join(ctl.state, 'secrets', `${agent}.passphrase`)],
+    { env: { BORG_PASSPHRASE_FD: '3', BORG_BASE_DIR: join(ctl.state, 'borg'), LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' }, reject: false },
+  );
+  if (r.exitCode !== 0) throw new Error(`borg list failed: ${r.stderr}`);
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Item);
+}

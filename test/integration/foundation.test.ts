@@ -1,0 +1,494 @@
+/**
+ * The foundation with real processes over loopback: `controller serve` and
+ * `agent run` as child processes, every admin action through the CLIs, and
+ * raw WebSocket clients and a frame proxy for what a hostile peer would send.
+ * Needs a build (`npx tsc -b`): the executables run dist/.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { Packr, unpack } from 'msgpackr';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  AgentHandshake,
+  BorgpullError,
+  decodeHandshake,
+  encodeMessage,
+  generateIdentity,
+  parseIdentity,
+  parseToken,
+  tokenProofKey,
+  type IdentityKeys,
+} from '@borgpull/protocol';
+import { AGENT_BIN, CONTROLLER_BIN, Procs, cli, freePort, oneLineError, waitFor, type CliResult, type Proc } from './procs.js';
+import { FrameProxy, RawClient, type Frame } from './wire.js';
+
+interface AgentView {
+  name: string;
+  connected: boolean;
+  since: number | null;
+  lastSeen: number | null;
+  address: string | null;
+  version: string | null;
+  port: number;
+  revoked: boolean;
+}
+
+const AGENT_VERSION = (JSON.parse(await readFile(new URL('../../packages/agent/package.json', import.meta.url), 'utf8')) as { version: string })
+  .version;
+
+const procs = new Procs();
+const cleanups: Array<() => Promise<void> | void> = [];
+let tmp = '';
+let hostKeyFile = '';
+let seq = 0;
+
+beforeAll(async () => {
+  tmp = await mkdtemp(join(tmpdir(), 'borgpull-it-'));
+  hostKeyFile = join(tmp, 'ssh_host_ed25519_key');
+  // A host key of our own, so nothing depends on this machine's sshd.
+  await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'test-host', '-f', hostKeyFile]);
+});
+
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+  await procs.killAll();
+});
+
+afterAll(async () => {
+  if (tmp) await rm(tmp, { recursive: true, force: true });
+});
+
+class Controller {
+  serve!: Proc;
+  key = '';
+  /** Port agents are told to dial (the proxy's, when there is one). */
+  port = 0;
+  /** Port the daemon actually listens on. */
+  listenPort = 0;
+  constructor(readonly dir: string) {}
+
+  run(...args: string[]): Promise<CliResult> {
+    return cli(CONTROLLER_BIN, [...args, '--state-dir', this.dir]);
+  }
+
+  /** Starts `controller serve` and waits until it is running. */
+  async start(): Promise<Proc> {
+    this.serve = procs.spawn('controller', CONTROLLER_BIN, ['serve', '--state-dir', this.dir]);
+    const listening = await this.serve.waitForLog({ msg: 'listening for agents' });
+    this.listenPort = listening['port'] as number;
+    await this.serve.waitForLog({ msg: 'controller state', to: 'running' });
+    return this.serve;
+  }
+
+  async agents(): Promise<AgentView[]> {
+    const r = await this.run('agents', '--json');
+    expect(r.exitCode, r.stderr).toBe(0);
+    return JSON.parse(r.stdout) as AgentView[];
+  }
+
+  async agent(name: string): Promise<AgentView> {
+    const a = (await this.agents()).find((v) => v.name === name);
+    if (!a) throw new Error(`agent ${name} is not listed`);
+    return a;
+  }
+
+  async token(name: string, ...extra: string[]): Promise<{ token: string; expiresAt: number }> {
+    const r = await this.run('token', name, '--json', ...extra);
+    expect(r.exitCode, r.stderr).toBe(0);
+    return JSON.parse(r.stdout) as { token: string; expiresAt: number };
+  }
+}
+
+/** `controller init` in a fresh state dir, then `controller serve`. */
+async function startController(opts: { url?: string; listen?: string } = {}): Promise<Controller> {
+  const c = new Controller(join(tmp, `controller-${++seq}`));
+  c.port = opts.url ? Number(new URL(opts.url).port) : await freePort();
+  const url = opts.url ?? `ws://127.0.0.1:${c.port}`;
+  const args = ['init', '--url', url, '--ssh-host-key', `${hostKeyFile}.pub`];
+  if (opts.listen) args.push('--listen', opts.listen);
+  const init = await c.run(...args);
+  expect(init.exitCode, init.stderr).toBe(0);
+  c.key = /controller key (bp-ed25519:\S+)/.exec(init.stdout)?.[1] ?? '';
+  expect(c.key).not.toBe('');
+  await c.start();
+  return c;
+}
+
+function agentDir(): string {
+  return join(tmp, `agent-${++seq}`);
+}
+
+function agentCli(...args: string[]): Promise<CliResult> {
+  return cli(AGENT_BIN, args);
+}
+
+function enrollCli(token: string, dir: string, ...extra: string[]): Promise<CliResult> {
+  return agentCli('enroll', token, '--state-dir', dir, '--authorized-keys', join(dir, 'authorized_keys'), ...extra);
+}
+
+/** Token + `agent enroll`; returns the agent's state dir. */
+async function enrollAgent(c: Controller, name: string): Promise<string> {
+  const dir = agentDir();
+  const { token } = await c.token(name);
+  const r = await enrollCli(token, dir);
+  expect(r.exitCode, r.stderr).toBe(0);
+  return dir;
+}
+
+/** `agent run`, waited on until the controller has its connection. */
+async function runAgent(c: Controller, name: string, dir: string): Promise<Proc> {
+  const from = c.serve.mark();
+  const p = procs.spawn(`agent ${name}`, AGENT_BIN, ['run', '--state-dir', dir]);
+  await p.waitForLog({ msg: 'agent state', to: 'connected' });
+  await c.serve.waitForLog({ msg: 'agent connected', agentId: name }, { from });
+  return p;
+}
+
+async function rawClient(c: Controller): Promise<RawClient> {
+  const rc = await RawClient.connect(`ws://127.0.0.1:${c.listenPort}`);
+  cleanups.push(() => rc.terminate());
+  return rc;
+}
+
+/** The controller's 'connection rejected' line for one raw client. */
+function rejection(c: Controller, rc: RawClient): Promise<{ code?: string }> {
+  return c.serve.waitForLog({ msg: 'connection rejected', peer: rc.peer });
+}
+
+describe('foundation over loopback (real processes)', () => {
+  it('enrolls an agent that connects, is listed with version and address, and reports its status', async () => {
+    const c = await startController();
+    const { token, expiresAt } = await c.token('web1');
+    expect(token).toMatch(/^bpt1\.[A-Za-z0-9_-]+$/);
+    expect(expiresAt).toBeGreaterThan(Date.now() + 59 * 60_000);
+
+    const dir = agentDir();
+    const enrolled = await enrollCli(token, dir);
+    expect(enrolled.exitCode, enrolled.stderr).toBe(0);
+    expect(enrolled.stdout).toContain(`enrolled as 'web1' with ws://127.0.0.1:${c.port}`);
+    expect(c.serve.find({ msg: 'agent enrolled', agentId: 'web1' })).toBeDefined();
+    // The controller's SFTP key, read-only and loopback-only.
+    const sftpKey = (await readFile(join(c.dir, 'ssh', 'id_ed25519.pub'), 'utf8')).trim().split(' ').slice(0, 2).join(' ');
+    const ak = await readFile(join(dir, 'authorized_keys'), 'utf8');
+    expect(ak).toContain(`restrict,from="127.0.0.1,::1",command="internal-sftp -R" ${sftpKey}`);
+
+    const offline = await c.agent('web1');
+    expect(offline).toMatchObject({ connected: false, revoked: false });
+
+    await runAgent(c, 'web1', dir);
+    const view = await c.agent('web1');
+    expect(view).toMatchObject({ name: 'web1', connected: true, revoked: false, version: `borgpull-agent/${AGENT_VERSION}` });
+    expect(view.address).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(view.since).toEqual(expect.any(Number));
+    expect(view.port).toBeGreaterThanOrEqual(1024);
+
+    const table = await c.run('agents');
+    expect(table.exitCode).toBe(0);
+    expect(table.stdout).toMatch(/^web1\s+connected\s+/m);
+
+    const status = await agentCli('status', '--state-dir', dir);
+    expect(status.exitCode, status.stderr).toBe(0);
+    expect(status.stdout).toBe(`enrolled as 'web1' with ws://127.0.0.1:${c.port} (tunnel port ${view.port})`);
+    const statusJson = await agentCli('status', '--json', '--state-dir', dir);
+    expect(JSON.parse(statusJson.stdout)).toMatchObject({
+      name: 'web1',
+      url: `ws://127.0.0.1:${c.port}`,
+      controllerKey: c.key,
+      tunnel: { port: view.port, sshHost: '127.0.0.1' },
+    });
+  });
+
+  it('survives kill -9 of the controller: the registry is intact and the agent comes back by itself', async () => {
+    const c = await startController();
+    const dir = await enrollAgent(c, 'web1');
+    const agent = await runAgent(c, 'web1', dir);
+    const before = await c.agent('web1');
+
+    const mark = agent.mark();
+    await c.serve.kill('SIGKILL');
+    expect(c.serve.signal).toBe('SIGKILL');
+    await agent.waitForLog({ msg: 'agent state', to: 'waiting' }, { from: mark });
+
+    const restarted = Date.now();
+    const serve = await c.start();
+    await serve.waitForLog({ msg: 'agent connected', agentId: 'web1' }, { timeoutMs: 20_000 });
+    // Backoff starts at 500 ms, doubling, full jitter: a few failed dials at most.
+    expect(Date.now() - restarted).toBeLessThan(15_000);
+
+    const after = await c.agent('web1');
+    expect(after).toMatchObject({ connected: true, revoked: false, port: before.port, version: before.version });
+    expect(after.since!).toBeGreaterThan(before.since!);
+    expect(serve.find((l) => l.code !== undefined)).toBeUndefined();
+    expect(agent.running).toBe(true);
+  });
+
+  it('refuses a used, a forged and an expired enrollment token', async () => {
+    const c = await startController();
+    const { token } = await c.token('web1');
+    const first = await enrollCli(token, agentDir());
+    expect(first.exitCode, first.stderr).toBe(0);
+
+    // Reuse, from another machine.
+    let from = c.serve.mark();
+    const reused = await enrollCli(token, agentDir());
+    expect(oneLineError(reused)).toMatch(/^agent: .*enrollment token was already used/);
+    expect((await c.serve.waitForLog({ msg: 'connection rejected' }, { from })).code).toBe('E_AUTH_TOKEN');
+
+    // Forged: the same token with one bit of its secret flipped.
+    const genuine = (await c.token('web2')).token;
+    const body = unpack(Buffer.from(genuine.slice('bpt1.'.length), 'base64url')) as Record<string, unknown>;
+    const secret = Buffer.from(body['s'] as Uint8Array);
+    secret[7]! ^= 0x01;
+    const forged = 'bpt1.' + new Packr({ useRecords: false }).pack({ ...body, s: secret }).toString('base64url');
+    expect(parseToken(forged).id).toBe(parseToken(genuine).id);
+    from = c.serve.mark();
+    const forgedRun = await enrollCli(forged, agentDir());
+    expect(oneLineError(forgedRun)).toMatch(/^agent: .*forged/);
+    expect((await c.serve.waitForLog({ msg: 'connection rejected' }, { from })).code).toBe('E_AUTH_TOKEN');
+    // A failed proof does not burn the token: its real holder still enrolls.
+    const real = await enrollCli(genuine, agentDir());
+    expect(real.exitCode, real.stderr).toBe(0);
+
+    // Expired: --ttl is minutes; 0.01 is 600 ms.
+    const late = await c.token('web3', '--ttl', '0.01');
+    await waitFor('the token to expire', () => Date.now() > late.expiresAt + 10);
+    const expired = await enrollCli(late.token, agentDir());
+    expect(oneLineError(expired)).toMatch(/^agent: this enrollment token has expired/);
+    // The agent refused it locally; the controller must refuse it too.
+    const tok = parseToken(late.token);
+    const hs = new AgentHandshake({
+      identity: generateIdentity(),
+      controllerKey: tok.controllerKey,
+      software: 'test',
+      enroll: { tokenId: tok.id, proofKey: tokenProofKey(tok.secret) },
+    });
+    const rc = await rawClient(c);
+    rc.send(hs.hello());
+    const refusal = await rc.nextFrame();
+    let thrown: unknown;
+    try {
+      hs.onWelcome(refusal.data);
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(BorgpullError);
+    expect((thrown as BorgpullError).code).toBe('E_AUTH_TOKEN');
+    expect((thrown as BorgpullError).message).toMatch(/expired/);
+    expect(await rc.closed()).toEqual({ code: 1008, reason: 'E_AUTH_TOKEN' });
+    expect((await rejection(c, rc)).code).toBe('E_AUTH_TOKEN');
+
+    const names = (await c.agents()).map((a) => a.name);
+    expect(names).toEqual(['web1', 'web2']);
+  });
+
+  it('revoke cuts a connected agent off and refuses its reconnects', async () => {
+    const c = await startController();
+    const dir = await enrollAgent(c, 'web1');
+    const agent = await runAgent(c, 'web1', dir);
+    const from = c.serve.mark();
+    const agentFrom = agent.mark();
+
+    const r = await c.run('agents', 'revoke', 'web1');
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toBe("agent 'web1' revoked: its key is refused from now on");
+
+    await c.serve.waitForLog({ msg: 'agent disconnected', agentId: 'web1' }, { from });
+    // The agent never gives up, and is refused every time.
+    await waitFor('two refused reconnects', () => c.serve.filter({ msg: 'connection rejected', code: 'E_AUTH_REVOKED' }, from).length >= 2, {
+      context: () => c.serve.tail(),
+    });
+    await agent.waitForLog({ msg: 'connection to controller failed', code: 'E_AUTH_REVOKED' }, { from: agentFrom });
+    expect(c.serve.find({ msg: 'agent connected' }, from)).toBeUndefined();
+
+    const view = await c.agent('web1');
+    expect(view).toMatchObject({ connected: false, revoked: true });
+    const table = await c.run('agents');
+    expect(table.stdout).toMatch(/^web1\s+revoked\s+/m);
+  });
+
+  it('cuts off garbage peers with a clear code while the enrolled agent stays connected', async () => {
+    const c = await startController();
+    const dir = await enrollAgent(c, 'web1');
+    const agent = await runAgent(c, 'web1', dir);
+    const before = await c.agent('web1');
+    const agentFrom = agent.mark();
+
+    // Slow cases first, so their 10 s deadline runs while the others do.
+    const silent = await rawClient(c);
+    const identity: IdentityKeys = parseIdentity(await readFile(join(dir, 'identity.json'), 'utf8'));
+    const stalled = await rawClient(c);
+    const controllerKey = Buffer.from(c.key.slice('bp-ed25519:'.length), 'base64url');
+    const stalledHs = new AgentHandshake({ identity, controllerKey, software: 'test' });
+    stalled.send(stalledHs.hello());
+    // A genuine welcome, after which we never send our auth.
+    stalledHs.onWelcome((await stalled.nextFrame()).data);
+
+    type Case = { name: string; send: (rc: RawClient) => void; close: number; code: string };
+    const cases: Case[] = [
+      { name: 'random bytes', send: (rc) => rc.send(randomBytes(512)), close: 1008, code: 'E_PROTO_DECODE' },
+      {
+        name: 'truncated msgpack',
+        send: (rc) => {
+          const hello = new AgentHandshake({ identity: generateIdentity(), controllerKey, software: 'test' }).hello();
+          rc.send(hello.subarray(0, hello.length - 9));
+        },
+        close: 1008,
+        code: 'E_PROTO_DECODE',
+      },
+      { name: 'text frame', send: (rc) => rc.send('{"type":"hello"}', false), close: 1008, code: 'E_PROTO_DECODE' },
+      {
+        name: 'frame just over 4 MiB',
+        send: (rc) => rc.send(Buffer.alloc(4 * 1024 * 1024 + 1, 0xc0)),
+        close: 1008,
+        code: 'E_PROTO_FRAME_TOO_LARGE',
+      },
+      { name: 'auth before hello', send: (rc) => rc.send(encodeMessage({ type: 'auth', sig: randomBytes(64) })), close: 1008, code: 'E_PROTO_UNEXPECTED' },
+      {
+        name: 'unknown agent key',
+        send: (rc) => rc.send(new AgentHandshake({ identity: generateIdentity(), controllerKey, software: 'test' }).hello()),
+        close: 1008,
+        code: 'E_AUTH_UNKNOWN_KEY',
+      },
+    ];
+    await Promise.all(
+      cases.map(async (k) => {
+        const rc = await rawClient(c);
+        k.send(rc);
+        const closed = await rc.closed();
+        expect(closed, k.name).toEqual({ code: k.close, reason: k.code });
+        expect((await rejection(c, rc)).code, k.name).toBe(k.code);
+        // The wire error is {type, code, message}: no stack.
+        const err = decodeHandshake(rc.frames[0]!.data);
+        expect(err, k.name).toMatchObject({ type: 'error', code: k.code });
+        expect(Object.keys(err).sort(), k.name).toEqual(['code', 'message', 'type']);
+      }),
+    );
+
+    // Above the WebSocket payload limit: ws itself cuts it off (1009).
+    const huge = await rawClient(c);
+    huge.send(Buffer.alloc(5 * 1024 * 1024, 0xc0));
+    expect((await huge.closed()).code).toBe(1009);
+    await c.serve.waitForLog({ peer: huge.peer, code: 'E_PROTO_FRAME_TOO_LARGE' });
+
+    const [silentLog, stalledLog] = await Promise.all(
+      [silent, stalled].map((rc) =>
+        c.serve.waitForLog({ msg: 'handshake deadline passed, closing', peer: rc.peer, code: 'E_PROTO_TIMEOUT' }, { timeoutMs: 15_000 }),
+      ),
+    );
+    expect(silentLog!['step']).toBe('hello');
+    expect(stalledLog!['step']).toBe('auth');
+    expect((await silent.closed()).code).toBe(1006);
+    expect((await stalled.closed()).code).toBe(1006);
+
+    const after = await c.agent('web1');
+    expect(after).toMatchObject({ connected: true, since: before.since, address: before.address });
+    expect(agent.find({ msg: 'agent state' }, agentFrom)).toBeUndefined();
+  });
+
+  it('closes a session fed a replayed sealed frame (E_AUTH_SEAL); the agent reconnects by itself', async () => {
+    const proxy = new FrameProxy();
+    cleanups.push(() => proxy.stop());
+    const proxyPort = await proxy.start();
+    const c = await startController({ url: `ws://127.0.0.1:${proxyPort}`, listen: '127.0.0.1:0' });
+    proxy.target = `ws://127.0.0.1:${c.listenPort}`;
+
+    // Enrollment through the proxy: hello, auth, then the sealed 'enroll' request.
+    const dir = await enrollAgent(c, 'web1');
+    const enrollConn = proxy.conns[0]!;
+    expect(enrollConn.fromAgent.length).toBeGreaterThanOrEqual(3);
+    const captured: Frame = enrollConn.fromAgent[2]!;
+    expect(() => decodeHandshake(captured.data)).toThrow(); // sealed, not plaintext
+
+    const agent = await runAgent(c, 'web1', dir);
+    const before = await c.agent('web1');
+    const session = proxy.conns[1]!;
+    const from = c.serve.mark();
+    const agentFrom = agent.mark();
+
+    session.sendUp(captured);
+    const bad = await c.serve.waitForLog({ msg: 'bad frame from agent, closing' }, { from });
+    expect(bad.code).toBe('E_AUTH_SEAL');
+    await c.serve.waitForLog({ msg: 'agent disconnected', agentId: 'web1' }, { from });
+    await agent.waitForLog({ msg: 'agent state', to: 'waiting' }, { from: agentFrom });
+
+    await c.serve.waitForLog({ msg: 'agent connected', agentId: 'web1' }, { from, timeoutMs: 15_000 });
+    await agent.waitForLog({ msg: 'agent state', to: 'connected' }, { from: agentFrom });
+    const after = await c.agent('web1');
+    expect(after.connected).toBe(true);
+    expect(after.since!).toBeGreaterThan(before.since!);
+    expect(proxy.conns.length).toBe(3);
+  });
+
+  it('closes an enrollment session whose sealed request is replayed within it (E_AUTH_SEAL)', async () => {
+    const proxy = new FrameProxy();
+    cleanups.push(() => proxy.stop());
+    const proxyPort = await proxy.start();
+    const c = await startController({ url: `ws://127.0.0.1:${proxyPort}`, listen: '127.0.0.1:0' });
+    proxy.target = `ws://127.0.0.1:${c.listenPort}`;
+    // Forward the first sealed frame twice.
+    proxy.upstream = (_conn, f, i) => (i === 2 ? [f, f] : [f]);
+
+    const { token } = await c.token('web1');
+    const from = c.serve.mark();
+    const r = await enrollCli(token, agentDir());
+    const bad = await c.serve.waitForLog({ msg: 'bad frame from agent, closing' }, { from });
+    expect(bad.code).toBe('E_AUTH_SEAL');
+    // Either way, the agent says what happened in one line or succeeds; never a stack.
+    if (r.exitCode !== 0) expect(oneLineError(r)).toMatch(/^agent: /);
+    console.log('DBG', r, JSON.stringify(await c.agents()), c.serve.tail(30));
+  });
+
+  describe('CLI errors: one line on stderr, no stack, non-zero exit', () => {
+    it('for bad arguments, missing state and a daemon that is not running', async () => {
+      const c = new Controller(join(tmp, `controller-${++seq}`));
+      const port = await freePort();
+      const init = await c.run('init', '--url', `ws://127.0.0.1:${port}`, '--ssh-host-key', `${hostKeyFile}.pub`);
+      expect(init.exitCode, init.stderr).toBe(0);
+
+      const cases: Array<[string, Promise<CliResult>, RegExp, number]> = [
+        ['controller unknown flag', cli(CONTROLLER_BIN, ['agents', '--bogus', '--state-dir', c.dir]), /^controller: .*'--bogus'/, 2],
+        ['controller unknown command', cli(CONTROLLER_BIN, ['frobnicate']), /^controller: unknown command 'frobnicate'/, 2],
+        ['agent unknown flag', cli(AGENT_BIN, ['run', '--bogus', '--state-dir', c.dir]), /^agent: .*'--bogus'/, 2],
+        [
+          'agents with a missing state dir',
+          cli(CONTROLLER_BIN, ['agents', '--state-dir', '/nonexistent/borgpull']),
+          /^controller: the controller daemon is not running .*controller serve/,
+          1,
+        ],
+        ['serve with a missing state dir', cli(CONTROLLER_BIN, ['serve', '--state-dir', '/nonexistent/borgpull']), /^controller: no controller state in \/nonexistent\/borgpull/, 1],
+        ['token with the daemon down', c.run('token', 'web1'), /^controller: the controller daemon is not running/, 1],
+        ['agents with the daemon down', c.run('agents'), /^controller: the controller daemon is not running/, 1],
+        ['init twice', c.run('init', '--url', `ws://127.0.0.1:${port}`), /^controller: .* is already initialized/, 1],
+        ['init without --url', cli(CONTROLLER_BIN, ['init', '--state-dir', join(tmp, `x-${++seq}`)]), /^controller: controller init needs --url/, 2],
+        ['agent status, not enrolled', cli(AGENT_BIN, ['status', '--state-dir', '/nonexistent/agent']), /^agent: this agent is not enrolled/, 1],
+        ['agent run, not enrolled', cli(AGENT_BIN, ['run', '--state-dir', '/nonexistent/agent']), /^agent: this agent is not enrolled/, 1],
+        ['malformed token', cli(AGENT_BIN, ['enroll', 'bpt1.garbage', '--state-dir', join(tmp, `x-${++seq}`)]), /^agent: malformed enrollment token$/, 1],
+      ];
+      const results = await Promise.all(cases.map(([, p]) => p));
+      cases.forEach(([name, , re, code], i) => {
+        const r = results[i]!;
+        expect(oneLineError(r), name).toMatch(re);
+        expect(r.exitCode, name).toBe(code);
+      });
+    });
+
+    it('for refusals by a running daemon', async () => {
+      const c = await startController();
+      const dir = await enrollAgent(c, 'web1');
+      const cases: Array<[string, Promise<CliResult>, RegExp]> = [
+        ['second serve on the same state dir', cli(CONTROLLER_BIN, ['serve', '--state-dir', c.dir]), /^controller: a controller is already running/],
+        ['token for a taken name', c.run('token', 'web1'), /^controller: agent 'web1' is already enrolled; revoke it first/],
+        ['token with a bad name', c.run('token', 'no/slash'), /^controller: invalid agent name 'no\/slash'/],
+        ['token with a bad ttl', c.run('token', 'web2', '--ttl', 'soon'), /^controller: --ttl must be minutes/],
+        ['revoke an unknown agent', c.run('agents', 'revoke', 'ghost'), /^controller: no agent named 'ghost'/],
+        ['enroll twice', enrollCli((await c.token('web2')).token, dir), /^agent: already enrolled .*--force/],
+      ];
+      const results = await Promise.all(cases.map(([, p]) => p));
+      cases.forEach(([name, , re], i) => expect(oneLineError(results[i]!), name).toMatch(re));
+      expect(c.serve.running).toBe(true);
+    });
+  });
+});
