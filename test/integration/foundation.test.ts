@@ -14,12 +14,16 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   AgentHandshake,
   BorgpullError,
+  Channel,
+  decodeControllerMessage,
   decodeHandshake,
   encodeMessage,
   generateIdentity,
   parseIdentity,
   parseToken,
   tokenProofKey,
+  type AgentMessage,
+  type ControllerMessage,
   type IdentityKeys,
 } from '@borgpull/protocol';
 import { AGENT_BIN, CONTROLLER_BIN, Procs, cli, freePort, oneLineError, waitFor, type CliResult, type Proc } from './procs.js';
@@ -45,11 +49,45 @@ let tmp = '';
 let hostKeyFile = '';
 let seq = 0;
 
+/**
+ * The handshake deadline is 10 s and not configurable from the CLI, so the
+ * garbage test's slow half starts here, before every other test: a controller
+ * with a connected agent and two connections that never finish their
+ * handshake. The garbage test (last in this file) collects the outcome.
+ */
+interface SlowFixture {
+  c: Controller;
+  agent: Proc;
+  agentDir: string;
+  before: AgentView;
+  agentFrom: number;
+  /** Sends nothing at all. */
+  silent: RawClient;
+  /** Sends a genuine hello, gets a genuine welcome, never sends its auth. */
+  stalled: RawClient;
+}
+const slowProcs = new Procs();
+let slow: SlowFixture | undefined;
+
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'borgpull-it-'));
   hostKeyFile = join(tmp, 'ssh_host_ed25519_key');
   // A host key of our own, so nothing depends on this machine's sshd.
   await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'test-host', '-f', hostKeyFile]);
+
+  const c = await startController({ owner: slowProcs });
+  const dir = await enrollAgent(c, 'steady');
+  const agent = await runAgent(c, 'steady', dir);
+  const before = await c.agent('steady');
+  const agentFrom = agent.mark();
+  const url = `ws://127.0.0.1:${c.listenPort}`;
+  const silent = await RawClient.connect(url);
+  const stalled = await RawClient.connect(url);
+  slow = { c, agent, agentDir: dir, before, agentFrom, silent, stalled };
+  const identity: IdentityKeys = parseIdentity(await readFile(join(dir, 'identity.json'), 'utf8'));
+  const hs = new AgentHandshake({ identity, controllerKey: controllerKeyOf(c), software: 'test' });
+  stalled.send(hs.hello());
+  hs.onWelcome((await stalled.nextFrame()).data);
 });
 
 afterEach(async () => {
@@ -58,11 +96,19 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
+  slow?.silent.terminate();
+  slow?.stalled.terminate();
+  await slowProcs.killAll();
   if (tmp) await rm(tmp, { recursive: true, force: true });
 });
 
+function controllerKeyOf(c: Controller): Buffer {
+  return Buffer.from(c.key.slice('bp-ed25519:'.length), 'base64url');
+}
+
 class Controller {
   serve!: Proc;
+  owner: Procs = procs;
   key = '';
   /** Port agents are told to dial (the proxy's, when there is one). */
   port = 0;
@@ -76,7 +122,7 @@ class Controller {
 
   /** Starts `controller serve` and waits until it is running. */
   async start(): Promise<Proc> {
-    this.serve = procs.spawn('controller', CONTROLLER_BIN, ['serve', '--state-dir', this.dir]);
+    this.serve = this.owner.spawn('controller', CONTROLLER_BIN, ['serve', '--state-dir', this.dir]);
     const listening = await this.serve.waitForLog({ msg: 'listening for agents' });
     this.listenPort = listening['port'] as number;
     await this.serve.waitForLog({ msg: 'controller state', to: 'running' });
@@ -103,8 +149,9 @@ class Controller {
 }
 
 /** `controller init` in a fresh state dir, then `controller serve`. */
-async function startController(opts: { url?: string; listen?: string } = {}): Promise<Controller> {
+async function startController(opts: { url?: string; listen?: string; owner?: Procs } = {}): Promise<Controller> {
   const c = new Controller(join(tmp, `controller-${++seq}`));
+  if (opts.owner) c.owner = opts.owner;
   c.port = opts.url ? Number(new URL(opts.url).port) : await freePort();
   const url = opts.url ?? `ws://127.0.0.1:${c.port}`;
   const args = ['init', '--url', url, '--ssh-host-key', `${hostKeyFile}.pub`];
@@ -141,7 +188,7 @@ async function enrollAgent(c: Controller, name: string): Promise<string> {
 /** `agent run`, waited on until the controller has its connection. */
 async function runAgent(c: Controller, name: string, dir: string): Promise<Proc> {
   const from = c.serve.mark();
-  const p = procs.spawn(`agent ${name}`, AGENT_BIN, ['run', '--state-dir', dir]);
+  const p = c.owner.spawn(`agent ${name}`, AGENT_BIN, ['run', '--state-dir', dir]);
   await p.waitForLog({ msg: 'agent state', to: 'connected' });
   await c.serve.waitForLog({ msg: 'agent connected', agentId: name }, { from });
   return p;
@@ -309,85 +356,6 @@ describe('foundation over loopback (real processes)', () => {
     expect(table.stdout).toMatch(/^web1\s+revoked\s+/m);
   });
 
-  it('cuts off garbage peers with a clear code while the enrolled agent stays connected', async () => {
-    const c = await startController();
-    const dir = await enrollAgent(c, 'web1');
-    const agent = await runAgent(c, 'web1', dir);
-    const before = await c.agent('web1');
-    const agentFrom = agent.mark();
-
-    // Slow cases first, so their 10 s deadline runs while the others do.
-    const silent = await rawClient(c);
-    const identity: IdentityKeys = parseIdentity(await readFile(join(dir, 'identity.json'), 'utf8'));
-    const stalled = await rawClient(c);
-    const controllerKey = Buffer.from(c.key.slice('bp-ed25519:'.length), 'base64url');
-    const stalledHs = new AgentHandshake({ identity, controllerKey, software: 'test' });
-    stalled.send(stalledHs.hello());
-    // A genuine welcome, after which we never send our auth.
-    stalledHs.onWelcome((await stalled.nextFrame()).data);
-
-    type Case = { name: string; send: (rc: RawClient) => void; close: number; code: string };
-    const cases: Case[] = [
-      { name: 'random bytes', send: (rc) => rc.send(randomBytes(512)), close: 1008, code: 'E_PROTO_DECODE' },
-      {
-        name: 'truncated msgpack',
-        send: (rc) => {
-          const hello = new AgentHandshake({ identity: generateIdentity(), controllerKey, software: 'test' }).hello();
-          rc.send(hello.subarray(0, hello.length - 9));
-        },
-        close: 1008,
-        code: 'E_PROTO_DECODE',
-      },
-      { name: 'text frame', send: (rc) => rc.send('{"type":"hello"}', false), close: 1008, code: 'E_PROTO_DECODE' },
-      {
-        name: 'frame just over 4 MiB',
-        send: (rc) => rc.send(Buffer.alloc(4 * 1024 * 1024 + 1, 0xc0)),
-        close: 1008,
-        code: 'E_PROTO_FRAME_TOO_LARGE',
-      },
-      { name: 'auth before hello', send: (rc) => rc.send(encodeMessage({ type: 'auth', sig: randomBytes(64) })), close: 1008, code: 'E_PROTO_UNEXPECTED' },
-      {
-        name: 'unknown agent key',
-        send: (rc) => rc.send(new AgentHandshake({ identity: generateIdentity(), controllerKey, software: 'test' }).hello()),
-        close: 1008,
-        code: 'E_AUTH_UNKNOWN_KEY',
-      },
-    ];
-    await Promise.all(
-      cases.map(async (k) => {
-        const rc = await rawClient(c);
-        k.send(rc);
-        const closed = await rc.closed();
-        expect(closed, k.name).toEqual({ code: k.close, reason: k.code });
-        expect((await rejection(c, rc)).code, k.name).toBe(k.code);
-        // The wire error is {type, code, message}: no stack.
-        const err = decodeHandshake(rc.frames[0]!.data);
-        expect(err, k.name).toMatchObject({ type: 'error', code: k.code });
-        expect(Object.keys(err).sort(), k.name).toEqual(['code', 'message', 'type']);
-      }),
-    );
-
-    // Above the WebSocket payload limit: ws itself cuts it off (1009).
-    const huge = await rawClient(c);
-    huge.send(Buffer.alloc(5 * 1024 * 1024, 0xc0));
-    expect((await huge.closed()).code).toBe(1009);
-    await c.serve.waitForLog({ peer: huge.peer, code: 'E_PROTO_FRAME_TOO_LARGE' });
-
-    const [silentLog, stalledLog] = await Promise.all(
-      [silent, stalled].map((rc) =>
-        c.serve.waitForLog({ msg: 'handshake deadline passed, closing', peer: rc.peer, code: 'E_PROTO_TIMEOUT' }, { timeoutMs: 15_000 }),
-      ),
-    );
-    expect(silentLog!['step']).toBe('hello');
-    expect(stalledLog!['step']).toBe('auth');
-    expect((await silent.closed()).code).toBe(1006);
-    expect((await stalled.closed()).code).toBe(1006);
-
-    const after = await c.agent('web1');
-    expect(after).toMatchObject({ connected: true, since: before.since, address: before.address });
-    expect(agent.find({ msg: 'agent state' }, agentFrom)).toBeUndefined();
-  });
-
   it('closes a session fed a replayed sealed frame (E_AUTH_SEAL); the agent reconnects by itself', async () => {
     const proxy = new FrameProxy();
     cleanups.push(() => proxy.stop());
@@ -436,9 +404,76 @@ describe('foundation over loopback (real processes)', () => {
     const r = await enrollCli(token, agentDir());
     const bad = await c.serve.waitForLog({ msg: 'bad frame from agent, closing' }, { from });
     expect(bad.code).toBe('E_AUTH_SEAL');
-    // Either way, the agent says what happened in one line or succeeds; never a stack.
-    if (r.exitCode !== 0) expect(oneLineError(r)).toMatch(/^agent: /);
-    console.log('DBG', r, JSON.stringify(await c.agents()), c.serve.tail(30));
+    expect(oneLineError(r)).toMatch(/^agent: the controller refused the enrollment \(.*frame failed authentication/);
+  });
+
+  // Known product bugs (see the integration report). Each test states the
+  // intended behaviour and fails today; `it.fails` keeps the suite green and
+  // turns red once the bug is fixed: then drop `.fails`.
+  describe('known bugs', () => {
+    it.fails('logs a code for a frame above the WebSocket payload limit', async () => {
+      const { c } = slow!;
+      const huge = await rawClient(c);
+      huge.send(Buffer.alloc(5 * 1024 * 1024, 0xc0));
+      expect((await huge.closed()).code).toBe(1009);
+      await c.serve.waitForLog({ peer: huge.peer, code: 'E_PROTO_FRAME_TOO_LARGE' }, { timeoutMs: 2_000 });
+    });
+
+    it.fails('does not keep an enrollment whose session was cut before the agent got the reply', async () => {
+      const proxy = new FrameProxy();
+      cleanups.push(() => proxy.stop());
+      const proxyPort = await proxy.start();
+      const c = await startController({ url: `ws://127.0.0.1:${proxyPort}`, listen: '127.0.0.1:0' });
+      proxy.target = `ws://127.0.0.1:${c.listenPort}`;
+      proxy.upstream = (_conn, f, i) => (i === 2 ? [f, f] : [f]);
+      const { token } = await c.token('web1');
+      const from = c.serve.mark();
+      const r = await enrollCli(token, agentDir());
+      expect(r.exitCode).toBe(1);
+      await c.serve.waitForLog({ code: 'E_AUTH_SEAL' }, { from });
+      // The daemon logs the outcome of the enrollment it started for that session (today: 'agent enrolled').
+      await c.serve.waitForLog((l) => l['component'] === 'enroll', { from });
+      // The agent was told nothing: the controller must not hold it enrolled (token burnt, name taken).
+      expect((await c.agents()).map((a) => a.name)).not.toContain('web1');
+    });
+
+    it.fails('refuses an enrolling hello with a wrong token proof even from an enrolled key', async () => {
+      const c = await startController();
+      const dir = await enrollAgent(c, 'web1');
+      const identity = parseIdentity(await readFile(join(dir, 'identity.json'), 'utf8'));
+      const controllerKey = controllerKeyOf(c);
+      // A pending token for another machine: we know its id (it is logged), not its secret.
+      const victim = parseToken((await c.token('web2')).token);
+      const hs = new AgentHandshake({ identity, controllerKey, software: 'test', enroll: { tokenId: victim.id, proofKey: randomBytes(32) } });
+      const rc = await rawClient(c);
+      rc.send(hs.hello());
+      let refusedWith: string | undefined;
+      try {
+        rc.send(hs.onWelcome((await rc.nextFrame()).data));
+        const channel = new Channel<AgentMessage, ControllerMessage>({ socket: rc.ws, session: hs.session(), decode: decodeControllerMessage });
+        rc.ws.on('message', (data) => channel.receive(data as Buffer));
+        const sshKey = (await readFile(`${hostKeyFile}.pub`, 'utf8')).trim();
+        await channel.request({ type: 'enroll', sshKey }).catch((err: BorgpullError) => {
+          refusedWith = err.code;
+        });
+      } catch (err) {
+        refusedWith = (err as BorgpullError).code;
+      }
+      expect((await c.agents()).map((a) => a.name)).toEqual(['web1']);
+      expect(refusedWith).toBe('E_AUTH_TOKEN');
+    });
+
+    it.fails('agent enroll --force makes new keys, so a revoked machine can enroll again', async () => {
+      const c = await startController();
+      const dir = await enrollAgent(c, 'web1');
+      const oldKey = parseIdentity(await readFile(join(dir, 'identity.json'), 'utf8')).publicKey;
+      expect((await c.run('agents', 'revoke', 'web1')).exitCode).toBe(0);
+      const again = await enrollCli((await c.token('web1')).token, dir, '--force');
+      expect(again.stderr).toBe('');
+      expect(again.exitCode).toBe(0);
+      const newKey = parseIdentity(await readFile(join(dir, 'identity.json'), 'utf8')).publicKey;
+      expect(Buffer.from(newKey).equals(Buffer.from(oldKey))).toBe(false);
+    });
   });
 
   describe('CLI errors: one line on stderr, no stack, non-zero exit', () => {
@@ -490,5 +525,72 @@ describe('foundation over loopback (real processes)', () => {
       cases.forEach(([name, , re], i) => expect(oneLineError(results[i]!), name).toMatch(re));
       expect(c.serve.running).toBe(true);
     });
+  });
+
+  // Last, so that the fixture's 10 s handshake deadline has (mostly) run out.
+  it('cuts off garbage peers with a clear code while the enrolled agent stays connected', async () => {
+    const { c, agent, before, agentFrom, silent, stalled } = slow!;
+    const controllerKey = controllerKeyOf(c);
+
+    type Case = { name: string; send: (rc: RawClient) => void; close: number; code: string };
+    const cases: Case[] = [
+      { name: 'random bytes', send: (rc) => rc.send(randomBytes(512)), close: 1008, code: 'E_PROTO_DECODE' },
+      {
+        name: 'truncated msgpack',
+        send: (rc) => {
+          const hello = new AgentHandshake({ identity: generateIdentity(), controllerKey, software: 'test' }).hello();
+          rc.send(hello.subarray(0, hello.length - 9));
+        },
+        close: 1008,
+        code: 'E_PROTO_DECODE',
+      },
+      { name: 'text frame', send: (rc) => rc.send('{"type":"hello"}', false), close: 1008, code: 'E_PROTO_DECODE' },
+      {
+        name: 'frame just over 4 MiB',
+        send: (rc) => rc.send(Buffer.alloc(4 * 1024 * 1024 + 1, 0xc0)),
+        close: 1008,
+        code: 'E_PROTO_FRAME_TOO_LARGE',
+      },
+      { name: 'auth before hello', send: (rc) => rc.send(encodeMessage({ type: 'auth', sig: randomBytes(64) })), close: 1008, code: 'E_PROTO_UNEXPECTED' },
+      {
+        name: 'unknown agent key',
+        send: (rc) => rc.send(new AgentHandshake({ identity: generateIdentity(), controllerKey, software: 'test' }).hello()),
+        close: 1008,
+        code: 'E_AUTH_UNKNOWN_KEY',
+      },
+    ];
+    await Promise.all(
+      cases.map(async (k) => {
+        const rc = await rawClient(c);
+        k.send(rc);
+        const closed = await rc.closed();
+        expect(closed, k.name).toEqual({ code: k.close, reason: k.code });
+        expect((await rejection(c, rc)).code, k.name).toBe(k.code);
+        // The wire error is {type, code, message}: no stack.
+        const err = decodeHandshake(rc.frames[0]!.data);
+        expect(err, k.name).toMatchObject({ type: 'error', code: k.code });
+        expect(Object.keys(err).sort(), k.name).toEqual(['code', 'message', 'type']);
+      }),
+    );
+
+    // Above the WebSocket payload limit: ws itself cuts it off (1009). Its log line: see 'known bugs' above.
+    const huge = await rawClient(c);
+    huge.send(Buffer.alloc(5 * 1024 * 1024, 0xc0));
+    expect((await huge.closed()).code).toBe(1009);
+
+    const [silentLog, stalledLog] = await Promise.all(
+      [silent, stalled].map((rc) =>
+        c.serve.waitForLog({ msg: 'handshake deadline passed, closing', peer: rc.peer, code: 'E_PROTO_TIMEOUT' }, { timeoutMs: 15_000 }),
+      ),
+    );
+    expect(silentLog!['step']).toBe('hello');
+    expect(stalledLog!['step']).toBe('auth');
+    expect((await silent.closed()).code).toBe(1006);
+    expect((await stalled.closed()).code).toBe(1006);
+
+    const after = await c.agent('steady');
+    expect(after).toMatchObject({ connected: true, since: before.since, address: before.address });
+    expect(agent.find({ msg: 'agent state' }, agentFrom)).toBeUndefined();
+    expect(c.serve.find({ msg: 'agent disconnected' })).toBeUndefined();
   });
 });

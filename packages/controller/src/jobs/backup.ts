@@ -156,7 +156,7 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
       );
     }
     const stats = parseStats(String(res.stdout ?? ''));
-    job.stats = stats;
+    job.stats = { ...stats, changedFiles: out.changedFiles, errorFiles: out.errorFiles };
     if (out.rc === 0) job.status = 'succeeded';
     else if (out.rc === 1) {
       job.status = 'warning';

@@ -17,7 +17,10 @@ export function borgEnv(p: StatePaths, extra: Record<string, string> = {}): Reco
     LC_ALL: 'C.UTF-8',
     BORG_BASE_DIR: p.borgBase,
     BORG_PASSPHRASE_FD: '3',
-    BORG_RELOCATED_REPO_ACCESS_IS_OK: 'no',
+    // chroot isolation reaches a repository as /borgrepo, everything else by its
+    // state-dir path: both paths are the controller's own, for a repository
+    // only it uses, so borg's relocation check would only get in the way.
+    BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes',
     BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'no',
     BORG_DISPLAY_PASSPHRASE: 'no',
     ...extra,

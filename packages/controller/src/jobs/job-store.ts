@@ -7,6 +7,9 @@ export type JobStatus = 'running' | 'succeeded' | 'warning' | 'failed' | 'offlin
 
 export interface JobStats {
   nfiles?: number;
+  /** Files read because they were new or changed; an unchanged run reads none. */
+  changedFiles?: number;
+  errorFiles?: number;
   originalSize?: number;
   compressedSize?: number;
   deduplicatedSize?: number;

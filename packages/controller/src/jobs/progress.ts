@@ -18,6 +18,10 @@ export interface BorgOutcome {
   setupError?: { code: string; message: string };
   errors: string[];
   warnings: string[];
+  /** Files borg read because they were added or modified (--list --filter=AME). */
+  changedFiles: number;
+  /** Files borg could not read. */
+  errorFiles: number;
 }
 
 /**
@@ -26,7 +30,7 @@ export interface BorgOutcome {
  */
 export class BorgLogReader {
   private buf = '';
-  readonly outcome: BorgOutcome = { rc: null, connection: null, errors: [], warnings: [] };
+  readonly outcome: BorgOutcome = { rc: null, connection: null, errors: [], warnings: [], changedFiles: 0, errorFiles: 0 };
 
   constructor(private readonly onProgress: (p: { nfiles: number; originalSize: number; deduplicatedSize: number; path: string }) => void) {}
 
@@ -69,6 +73,9 @@ export class BorgLogReader {
         deduplicatedSize: num(m['deduplicated_size']),
         path: typeof m['path'] === 'string' ? m['path'] : '',
       });
+    } else if (m['type'] === 'file_status') {
+      if (m['status'] === 'E') this.outcome.errorFiles++;
+      else this.outcome.changedFiles++;
     } else if (m['type'] === 'log_message') {
       const level = String(m['levelname'] ?? '');
       const msg = String(m['message'] ?? '');

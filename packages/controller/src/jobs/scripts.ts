@@ -51,7 +51,7 @@ for d in /run/nscd /var/run/nscd; do
   if [ -d "$d" ]; then mount -t tmpfs -o size=16k,mode=0755 borgpull-nscd-mask "$d"; fi
 done
 cd "$MNT" || fail E_JOB_MOUNT "cannot enter the mount"
-borg create --log-json --progress --json --files-cache ctime,size --noflags --noxattrs --noacls \
+borg create --log-json --progress --json --list --filter=AME --files-cache ctime,size --noflags --noxattrs --noacls \
   "$@" "$REPO::$ARCHIVE" . 3<"$PASSPHRASE_FILE"
 ${FINISH}`;
 
@@ -75,7 +75,7 @@ mount --bind "$REPO" "$STAGE/borgrepo" || fail E_JOB_SETUP "cannot bind the repo
 mount --bind "$BORG_BASE_DIR" "$STAGE/borgbase" || fail E_JOB_SETUP "cannot bind borg's cache"
 chroot "$STAGE" /bin/sh -c 'command -v borg' >/dev/null 2>&1 \
   || fail E_JOB_CHROOT_BORG "chroot isolation needs borg installed on the client (not found in its PATH)"
-BORG_BASE_DIR=/borgbase chroot "$STAGE" borg create --log-json --progress --json --files-cache ctime,size \
+BORG_BASE_DIR=/borgbase chroot "$STAGE" borg create --log-json --progress --json --list --filter=AME --files-cache ctime,size \
   --noflags --noxattrs --noacls --exclude /borgrepo --exclude /borgbase \
   "$@" "/borgrepo::$ARCHIVE" / 3<"$PASSPHRASE_FILE"
 ${FINISH}`;
