@@ -2,27 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readdirSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertNoLeftovers, cleanupAll, requireTools } from '../harness/index.js';
-import { listItems, startClient, startController, type Client, type Controller } from './fixture.js';
-
-interface Job {
-  agent: string;
-  archive?: string;
-  status: string;
-  code?: string;
-  reason?: string;
-  stats?: { nfiles?: number };
-}
-
-async function backup(ctl: Controller, args: string[]): Promise<{ exitCode: number; jobs: Job[]; stderr: string }> {
-  const r = await ctl.cli(['backup', ...args, '--json'], 300_000);
-  let jobs: Job[] = [];
-  try {
-    jobs = JSON.parse(r.stdout) as Job[];
-  } catch {
-    /* leave empty: the assertion shows stderr */
-  }
-  return { exitCode: r.exitCode, jobs, stderr: r.stderr };
-}
+import { backup, listItems, startClient, startController, type Client, type Controller } from './fixture.js';
 
 /** Gives every regular file under root a distinct mtime an hour ago (ctime over sshfs reads as mtime). */
 function ageTree(root: string): void {

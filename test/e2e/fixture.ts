@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
   SERVER_ADDRESS,
@@ -156,4 +156,57 @@ export async function listItems(ctl: Controller, agent: string, archive: string)
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l) as Item);
+}
+
+/** Pids whose command line contains every one of `parts` (e.g. a job's borg or sshfs). */
+export function pidsMatching(...parts: string[]): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    let cmd = '';
+    try {
+      cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8').replaceAll('\0', ' ');
+    } catch {
+      continue;
+    }
+    if (Number(d) !== process.pid && parts.every((p) => cmd.includes(p))) out.push(Number(d));
+  }
+  return out;
+}
+
+/** Any process or mount that a job of this controller could leave behind. */
+export function jobLeftovers(ctl: Controller): string[] {
+  const found: string[] = [];
+  for (const pid of [...pidsMatching('sshfs', ctl.state), ...pidsMatching('borg', ctl.state), ...pidsMatching('unshare', '--pid')]) {
+    found.push(`process ${pid}: ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').slice(0, 200)}`);
+  }
+  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    if (line.includes(ctl.state) || line.includes(' fuse.sshfs ')) found.push(`mount: ${line}`);
+  }
+  return found;
+}
+
+export interface BackupRun {
+  exitCode: number;
+  jobs: Array<{ agent: string; archive?: string; status: string; code?: string; reason?: string; stats?: Record<string, number> }>;
+  stdout: string;
+  stderr: string;
+}
+
+export async function backup(ctl: Controller, args: string[]): Promise<BackupRun> {
+  const r = await ctl.cli(['backup', ...args, '--json'], 300_000);
+  let jobs: BackupRun['jobs'] = [];
+  try {
+    jobs = JSON.parse(r.stdout) as BackupRun['jobs'];
+  } catch {
+    /* left empty: assertions show stdout and stderr */
+  }
+  return { exitCode: r.exitCode, jobs, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Many small files, so that a backup runs long enough to be interrupted. */
+export function manyFiles(count: number, dir = 'bulk'): Record<string, string> {
+  const tree: Record<string, string> = {};
+  for (let i = 0; i < count; i++) tree[`${dir}/d${i % 50}/f${i}.txt`] = `file ${i} ${'x'.repeat(i % 300)}\n`;
+  return tree;
 }

@@ -232,14 +232,15 @@ describe('foundation over loopback (real processes)', () => {
     expect(view.since).toEqual(expect.any(Number));
     expect(view.port).toBeGreaterThanOrEqual(1024);
 
-    const table = await c.run('agents');
+    const [table, status, statusJson] = await Promise.all([
+      c.run('agents'),
+      agentCli('status', '--state-dir', dir),
+      agentCli('status', '--json', '--state-dir', dir),
+    ]);
     expect(table.exitCode).toBe(0);
     expect(table.stdout).toMatch(/^web1\s+connected\s+/m);
-
-    const status = await agentCli('status', '--state-dir', dir);
     expect(status.exitCode, status.stderr).toBe(0);
     expect(status.stdout).toBe(`enrolled as 'web1' with ws://127.0.0.1:${c.port} (tunnel port ${view.port})`);
-    const statusJson = await agentCli('status', '--json', '--state-dir', dir);
     expect(JSON.parse(statusJson.stdout)).toMatchObject({
       name: 'web1',
       url: `ws://127.0.0.1:${c.port}`,
@@ -274,7 +275,8 @@ describe('foundation over loopback (real processes)', () => {
 
   it('refuses a used, a forged and an expired enrollment token', async () => {
     const c = await startController();
-    const { token } = await c.token('web1');
+    // --ttl is minutes; 0.01 is 600 ms, spent while the other cases run.
+    const [{ token }, { token: genuine }, late] = await Promise.all([c.token('web1'), c.token('web2'), c.token('web3', '--ttl', '0.01')]);
     const first = await enrollCli(token, agentDir());
     expect(first.exitCode, first.stderr).toBe(0);
 
@@ -285,7 +287,6 @@ describe('foundation over loopback (real processes)', () => {
     expect((await c.serve.waitForLog({ msg: 'connection rejected' }, { from })).code).toBe('E_AUTH_TOKEN');
 
     // Forged: the same token with one bit of its secret flipped.
-    const genuine = (await c.token('web2')).token;
     const body = unpack(Buffer.from(genuine.slice('bpt1.'.length), 'base64url')) as Record<string, unknown>;
     const secret = Buffer.from(body['s'] as Uint8Array);
     secret[7]! ^= 0x01;
@@ -299,8 +300,7 @@ describe('foundation over loopback (real processes)', () => {
     const real = await enrollCli(genuine, agentDir());
     expect(real.exitCode, real.stderr).toBe(0);
 
-    // Expired: --ttl is minutes; 0.01 is 600 ms.
-    const late = await c.token('web3', '--ttl', '0.01');
+    // Expired.
     await waitFor('the token to expire', () => Date.now() > late.expiresAt + 10);
     const expired = await enrollCli(late.token, agentDir());
     expect(oneLineError(expired)).toMatch(/^agent: this enrollment token has expired/);
@@ -416,7 +416,7 @@ describe('foundation over loopback (real processes)', () => {
       const huge = await rawClient(c);
       huge.send(Buffer.alloc(5 * 1024 * 1024, 0xc0));
       expect((await huge.closed()).code).toBe(1009);
-      await c.serve.waitForLog({ peer: huge.peer, code: 'E_PROTO_FRAME_TOO_LARGE' }, { timeoutMs: 2_000 });
+      await c.serve.waitForLog({ peer: huge.peer, code: 'E_PROTO_FRAME_TOO_LARGE' }, { timeoutMs: 1_000 });
     });
 
     it.fails('does not keep an enrollment whose session was cut before the agent got the reply', async () => {
