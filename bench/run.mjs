@@ -10,7 +10,9 @@
  *
  * A suite is a module exporting `async run(ctx)` that returns
  *   { title, sections: [{ title, rows: [Row], notes: [string] }], details: {...} }
- * Row: { key, label, value, unit, digits?, baseline?: {label, value}, ratio?,
+ * Row: { key, label, value, unit, digits?, display? (shown instead of value, e.g.
+ *        when the measurement could not complete; value is then null),
+ *        baseline?: {label, value}, ratio?,
  *        target?: {on: 'value'|'ratio', op: '<'|'<='|'>='|'>', value}, pass? }
  * ctx: { log(msg), outDir, env } (see bench/foundation/index.mjs).
  */
@@ -91,7 +93,7 @@ function table(rows) {
   const head = ['metric', 'value', 'baseline (same run)', 'ratio', 'target', ''];
   const body = rows.map((r) => [
     r.label,
-    `${fmt(r.value, r.digits)} ${r.unit ?? ''}`.trim(),
+    r.display ?? `${fmt(r.value, r.digits)} ${r.unit ?? ''}`.trim(),
     r.baseline ? `${fmt(r.baseline.value, r.digits)} ${r.unit ?? ''} (${r.baseline.label})` : '',
     r.ratio === undefined ? '' : `${fmt(r.ratio, 2)}x`,
     targetText(r.target, r.unit),

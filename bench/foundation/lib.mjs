@@ -30,15 +30,21 @@ export function cpuTicks(pid) {
   return Number(f[11]) + Number(f[12]);
 }
 
-/** Waits until a process stops burning CPU (<= maxTicks over windowMs), up to maxMs. Returns ms waited. */
-export async function waitQuiet(pid, { windowMs = 500, maxTicks = 2, maxMs = 30_000 } = {}) {
+/**
+ * Waits until a process stops burning CPU (<= maxTicks over windowMs) and
+ * signature() (e.g. a file's mtime) stopped changing, up to maxMs. Returns ms waited.
+ */
+export async function waitQuiet(pid, { windowMs = 500, maxTicks = 2, maxMs = 30_000, signature = () => '' } = {}) {
   const t0 = Date.now();
   let prev = cpuTicks(pid);
+  let prevSig = signature();
   for (;;) {
     await sleep(windowMs);
     const now = cpuTicks(pid);
-    if (now - prev <= maxTicks || Date.now() - t0 > maxMs) return Date.now() - t0;
+    const sig = signature();
+    if ((now - prev <= maxTicks && sig === prevSig) || Date.now() - t0 > maxMs) return Date.now() - t0;
     prev = now;
+    prevSig = sig;
   }
 }
 

@@ -134,12 +134,16 @@ function noteError(errors, err) {
 }
 
 serveRpc({
-  /** Opens sessions for identities [from, to) and keeps them idle. */
+  /** Opens sessions for identities [from, to) and keeps them idle; starts none after deadlineMs. */
   async connect(msg) {
     const errors = {};
     let ok = 0;
+    let attempted = 0;
     const t0 = performance.now();
+    const deadline = t0 + (msg.deadlineMs ?? Infinity);
     await pool(msg.to - msg.from, msg.concurrency, async (k) => {
+      if (performance.now() > deadline) return;
+      attempted++;
       try {
         const s = await open(msg, msg.from + k);
         // once established, a drop is not this step's failure: just forget it
@@ -152,17 +156,21 @@ serveRpc({
       }
     });
     const ms = performance.now() - t0;
-    return { ok, failed: msg.to - msg.from - ok, ms, errors, held: held.length };
+    return { ok, attempted, failed: attempted - ok, ms, errors, held: held.length, deadlineHit: attempted < msg.to - msg.from };
   },
 
-  /** count connect + handshake + close cycles over identities [from, to), concurrency in flight. */
+  /** count connect + handshake + close cycles over identities [from, to), concurrency in flight; starts none after deadlineMs. */
   async cycle(msg) {
     const errors = {};
     const lat = [];
     let ok = 0;
+    let attempted = 0;
     const span = msg.to - msg.from;
     const t0 = performance.now();
+    const deadline = t0 + (msg.deadlineMs ?? Infinity);
     await pool(msg.count, msg.concurrency, async (k) => {
+      if (performance.now() > deadline) return;
+      attempted++;
       const t = performance.now();
       try {
         const s = await open(msg, msg.from + (k % span));
@@ -175,7 +183,7 @@ serveRpc({
       }
     });
     const ms = performance.now() - t0;
-    return { ok, failed: msg.count - ok, ms, errors, latencyMs: percentiles(lat) };
+    return { ok, attempted, failed: attempted - ok, ms, errors, latencyMs: percentiles(lat), deadlineHit: attempted < msg.count };
   },
 
   async closeAll() {

@@ -173,7 +173,8 @@ function agentCli(...args: string[]): Promise<CliResult> {
 }
 
 function enrollCli(token: string, dir: string, ...extra: string[]): Promise<CliResult> {
-  return agentCli('enroll', token, '--state-dir', dir, '--authorized-keys', join(dir, 'authorized_keys'), ...extra);
+  // Our own files for this machine's authorized_keys and sshd host key: nothing outside the temp dir.
+  return agentCli('enroll', token, '--state-dir', dir, '--authorized-keys', join(dir, 'authorized_keys'), '--sshd-host-key', `${hostKeyFile}.pub`, ...extra);
 }
 
 /** Token + `agent enroll`; returns the agent's state dir. */
@@ -387,7 +388,7 @@ describe('foundation over loopback (real processes)', () => {
     const after = await c.agent('web1');
     expect(after.connected).toBe(true);
     expect(after.since!).toBeGreaterThan(before.since!);
-    expect(proxy.conns.length).toBe(3);
+    expect(proxy.conns.length).toBeGreaterThanOrEqual(3); // enroll, first session, the reconnect: all through the proxy
   });
 
   it('closes an enrollment session whose sealed request is replayed within it (E_AUTH_SEAL)', async () => {
@@ -428,13 +429,20 @@ describe('foundation over loopback (real processes)', () => {
       proxy.upstream = (_conn, f, i) => (i === 2 ? [f, f] : [f]);
       const { token } = await c.token('web1');
       const from = c.serve.mark();
-      const r = await enrollCli(token, agentDir());
+      const dir = agentDir();
+      const r = await enrollCli(token, dir);
       expect(r.exitCode).toBe(1);
       await c.serve.waitForLog({ code: 'E_AUTH_SEAL' }, { from });
-      // The daemon logs the outcome of the enrollment it started for that session (today: 'agent enrolled').
-      await c.serve.waitForLog((l) => l['component'] === 'enroll', { from });
-      // The agent was told nothing: the controller must not hold it enrolled (token burnt, name taken).
-      expect((await c.agents()).map((a) => a.name)).not.toContain('web1');
+      // The agent was told it is not enrolled, so the admin does what anyone would: a new token, enroll again.
+      // Today the controller committed the cut-off enrollment anyway ('agent enrolled' after the
+      // E_AUTH_SEAL line): the name is taken and the token burnt, and this machine can only come back
+      // after a revoke, which bans its key (and --force keeps that key: see below).
+      proxy.upstream = (_conn, f) => [f];
+      const retry = await c.run('token', 'web1', '--json');
+      expect(retry.stderr).toBe('');
+      const again = await enrollCli((JSON.parse(retry.stdout) as { token: string }).token, dir);
+      expect(again.stderr).toBe('');
+      expect(again.exitCode).toBe(0);
     });
 
     it.fails('refuses an enrolling hello with a wrong token proof even from an enrolled key', async () => {

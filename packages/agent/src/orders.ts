@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import { BorgpullError, type AgentMessage, type Channel, type ControllerMessage } from '@borgpull/protocol';
+import { grantRestoreKey, revokeRestoreKey } from './authorized-keys.js';
 import { readIdentity } from './identity.js';
+import { RestoreStreams } from './restore.js';
 import type { AgentPaths, Enrollment } from './state.js';
 import { Tunnel } from './tunnel.js';
 
@@ -12,6 +14,7 @@ type AgentChannel = Channel<AgentMessage, ControllerMessage>;
  */
 export class OrderHandler {
   private readonly tunnel: Tunnel;
+  private readonly restores: RestoreStreams;
 
   constructor(
     private readonly channel: AgentChannel,
@@ -21,6 +24,17 @@ export class OrderHandler {
   ) {
     this.tunnel = new Tunnel(paths, enrollment.sshdPort, log);
     this.tunnel.onClosed = (port, reason) => channel.notify({ type: 'tunnel.closed', port, reason });
+    this.restores = new RestoreStreams(channel, log);
+  }
+
+  /** Bulk data: only restore streams carry it. A bad stream id ends that session. */
+  data(stream: number, chunk: Buffer): void {
+    try {
+      this.restores.data(stream, chunk);
+    } catch (err) {
+      this.log.warn({ code: (err as BorgpullError).code, stream }, 'unexpected restore data, closing the session');
+      this.channel.close('unexpected restore data');
+    }
   }
 
   handle(msg: ControllerMessage): void {
@@ -46,6 +60,26 @@ export class OrderHandler {
       case 'identity.get':
         this.channel.reply({ type: 'identity', id: msg.id, ...(await readIdentity(this.enrollment.sshdHostKey)) });
         return;
+      case 'access.grant':
+        await grantRestoreKey(this.enrollment.authorizedKeys, msg.key);
+        this.log.warn('granted the controller write access for a restore');
+        this.channel.reply({ type: 'ok', id: msg.id });
+        return;
+      case 'access.revoke':
+        await revokeRestoreKey(this.enrollment.authorizedKeys);
+        this.log.info('withdrew the controller write access');
+        this.channel.reply({ type: 'ok', id: msg.id });
+        return;
+      case 'restore.begin':
+        await this.restores.begin(msg);
+        this.channel.reply({ type: 'ok', id: msg.id });
+        return;
+      case 'restore.end':
+        this.channel.reply(await this.restores.end(msg));
+        return;
+      case 'restore.abort':
+        this.restores.abort(msg.stream, msg.reason);
+        return;
       default:
         if ('id' in msg && typeof msg.id === 'number' && msg.type !== 'ok' && msg.type !== 'error') {
           this.channel.reply({ type: 'error', id: msg.id, code: 'E_AGENT_UNSUPPORTED', message: `this agent does not handle '${msg.type}'` });
@@ -55,6 +89,8 @@ export class OrderHandler {
 
   /** The session is gone: nothing it started may outlive it. */
   async sessionEnded(reason: string): Promise<void> {
+    this.restores.abortAll(`session ended: ${reason}`);
+    await revokeRestoreKey(this.enrollment.authorizedKeys).catch(() => undefined);
     await this.tunnel.close(`session ended: ${reason}`);
   }
 }

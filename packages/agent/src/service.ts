@@ -91,6 +91,7 @@ export class AgentService {
     const orders = new OrderHandler(channel, this.opts.paths, enrollment, log);
     channel.onError = (err) => log.warn({ code: err.code, reason: err.message }, 'bad frame from controller, closing');
     channel.onMessage = (msg) => orders.handle(msg);
+    channel.onData = (stream, chunk) => orders.data(stream, chunk);
     let alive = true;
     ws.on('pong', () => {
       alive = true;

@@ -1,2 +1,50 @@
-import { UsageError, type Io } from './cli.js';
-export async function restoreCommand(_a: string[], _io: Io): Promise<number> { throw new UsageError('restore: not implemented yet'); }
+import { adminRequest, adminSocketPath } from './admin-socket.js';
+import { parse, stateDirOf, UsageError, type Io } from './cli.js';
+import { ProgressView } from './cli-backup.js';
+import { bytes, duration } from './format.js';
+import type { JobRecord } from './jobs/job-store.js';
+import type { JobEvent } from './jobs/progress.js';
+
+export async function restoreCommand(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    method: { type: 'string' },
+    target: { type: 'string' },
+    'dry-run': { type: 'boolean' },
+    yes: { type: 'boolean' },
+  });
+  const [agent, archive, ...paths] = positionals;
+  if (!agent || !archive) {
+    throw new UsageError('usage: controller restore NAME ARCHIVE [PATH...] [--method stream|extract|full] [--target DIR] [--dry-run] [--yes]');
+  }
+  const method = typeof values['method'] === 'string' ? values['method'] : 'stream';
+  if (!['stream', 'extract', 'full'].includes(method)) throw new UsageError(`--method must be stream, extract or full, got '${method}'`);
+  const target = typeof values['target'] === 'string' ? values['target'] : '/';
+  if (!target.startsWith('/')) throw new UsageError(`--target must be an absolute path on the client, got '${target}'`);
+  const dryRun = values['dry-run'] === true;
+  if (target.replace(/\/+$/, '') === '' && !dryRun && values['yes'] !== true) {
+    throw new UsageError(`restoring into the client's live / overwrites its files: add --yes if you mean it, or pick --target DIR`);
+  }
+  const view = new ProgressView((s) => process.stderr.write(s), process.stderr.isTTY === true && values['json'] !== true);
+  const job = (await adminRequest(
+    adminSocketPath(stateDirOf(values)),
+    'restore',
+    { agent, archive, paths, method, target, dryRun },
+    (e) => {
+      if (values['json'] !== true) view.update(e as JobEvent);
+    },
+  )) as JobRecord & { wouldWrite?: string[] };
+  if (values['json']) {
+    io.out(JSON.stringify(job, null, 2));
+  } else if (dryRun) {
+    for (const path of job.wouldWrite ?? []) io.out(path);
+    io.out(`dry run: ${job.wouldWrite?.length ?? 0} items of ${archive} would be written under ${target} on ${agent} (--method ${method}); nothing was written`);
+  } else if (job.status === 'succeeded' || job.status === 'warning') {
+    const s = job.stats ?? {};
+    const what = s.bytes !== undefined ? `${s.files ?? 0} files, ${bytes(s.bytes)} (sha256 ${s.sha256?.slice(0, 16)}…, verified by the agent)` : 'done';
+    io.out(`restored ${archive} to ${agent}:${target} by ${method} in ${duration((job.endedAt ?? job.startedAt) - job.startedAt)}: ${what}`);
+    if (job.status === 'warning') io.out(`warnings: ${job.reason ?? ''}`);
+  } else {
+    io.err(`restore failed: ${job.reason ?? job.code ?? 'unknown reason'} (job ${job.id})`);
+  }
+  return job.status === 'succeeded' || job.status === 'warning' ? 0 : 1;
+}

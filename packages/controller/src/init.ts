@@ -53,7 +53,8 @@ export async function initController(argv: string[], io: Io): Promise<number> {
   const cfg = validateConfig(raw);
   await createStateDirs(p);
   const id = await createIdentity(p);
-  await ensureSshKey(p);
+  await ensureSshKey(p.sshKey);
+  await ensureSshKey(p.restoreKey);
   await saveConfig(stateDir, cfg);
   io.out(`initialized ${stateDir}`);
   io.out(`controller key ${encodePublicKey(id.publicKey)} (fingerprint ${keyFingerprint(id.publicKey)})`);

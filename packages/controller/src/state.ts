@@ -11,6 +11,8 @@ export function statePaths(stateDir: string) {
     identity: join(stateDir, 'identity.json'),
     sshDir: join(stateDir, 'ssh'),
     sshKey: join(stateDir, 'ssh', 'id_ed25519'),
+    /** Used only while a restore the agent accepted runs; the agent grants it write access then. */
+    restoreKey: join(stateDir, 'ssh', 'id_ed25519_restore'),
     knownHosts: (agent: string) => join(stateDir, 'ssh', `known_hosts.${agent}`),
     tunnelDir: join(stateDir, 'tunnel'),
     tunnelAuthorizedKeys: join(stateDir, 'tunnel', 'authorized_keys'),
@@ -60,14 +62,13 @@ export async function loadIdentity(p: StatePaths): Promise<IdentityKeys> {
 }
 
 /** The controller's ssh key, used by sshfs to log in to clients through their tunnels. */
-export async function ensureSshKey(p: StatePaths): Promise<void> {
+export async function ensureSshKey(path: string): Promise<string> {
   try {
-    await stat(p.sshKey);
-    return;
+    await stat(path);
   } catch {
-    /* create below */
+    await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'borgpull-controller', '-f', path]);
   }
-  await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'borgpull-controller', '-f', p.sshKey]);
+  return (await readFile(`${path}.pub`, 'utf8')).trim();
 }
 
 export async function readSshPublicKey(p: StatePaths): Promise<string> {

@@ -1,18 +1,14 @@
 import type { Logger } from 'pino';
-import { execa } from 'execa';
 import { BorgpullError, type AgentMessage } from '@borgpull/protocol';
 import type { ControllerDaemon } from '../daemon.js';
 import { ControllerError } from '../errors.js';
-import { readHostKey } from '../tunnel-keys.js';
-import { borgEnv, breakStaleJobLock, deleteArchive, ensureRepo, JOB_HOST_PREFIX, listArchives } from './borg.js';
+import { breakStaleJobLock, deleteArchive, ensureRepo, listArchives } from './borg.js';
+import { openClientAccess, runCleanup, runJobScript, type Cleanup } from './client-access.js';
 import { mountExcludes, parseMounts } from './excludes.js';
-import { JobDir, ensureMountpoint, removeMountpoint } from './job-dir.js';
 import { newJobId, type JobRecord, type JobStore } from './job-store.js';
 import { BorgLogReader, type JobEvent } from './progress.js';
-import { CHROOT_CREATE, NAMESPACE_CREATE, jobCommand } from './scripts.js';
+import { BACKUP_MOUNT_OPTS, CHROOT_CREATE, NAMESPACE_CREATE } from './scripts.js';
 import { loadConfig, type Isolation } from '../config.js';
-
-export const NSSWITCH = 'passwd: files\ngroup: files\nshadow: files\nhosts: files\n';
 
 /** Archive names: AGENT-YYYY-MM-DDTHH:MM:SS (UTC). */
 export function archiveName(agent: string, at = new Date()): string {
@@ -53,7 +49,7 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
   await store.add(job);
   ctx.running.add(job.id);
   log.info('backup started');
-  const cleanup: Array<[string, () => Promise<unknown>]> = [];
+  const cleanup: Cleanup = [];
   const rec = daemon.registry.get(agent)!;
   try {
     // Read at every job, so edits to excludes or isolation apply without a restart.
@@ -61,42 +57,26 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
     const settings = config.agents[agent];
     const isolation: Isolation = settings?.isolation ?? config.isolation;
     say({ phase: 'tunnel' });
-    const hostKey = await readHostKey(config.sshHostKeyFile);
-    await link.channel.request(
-      { type: 'tunnel.open', port: rec.port, sshHost: config.sshHost, sshPort: config.sshPort, user: config.tunnelUser, hostKey },
-      40_000,
-    );
-    cleanup.push(['close the tunnel', () => link.channel.request({ type: 'tunnel.close' }, 15_000)]);
-    signal.throwIfAborted();
-
-    say({ phase: 'identity' });
-    const id = await link.channel.request<Extract<AgentMessage, { type: 'identity' }>>({ type: 'identity.get' });
-    const dir = await JobDir.create(`${p.jobsDir}/${job.id}`);
-    cleanup.push(['remove the job directory', () => dir.remove()]);
-    const env: Record<string, string> = borgEnv(p, {
-      BORG_HOST_ID: `${JOB_HOST_PREFIX}${job.id}`,
-      MNT: p.mountpoint(agent),
-      PORT: String(rec.port),
-      SSH_KEY: p.sshKey,
-      KNOWN_HOSTS: await dir.file('known_hosts', `borgpull-agent-${agent} ${id.sshHostKey}\n`),
-      HOST_ALIAS: `borgpull-agent-${agent}`,
-      PASSPHRASE_FILE: p.passphrase(agent),
-      REPO: p.repo(agent),
-      JOB_DIR: dir.path,
-      CLIENT_PASSWD: await dir.file('passwd', id.passwd, 0o644),
-      CLIENT_GROUP: await dir.file('group', id.group, 0o644),
-      NSSWITCH: await dir.file('nsswitch.conf', NSSWITCH, 0o644),
+    const access = await openClientAccess({
+      p,
+      config,
+      link,
+      agent: rec,
+      jobId: job.id,
+      cleanup,
+      sshKey: p.sshKey,
+      mountOpts: BACKUP_MOUNT_OPTS,
+      remotePath: '/',
     });
-    dir.expect('sshfs.err');
+    const { env, dir, identity: id } = access;
     if (isolation === 'chroot') {
       await dir.dir('upper');
       await dir.dir('stage');
     }
+    signal.throwIfAborted();
 
     await ensureRepo(p, agent);
     if (await breakStaleJobLock(p, agent, (jobId) => ctx.running.has(jobId))) log.warn('broke a lock left by a dead job');
-    await ensureMountpoint(p.mountpoint(agent));
-    cleanup.push(['remove the mountpoint', () => removeMountpoint(p.mountpoint(agent))]);
 
     const archive = archiveName(agent);
     job.archive = archive;
@@ -104,7 +84,6 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
     const excludes = [...mountExcludes(parseMounts(id.mounts)), ...config.exclude, ...(settings?.exclude ?? [])];
     const args = excludes.flatMap((x) => ['--exclude', x]);
     say({ phase: 'borg', message: `${isolation} isolation, ${excludes.length} excludes` });
-    const { file, args: argv } = jobCommand(isolation === 'chroot' ? CHROOT_CREATE : NAMESPACE_CREATE, args);
     let last = 0;
     const reader = new BorgLogReader((pr) => {
       const now = Date.now();
@@ -112,17 +91,6 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
       last = now;
       say({ phase: 'borg', ...pr });
     });
-    const proc = execa(file, argv, {
-      env,
-      extendEnv: false,
-      stdin: 'ignore',
-      reject: false,
-      cancelSignal: signal,
-      forceKillAfterDelay: 3000,
-      stripFinalNewline: false,
-    });
-    proc.stderr?.setEncoding('utf8');
-    proc.stderr?.on('data', (c: string) => reader.push(c));
     // The tunnel dying mid-job is one more sign the archive is cut short.
     let tunnelLost: string | undefined;
     const offTunnel = link.onMessage((m) => {
@@ -131,17 +99,17 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
     const offClose = link.onClose((reason) => {
       tunnelLost ??= `agent disconnected: ${reason}`;
     });
-    const res = await proc;
-    offTunnel();
-    offClose();
-    reader.push('\n');
+    const res = await runJobScript({ script: isolation === 'chroot' ? CHROOT_CREATE : NAMESPACE_CREATE, args, env, signal, reader }).finally(() => {
+      offTunnel();
+      offClose();
+    });
     const out = reader.outcome;
     if (signal.aborted) throw new ControllerError('E_JOB_CANCELLED', `the job was cancelled: ${String((signal.reason as Error)?.message ?? signal.reason)}`);
     if (out.setupError) throw new ControllerError(out.setupError.code, out.setupError.message);
     const lost =
       out.connection === false || tunnelLost !== undefined || out.errors.some((e) => LOST.test(e)) || out.warnings.some((e) => LOST.test(e));
     if (out.rc === null) {
-      throw new ControllerError('E_JOB_ABORTED', `the backup process ended before borg reported (exit ${res.exitCode ?? res.signal})`);
+      throw new ControllerError('E_JOB_ABORTED', `the backup process ended before borg reported (exit ${res.exit})`);
     }
     if (lost) {
       const names = await listArchives(p, agent).catch(() => []);
@@ -155,7 +123,7 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
         `the connection to the client was lost during the backup${tunnelLost ? ` (${tunnelLost})` : ''}; its partial archive was deleted`,
       );
     }
-    const stats = parseStats(String(res.stdout ?? ''));
+    const stats = parseStats(res.stdout);
     job.stats = { ...stats, changedFiles: out.changedFiles, errorFiles: out.errorFiles };
     if (out.rc === 0) job.status = 'succeeded';
     else if (out.rc === 1) {
@@ -171,13 +139,7 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
     if (job.code === 'E_JOB_INTERNAL') log.error({ err }, 'backup failed');
   } finally {
     say({ phase: 'cleanup' });
-    for (const [what, step] of cleanup.reverse()) {
-      try {
-        await step();
-      } catch (err) {
-        log.warn({ step: what, reason: (err as Error).message }, 'cleanup step failed');
-      }
-    }
+    await runCleanup(cleanup, (step, reason) => log.warn({ step, reason }, 'cleanup step failed'));
     ctx.running.delete(job.id);
   }
   job.endedAt = Date.now();

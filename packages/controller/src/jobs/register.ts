@@ -4,6 +4,7 @@ import { ControllerError } from '../errors.js';
 import { checkAgentName } from '../registry.js';
 import { listArchives } from './borg.js';
 import { runBackup, type BackupContext } from './backup.js';
+import { checkRestore, runRestore } from './restore.js';
 import { JobStore, type JobRecord } from './job-store.js';
 import { Limiter } from './limiter.js';
 import type { JobEvent } from './progress.js';
@@ -78,6 +79,21 @@ export function registerJobs(daemon: ControllerDaemon, log: Logger): void {
         return await all;
       } finally {
         active.delete(all);
+      }
+    },
+    restore: async (args, emit, signal) => {
+      const { store: s } = await ready();
+      const req = checkRestore(args);
+      checkAgentName(req.agent);
+      if (busyAgents.has(req.agent)) throw new ControllerError('E_JOB_BUSY', `a job for '${req.agent}' is already running`);
+      busyAgents.add(req.agent);
+      const task = runRestore({ daemon, store: s, log: log.child({ component: 'restore' }), running }, req, emit, AbortSignal.any([signal, jobs.signal]));
+      active.add(task);
+      try {
+        return await task;
+      } finally {
+        active.delete(task);
+        busyAgents.delete(req.agent);
       }
     },
     archives: async (args) => {

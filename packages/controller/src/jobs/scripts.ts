@@ -4,7 +4,7 @@
  * and every process it starts dies with it. It takes every value from the
  * environment or "$@", never from text pasted into the script.
  *
- * Environment: MNT PORT SSH_KEY KNOWN_HOSTS HOST_ALIAS (sshfs through the tunnel),
+ * Environment: MNT PORT SSH_KEY KNOWN_HOSTS HOST_ALIAS MOUNT_OPTS REMOTE_PATH (sshfs through the tunnel),
  * PASSPHRASE_FILE REPO ARCHIVE, and per script the files below. "$@": extra
  * borg arguments (excludes).
  */
@@ -13,10 +13,10 @@
 const MOUNT = String.raw`
 set -u
 fail() { echo "BORGPULL-ERROR $1 $2" >&2; exit 70; }
-sshfs -f -o "ro,no_contain_symlinks,ServerAliveInterval=15,ServerAliveCountMax=3" \
+sshfs -f -o "$MOUNT_OPTS,ServerAliveInterval=15,ServerAliveCountMax=3" \
   -o "IdentityFile=$SSH_KEY,IdentitiesOnly=yes,UserKnownHostsFile=$KNOWN_HOSTS,GlobalKnownHostsFile=/dev/null" \
   -o "HostKeyAlias=$HOST_ALIAS,StrictHostKeyChecking=yes,BatchMode=yes,Port=$PORT" \
-  -F /dev/null "root@127.0.0.1:/" "$MNT" 2>"$JOB_DIR/sshfs.err" &
+  -F /dev/null "root@127.0.0.1:$REMOTE_PATH" "$MNT" 2>"$JOB_DIR/sshfs.err" &
 SSHFS=$!
 i=0
 until mountpoint -q "$MNT"; do
@@ -78,6 +78,31 @@ chroot "$STAGE" /bin/sh -c 'command -v borg' >/dev/null 2>&1 \
 BORG_BASE_DIR=/borgbase chroot "$STAGE" borg create --log-json --progress --json --list --filter=AME --files-cache ctime,size \
   --noflags --noxattrs --noacls --exclude /borgrepo --exclude /borgbase \
   "$@" "/borgrepo::$ARCHIVE" / 3<"$PASSPHRASE_FILE"
+${FINISH}`;
+
+/** sshfs options for a backup: read-only, symlinks passed through exactly as they are. */
+export const BACKUP_MOUNT_OPTS = 'ro,no_contain_symlinks';
+/**
+ * sshfs options for a restore: read-write, and sshfs's default contain_symlinks
+ * kept on, so that no absolute or '..' link on the client can lead borg's
+ * writes off the client onto the server's own disk.
+ */
+export const RESTORE_MOUNT_OPTS = 'rw';
+
+/**
+ * Restore into the client (extract or full): the mount is the client's TARGET,
+ * the client's current passwd and group are bound over the server's so borg
+ * maps archived names to the client's ids of today (unless --numeric-ids).
+ */
+export const NAMESPACE_EXTRACT = String.raw`${MOUNT}
+mount --bind "$CLIENT_PASSWD" /etc/passwd || fail E_JOB_SETUP "cannot bind the client's passwd"
+mount --bind "$CLIENT_GROUP" /etc/group || fail E_JOB_SETUP "cannot bind the client's group"
+mount --bind "$NSSWITCH" /etc/nsswitch.conf || fail E_JOB_SETUP "cannot bind nsswitch.conf"
+for d in /run/nscd /var/run/nscd; do
+  if [ -d "$d" ]; then mount -t tmpfs -o size=16k,mode=0755 borgpull-nscd-mask "$d"; fi
+done
+cd "$MNT" || fail E_JOB_MOUNT "cannot enter the mount"
+borg extract --log-json --list --noflags --noxattrs --noacls "$@" 3<"$PASSPHRASE_FILE"
 ${FINISH}`;
 
 /** Wraps a script: dies with the daemon (pdeathsig), private mounts, own PID namespace. */

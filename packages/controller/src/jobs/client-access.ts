@@ -1,0 +1,111 @@
+import { execa } from 'execa';
+import type { AgentMessage } from '@borgpull/protocol';
+import type { AgentLink } from '../agent-link.js';
+import type { ControllerConfig } from '../config.js';
+import type { StatePaths } from '../state.js';
+import { readHostKey } from '../tunnel-keys.js';
+import type { AgentRecord } from '../registry.js';
+import { borgEnv, JOB_HOST_PREFIX } from './borg.js';
+import { JobDir, ensureMountpoint, removeMountpoint } from './job-dir.js';
+import { BorgLogReader, type BorgOutcome } from './progress.js';
+import { jobCommand } from './scripts.js';
+
+export const NSSWITCH = 'passwd: files\ngroup: files\nshadow: files\nhosts: files\n';
+
+export type Identity = Extract<AgentMessage, { type: 'identity' }>;
+
+/** Cleanup steps, run in reverse order whatever happened. */
+export type Cleanup = Array<[string, () => Promise<unknown>]>;
+
+export interface ClientAccess {
+  readonly identity: Identity;
+  readonly dir: JobDir;
+  /** Environment for a job script (see scripts.ts). */
+  readonly env: Record<string, string>;
+}
+
+/**
+ * Everything a job needs before its script runs: the agent's reverse tunnel,
+ * the client's identity (names, mounts, sshd host key), a scratch directory
+ * with the client's passwd/group, and the agent's stable mountpoint. Each step
+ * pushes its undo onto `cleanup`.
+ */
+export async function openClientAccess(opts: {
+  p: StatePaths;
+  config: ControllerConfig;
+  link: AgentLink;
+  agent: AgentRecord;
+  jobId: string;
+  cleanup: Cleanup;
+  sshKey: string;
+  mountOpts: string;
+  remotePath: string;
+}): Promise<ClientAccess> {
+  const { p, config, link, agent, cleanup } = opts;
+  const hostKey = await readHostKey(config.sshHostKeyFile);
+  await link.channel.request(
+    { type: 'tunnel.open', port: agent.port, sshHost: config.sshHost, sshPort: config.sshPort, user: config.tunnelUser, hostKey },
+    40_000,
+  );
+  cleanup.push(['close the tunnel', () => link.channel.request({ type: 'tunnel.close' }, 15_000)]);
+  const identity = await link.channel.request<Identity>({ type: 'identity.get' });
+  const dir = await JobDir.create(`${p.jobsDir}/${opts.jobId}`);
+  cleanup.push(['remove the job directory', () => dir.remove()]);
+  dir.expect('sshfs.err');
+  const env = borgEnv(p, {
+    BORG_HOST_ID: `${JOB_HOST_PREFIX}${opts.jobId}`,
+    MNT: p.mountpoint(agent.name),
+    MOUNT_OPTS: opts.mountOpts,
+    REMOTE_PATH: opts.remotePath,
+    PORT: String(agent.port),
+    SSH_KEY: opts.sshKey,
+    KNOWN_HOSTS: await dir.file('known_hosts', `borgpull-agent-${agent.name} ${identity.sshHostKey}\n`),
+    HOST_ALIAS: `borgpull-agent-${agent.name}`,
+    PASSPHRASE_FILE: p.passphrase(agent.name),
+    REPO: p.repo(agent.name),
+    JOB_DIR: dir.path,
+    CLIENT_PASSWD: await dir.file('passwd', identity.passwd, 0o644),
+    CLIENT_GROUP: await dir.file('group', identity.group, 0o644),
+    NSSWITCH: await dir.file('nsswitch.conf', NSSWITCH, 0o644),
+  });
+  await ensureMountpoint(p.mountpoint(agent.name));
+  cleanup.push(['remove the mountpoint', () => removeMountpoint(p.mountpoint(agent.name))]);
+  return { identity, dir, env };
+}
+
+/** Runs a job script to its end; borg's log is read as it comes. */
+export async function runJobScript(opts: {
+  script: string;
+  args: readonly string[];
+  env: Record<string, string>;
+  signal: AbortSignal;
+  reader: BorgLogReader;
+}): Promise<{ outcome: BorgOutcome; stdout: string; exit: string }> {
+  const { file, args } = jobCommand(opts.script, opts.args);
+  const proc = execa(file, args, {
+    env: opts.env,
+    extendEnv: false,
+    stdin: 'ignore',
+    reject: false,
+    cancelSignal: opts.signal,
+    forceKillAfterDelay: 3000,
+    stripFinalNewline: false,
+  });
+  proc.stderr?.setEncoding('utf8');
+  proc.stderr?.on('data', (c: string) => opts.reader.push(c));
+  const res = await proc;
+  opts.reader.push('\n');
+  return { outcome: opts.reader.outcome, stdout: String(res.stdout ?? ''), exit: String(res.exitCode ?? res.signal) };
+}
+
+/** Runs cleanup steps in reverse; a failing step is logged and the rest still run. */
+export async function runCleanup(cleanup: Cleanup, warn: (step: string, reason: string) => void): Promise<void> {
+  for (const [what, step] of [...cleanup].reverse()) {
+    try {
+      await step();
+    } catch (err) {
+      warn(what, (err as Error).message);
+    }
+  }
+  cleanup.length = 0;
+}

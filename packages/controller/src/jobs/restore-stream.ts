@@ -1,0 +1,108 @@
+import { createHash } from 'node:crypto';
+import { randomInt } from 'node:crypto';
+import { execa } from 'execa';
+import type { AgentMessage } from '@borgpull/protocol';
+import type { AgentLink } from '../agent-link.js';
+import { ControllerError } from '../errors.js';
+import type { StatePaths } from '../state.js';
+import { borgEnv } from './borg.js';
+
+/** Bytes the controller may have in flight to the agent before borg's output is paused. */
+export const WINDOW_BYTES = 8 * 1024 * 1024;
+
+export interface StreamResult {
+  bytes: number;
+  files: number;
+  sha256: string;
+}
+
+/**
+ * Streams `borg export-tar` over the agent's session into its `tar -x`.
+ * Credit-based flow control: at most WINDOW_BYTES are unacknowledged, so
+ * memory stays flat however fast borg produces or however slowly tar writes.
+ */
+export async function streamExportTar(opts: {
+  p: StatePaths;
+  agent: string;
+  link: AgentLink;
+  archive: string;
+  paths: readonly string[];
+  target: string;
+  totalBytes?: number;
+  signal: AbortSignal;
+  onProgress: (bytes: number) => void;
+}): Promise<StreamResult> {
+  const { p, agent, link, signal } = opts;
+  const stream = randomInt(1, 2 ** 31);
+  await link.channel.request({ type: 'restore.begin', stream, target: opts.target, dryRun: false, totalBytes: opts.totalBytes }, 30_000);
+
+  const ac = new AbortController();
+  const both = AbortSignal.any([signal, ac.signal]);
+  const borg = execa('/bin/sh', ['-c', 'exec borg export-tar "$@" 3<"$PASSPHRASE_FILE"', 'borg', `${p.repo(agent)}::${opts.archive}`, '-', ...opts.paths], {
+    env: borgEnv(p, { PASSPHRASE_FILE: p.passphrase(agent) }),
+    extendEnv: false,
+    stdin: 'ignore',
+    stdout: 'pipe',
+    stderr: 'pipe',
+    buffer: { stdout: false, stderr: true },
+    reject: false,
+    cancelSignal: both,
+    forceKillAfterDelay: 3000,
+  });
+  const hash = createHash('sha256');
+  let sent = 0;
+  let inflight = 0;
+  let paused = false;
+  let lost: string | undefined;
+  const out = borg.stdout!;
+  const offCredit = link.onMessage((m: AgentMessage) => {
+    if (m.type !== 'credit' || m.stream !== stream) return;
+    inflight = Math.max(0, inflight - m.bytes);
+    if (paused && inflight < WINDOW_BYTES) {
+      paused = false;
+      out.resume();
+    }
+  });
+  const offClose = link.onClose((reason) => {
+    lost = reason;
+    ac.abort(new ControllerError('E_JOB_CONNECTION_LOST', reason));
+  });
+  out.on('data', (chunk: Buffer) => {
+    hash.update(chunk);
+    sent += chunk.length;
+    inflight += chunk.length;
+    link.channel.sendData(stream, chunk);
+    opts.onProgress(sent);
+    if (inflight >= WINDOW_BYTES && !paused) {
+      paused = true;
+      out.pause();
+    }
+  });
+  try {
+    const res = await borg;
+    if (lost !== undefined) throw new ControllerError('E_JOB_CONNECTION_LOST', `the connection to the agent was lost during the restore (${lost})`);
+    if (signal.aborted) throw new ControllerError('E_JOB_CANCELLED', 'the restore was cancelled');
+    if (res.exitCode !== 0) {
+      const text = String(res.stderr ?? '').trim().split('\n').slice(-3).join('; ');
+      throw new ControllerError('E_JOB_BORG', `borg export-tar failed (exit ${res.exitCode ?? res.signal}): ${text}`);
+    }
+    const sha = hash.digest();
+    const result = await link.channel.request<Extract<AgentMessage, { type: 'restore.result' }>>(
+      { type: 'restore.end', stream, bytes: sent, sha256: sha },
+      30 * 60_000,
+    );
+    if (!result.ok) {
+      throw new ControllerError(
+        'E_JOB_TAR',
+        `the agent's tar did not restore cleanly (tar exit ${result.tarExit ?? 'killed'}): ${result.stderr.trim().split('\n').slice(-3).join('; ')}`,
+      );
+    }
+    return { bytes: result.bytes, files: result.files, sha256: sha.toString('hex') };
+  } catch (err) {
+    link.channel.notify({ type: 'restore.abort', stream, reason: err instanceof Error ? err.message.slice(0, 200) : 'failed' });
+    throw err;
+  } finally {
+    offCredit();
+    offClose();
+  }
+}

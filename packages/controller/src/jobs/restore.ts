@@ -1,0 +1,155 @@
+import type { Logger } from 'pino';
+import { BorgpullError } from '@borgpull/protocol';
+import type { ControllerDaemon } from '../daemon.js';
+import { loadConfig } from '../config.js';
+import { ControllerError } from '../errors.js';
+import { ensureSshKey } from '../state.js';
+import { borg, breakStaleJobLock } from './borg.js';
+import { openClientAccess, runCleanup, runJobScript, type Cleanup } from './client-access.js';
+import { newJobId, type JobRecord, type JobStore } from './job-store.js';
+import { BorgLogReader, type JobEvent } from './progress.js';
+import { streamExportTar } from './restore-stream.js';
+import { NAMESPACE_EXTRACT, RESTORE_MOUNT_OPTS } from './scripts.js';
+
+export type RestoreMethod = 'stream' | 'extract' | 'full';
+
+export interface RestoreRequest {
+  readonly agent: string;
+  readonly archive: string;
+  readonly paths: readonly string[];
+  readonly method: RestoreMethod;
+  readonly target: string;
+  readonly dryRun: boolean;
+}
+
+export interface RestoreContext {
+  readonly daemon: ControllerDaemon;
+  readonly store: JobStore;
+  readonly log: Logger;
+  readonly running: Set<string>;
+}
+
+const MAX_LISTED = 100_000;
+
+/** Checks a restore request the way the agent will, before anything starts. */
+export function checkRestore(raw: Record<string, unknown>): RestoreRequest {
+  const method = raw['method'] ?? 'stream';
+  if (method !== 'stream' && method !== 'extract' && method !== 'full') {
+    throw new ControllerError('E_USAGE', `--method must be stream, extract or full, got '${String(method)}'`);
+  }
+  const target = typeof raw['target'] === 'string' ? raw['target'] : '/';
+  if (!target.startsWith('/')) throw new ControllerError('E_RESTORE_TARGET', `--target must be an absolute path, got '${target}'`);
+  if (target.split('/').includes('..')) throw new ControllerError('E_RESTORE_TARGET', `--target must not contain '..'`);
+  const paths = Array.isArray(raw['paths']) ? raw['paths'].map(String) : [];
+  for (const path of paths) {
+    if (path.length === 0 || path.split('/').includes('..')) throw new ControllerError('E_USAGE', `bad path '${path}'`);
+  }
+  const archive = String(raw['archive'] ?? '');
+  if (!/^[^/\0\n]{1,200}$/.test(archive)) throw new ControllerError('E_USAGE', 'name the archive to restore (see controller archives NAME)');
+  return {
+    agent: String(raw['agent'] ?? ''),
+    archive,
+    // borg stores paths without a leading slash.
+    paths: paths.map((x) => x.replace(/^\/+/, '')),
+    method,
+    target,
+    dryRun: raw['dryRun'] === true,
+  };
+}
+
+/** Lists what a restore would write (dry run): the archive's items under the given paths. */
+async function dryRun(ctx: RestoreContext, req: RestoreRequest): Promise<string[]> {
+  const p = ctx.daemon.paths;
+  const res = await borg(p, req.agent, ['list', '--format', '{path}{NUL}', `${p.repo(req.agent)}::${req.archive}`, ...req.paths]);
+  if (res.exitCode !== 0) throw new ControllerError('E_JOB_BORG', `cannot list ${req.archive}: ${String(res.stderr).trim().split('\n').pop()}`);
+  return String(res.stdout).split('\0').filter(Boolean).slice(0, MAX_LISTED);
+}
+
+async function archiveSize(ctx: RestoreContext, req: RestoreRequest): Promise<number | undefined> {
+  const p = ctx.daemon.paths;
+  const res = await borg(p, req.agent, ['info', '--json', `${p.repo(req.agent)}::${req.archive}`]);
+  if (res.exitCode !== 0) {
+    throw new ControllerError('E_RESTORE_ARCHIVE', `no archive '${req.archive}' for '${req.agent}' (see 'controller archives ${req.agent}')`);
+  }
+  const info = JSON.parse(String(res.stdout)) as { archives?: Array<{ stats?: { original_size?: number } }> };
+  return info.archives?.[0]?.stats?.original_size;
+}
+
+/**
+ * One restore, by the method asked for. `stream` needs no ssh to the client;
+ * `extract` and `full` write through the tunnel with a key the agent grants
+ * write access for this restore only.
+ */
+export async function runRestore(
+  ctx: RestoreContext,
+  req: RestoreRequest,
+  emit: (e: JobEvent) => void,
+  signal: AbortSignal,
+): Promise<JobRecord & { wouldWrite?: string[] }> {
+  const { daemon, store } = ctx;
+  const p = daemon.paths;
+  const link = daemon.link(req.agent);
+  const totalBytes = await archiveSize(ctx, req);
+  if (req.dryRun) {
+    const list = await dryRun(ctx, req);
+    return { id: 'dry-run', kind: 'restore', agent: req.agent, archive: req.archive, method: req.method, target: req.target, startedAt: Date.now(), endedAt: Date.now(), status: 'succeeded', wouldWrite: list };
+  }
+  const job: JobRecord = { id: newJobId(), kind: 'restore', agent: req.agent, archive: req.archive, method: req.method, target: req.target, startedAt: Date.now(), status: 'running' };
+  const log = ctx.log.child({ agentId: req.agent, jobId: job.id });
+  const say = (e: Omit<JobEvent, 'agent' | 'jobId'>): void => emit({ agent: req.agent, jobId: job.id, ...e });
+  await store.add(job);
+  ctx.running.add(job.id);
+  log.info({ method: req.method, archive: req.archive, target: req.target }, 'restore started');
+  const cleanup: Cleanup = [];
+  try {
+    if (req.method === 'stream') {
+      let last = 0;
+      const r = await streamExportTar({
+        p, agent: req.agent, link, archive: req.archive, paths: req.paths, target: req.target, totalBytes, signal,
+        onProgress: (bytes) => {
+          const now = Date.now();
+          if (now - last < 250) return;
+          last = now;
+          say({ phase: 'restore', bytes, totalBytes });
+        },
+      });
+      job.stats = { bytes: r.bytes, files: r.files, sha256: r.sha256 };
+      job.status = 'succeeded';
+    } else {
+      const config = await loadConfig(p.root);
+      const restoreKey = await ensureSshKey(p.restoreKey);
+      say({ phase: 'tunnel', message: 'asking the agent for write access' });
+      await link.channel.request({ type: 'access.grant', key: restoreKey }, 30_000);
+      cleanup.push(['withdraw write access', () => link.channel.request({ type: 'access.revoke' }, 15_000)]);
+      const { env } = await openClientAccess({
+        p, config, link, agent: daemon.registry.get(req.agent)!, jobId: job.id, cleanup,
+        sshKey: p.restoreKey, mountOpts: RESTORE_MOUNT_OPTS, remotePath: req.target,
+      });
+      if (await breakStaleJobLock(p, req.agent, (id) => ctx.running.has(id))) log.warn('broke a lock left by a dead job');
+      const args = [...(req.method === 'full' ? ['--numeric-ids'] : []), `${p.repo(req.agent)}::${req.archive}`, ...req.paths];
+      say({ phase: 'restore', message: `borg extract${req.method === 'full' ? ' --numeric-ids' : ''} into ${req.target}` });
+      const out = await runJobScript({ script: NAMESPACE_EXTRACT, args, env, signal, reader: new BorgLogReader(() => undefined) });
+      if (out.outcome.setupError) throw new ControllerError(out.outcome.setupError.code, out.outcome.setupError.message);
+      if (out.outcome.connection === false) throw new ControllerError('E_JOB_CONNECTION_LOST', 'the connection to the client was lost during the restore');
+      if (out.outcome.rc === null) throw new ControllerError('E_JOB_ABORTED', `the restore process ended before borg reported (exit ${out.exit})`);
+      if (out.outcome.rc === 0) job.status = 'succeeded';
+      else if (out.outcome.rc === 1) {
+        job.status = 'warning';
+        job.reason = out.outcome.warnings.slice(0, 3).join('; ') || 'borg reported warnings';
+      } else throw new ControllerError('E_JOB_BORG', `borg extract failed (exit ${out.outcome.rc}): ${out.outcome.errors.slice(-3).join('; ')}`);
+    }
+  } catch (err) {
+    job.status = 'failed';
+    job.code = err instanceof BorgpullError ? err.code : 'E_JOB_INTERNAL';
+    job.reason = err instanceof Error ? err.message : String(err);
+    if (job.code === 'E_JOB_INTERNAL') log.error({ err }, 'restore failed');
+  } finally {
+    await runCleanup(cleanup, (step, reason) => log.warn({ step, reason }, 'cleanup step failed'));
+    ctx.running.delete(job.id);
+  }
+  job.endedAt = Date.now();
+  await store.update(job);
+  log.info({ status: job.status, code: job.code }, 'restore finished');
+  say({ phase: 'done', message: job.status });
+  return job;
+}
