@@ -21,6 +21,8 @@
  *   BENCH_HANDSHAKES=2000  BENCH_HS_CONCURRENCY=32  BENCH_HS_REGISTRIES=100,5000
  *   BENCH_HS_DEADLINE_S=20  BENCH_STEP_DEADLINE_S=60  BENCH_SETTLE_MAX_S=20
  *   BENCH_RSS_GUARD_MIB=2048
+ *   BENCH_CONTROLLER_NODE_ARGS='--max-old-space-size=512 --import ./x.mjs' (extra node flags
+ *   for 'controller serve', for A/B experiments)
  *   BENCH_THROUGHPUT_MIB=512  BENCH_THROUGHPUT_REPS=3  BENCH_KEEP=1 (keep the temp dir)
  *   BENCH_FOUNDATION_PARTS=memory,handshakes,throughput (a subset, for development)
  */
@@ -64,6 +66,7 @@ const CFG = {
   stepDeadlineS: intEnv('BENCH_STEP_DEADLINE_S', 60),
   settleMaxS: intEnv('BENCH_SETTLE_MAX_S', 20),
   rssGuardMiB: intEnv('BENCH_RSS_GUARD_MIB', 2048),
+  controllerNodeArgs: (process.env.BENCH_CONTROLLER_NODE_ARGS ?? '').split(' ').filter(Boolean),
 };
 const CLK_TCK = 100; // /proc/PID/stat ticks per second on Linux
 
@@ -129,7 +132,7 @@ class Run {
     writeFileSync(join(dir, 'registry.json'), JSON.stringify({ agents, tokens: [], revokedKeys: [] }, null, 2) + '\n', { mode: 0o600 });
     const logFile = join(this.tmp, `${label}.log`);
     const child = this.track(
-      spawnNode(CONTROLLER_BIN, ['serve', '--state-dir', dir], { execArgv: ['--expose-gc', '--import', PROBE_URL], logFile }),
+      spawnNode(CONTROLLER_BIN, ['serve', '--state-dir', dir], { execArgv: ['--expose-gc', '--import', PROBE_URL, ...CFG.controllerNodeArgs], logFile }),
     );
     const m = await waitForLine(logFile, /"port":(\d+)[^\n]*"msg":"listening for agents"/, { child });
     const identity = parseIdentity(readFileSync(join(dir, 'identity.json'), 'utf8'));

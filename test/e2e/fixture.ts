@@ -15,6 +15,8 @@ export const CONTROLLER = join(ROOT, 'packages/controller/bin/controller.js');
 export const AGENT = join(ROOT, 'packages/agent/bin/agent.js');
 export const WS_PORT = 7400;
 export const TUNNEL_SSHD_PORT = 2222;
+/** Short heartbeats, so that a cut connection is noticed within seconds. */
+export const HEARTBEAT_MS = '2000';
 
 /** A client's users: alice is 1000 here (the server has no alice), bob 1001, carol 1002 with no server match. */
 export const CLIENT_PASSWD = [
@@ -62,7 +64,7 @@ export async function startController(): Promise<Controller> {
     proc: undefined as unknown as HostSubprocess,
     cli,
     async start() {
-      this.proc = server.spawn(['node', CONTROLLER, 'serve', '--state-dir', state]);
+      this.proc = server.spawn(['node', CONTROLLER, 'serve', '--state-dir', state], { env: { BORGPULL_HEARTBEAT_MS: HEARTBEAT_MS } });
       const proc = this.proc;
       await waitFor('controller listening', () => server.isListening(WS_PORT), {
         timeoutMs: 20_000,
@@ -110,7 +112,7 @@ export async function startClient(
     host,
     name,
     async startAgent() {
-      this.agent = host.spawn(['node', AGENT, 'run', '--state-dir', agentState]);
+      this.agent = host.spawn(['node', AGENT, 'run', '--state-dir', agentState], { env: { BORGPULL_HEARTBEAT_MS: HEARTBEAT_MS } });
       await waitForAgent(ctl, name, true);
     },
   };
@@ -177,7 +179,7 @@ export function pidsMatching(...parts: string[]): number[] {
 /** Any process or mount that a job of this controller could leave behind. */
 export function jobLeftovers(ctl: Controller): string[] {
   const found: string[] = [];
-  for (const pid of [...pidsMatching('sshfs', ctl.state), ...pidsMatching('borg', ctl.state), ...pidsMatching('unshare', '--pid')]) {
+  for (const pid of [...pidsMatching('sshfs', ctl.state), ...pidsMatching('borg', ctl.state), ...pidsMatching('unshare', 'borgpull-job')]) {
     found.push(`process ${pid}: ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').slice(0, 200)}`);
   }
   for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {

@@ -3,16 +3,10 @@ import { dirname } from 'node:path';
 import { writeFileAtomic } from '@borgpull/protocol';
 
 const MARK_RO = 'borgpull-controller-backup';
-const MARK_RW = 'borgpull-controller-restore';
 
 /** Read-only SFTP, from loopback (the tunnel) only: what backups use. */
 export function backupKeyLine(key: string): string {
   return `restrict,from="127.0.0.1,::1",command="internal-sftp -R" ${bareKey(key)} ${MARK_RO}`;
-}
-
-/** Read-write SFTP, loopback only: present only while a restore the agent accepted runs. */
-export function restoreKeyLine(key: string): string {
-  return `restrict,from="127.0.0.1,::1",command="internal-sftp" ${bareKey(key)} ${MARK_RW}`;
 }
 
 function bareKey(key: string): string {
@@ -41,5 +35,3 @@ function setLine(file: string, mark: string, line: string | null): Promise<void>
 }
 
 export const installBackupKey = (file: string, key: string) => setLine(file, MARK_RO, backupKeyLine(key));
-export const grantRestoreKey = (file: string, key: string) => setLine(file, MARK_RW, restoreKeyLine(key));
-export const revokeRestoreKey = (file: string) => setLine(file, MARK_RW, null);

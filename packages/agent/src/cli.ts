@@ -94,7 +94,8 @@ export async function run(argv: string[]): Promise<number> {
       const loaded = await loadEnrollment(paths);
       const level = typeof values['log-level'] === 'string' ? values['log-level'] : (process.env['BORGPULL_LOG_LEVEL'] ?? 'info');
       const log = pino({ level, base: { service: 'borgpull-agent', agentId: loaded.enrollment.name } });
-      const service = new AgentService({ paths, ...loaded, software: SOFTWARE, log });
+      const hb = Number(process.env['BORGPULL_HEARTBEAT_MS']);
+      const service = new AgentService({ paths, ...loaded, software: SOFTWARE, log, heartbeatMs: Number.isInteger(hb) && hb >= 100 ? hb : undefined });
       service.start();
       await new Promise<void>((resolve) => {
         const shutdown = (signal: string): void => {

@@ -1,6 +1,5 @@
 import type { Logger } from 'pino';
 import { BorgpullError, type AgentMessage, type Channel, type ControllerMessage } from '@borgpull/protocol';
-import { grantRestoreKey, revokeRestoreKey } from './authorized-keys.js';
 import { readIdentity } from './identity.js';
 import { RestoreStreams } from './restore.js';
 import type { AgentPaths, Enrollment } from './state.js';
@@ -60,16 +59,6 @@ export class OrderHandler {
       case 'identity.get':
         this.channel.reply({ type: 'identity', id: msg.id, ...(await readIdentity(this.enrollment.sshdHostKey)) });
         return;
-      case 'access.grant':
-        await grantRestoreKey(this.enrollment.authorizedKeys, msg.key);
-        this.log.warn('granted the controller write access for a restore');
-        this.channel.reply({ type: 'ok', id: msg.id });
-        return;
-      case 'access.revoke':
-        await revokeRestoreKey(this.enrollment.authorizedKeys);
-        this.log.info('withdrew the controller write access');
-        this.channel.reply({ type: 'ok', id: msg.id });
-        return;
       case 'restore.begin':
         await this.restores.begin(msg);
         this.channel.reply({ type: 'ok', id: msg.id });
@@ -90,7 +79,6 @@ export class OrderHandler {
   /** The session is gone: nothing it started may outlive it. */
   async sessionEnded(reason: string): Promise<void> {
     this.restores.abortAll(`session ended: ${reason}`);
-    await revokeRestoreKey(this.enrollment.authorizedKeys).catch(() => undefined);
     await this.tunnel.close(`session ended: ${reason}`);
   }
 }

@@ -31,11 +31,15 @@ class RestoreStream {
   constructor(
     readonly stream: number,
     readonly target: string,
+    owners: 'numeric' | 'names',
     private readonly channel: AgentChannel,
     private readonly log: Logger,
   ) {
-    // GNU tar refuses '..' members and strips leading '/'; never -P.
-    this.tar = execa('tar', ['-C', target, '-x', '-v', '-f', '-', '-p', '--numeric-owner', '--keep-directory-symlink'], {
+    // GNU tar refuses '..' members and strips leading '/'; never -P. As root it
+    // sets owners from the archived names through this machine's passwd and
+    // group, unless told to keep the archived numeric ids.
+    const ownerFlag = owners === 'numeric' ? '--numeric-owner' : '--same-owner';
+    this.tar = execa('tar', ['-C', target, '-x', '-v', '-f', '-', '-p', ownerFlag, '--keep-directory-symlink'], {
       stdin: 'pipe',
       stdout: 'pipe',
       stderr: 'pipe',
@@ -75,10 +79,11 @@ class RestoreStream {
     const res = await this.tar;
     this.state = 'done';
     const sha256 = this.hash.digest();
-    const intact = expected.bytes === this.bytes && Buffer.compare(sha256, Buffer.from(expected.sha256)) === 0;
+    const sameHash = Buffer.compare(sha256, Buffer.from(expected.sha256)) === 0;
+    const intact = expected.bytes === this.bytes && sameHash;
     const ok = intact && res.exitCode === 0;
     let stderr = this.stderr;
-    if (!intact) stderr = `stream check failed: got ${this.bytes} bytes, the controller sent ${expected.bytes}, checksums ${intact ? 'match' : 'differ'}\n${stderr}`;
+    if (!intact) stderr = `stream check failed: got ${this.bytes} bytes, the controller sent ${expected.bytes}, checksums ${sameHash ? 'match' : 'differ'}\n${stderr}`;
     this.log.info({ stream: this.stream, bytes: this.bytes, files: this.files, tarExit: res.exitCode, ok }, 'restore stream finished');
     return { type: 'restore.result', id: 0, stream: this.stream, ok, bytes: this.bytes, files: this.files, sha256, tarExit: res.exitCode ?? null, stderr };
   }
@@ -112,7 +117,7 @@ export class RestoreStreams {
   async begin(msg: Extract<ControllerMessage, { type: 'restore.begin' }>): Promise<void> {
     if (this.streams.has(msg.stream)) throw new AgentError('E_RESTORE_BUSY', `restore stream ${msg.stream} is already open`);
     const target = await checkTarget(msg.target);
-    this.streams.set(msg.stream, new RestoreStream(msg.stream, target, this.channel, this.log.child({ component: 'restore' })));
+    this.streams.set(msg.stream, new RestoreStream(msg.stream, target, msg.owners ?? 'numeric', this.channel, this.log.child({ component: 'restore' })));
   }
 
   data(stream: number, chunk: Buffer): void {

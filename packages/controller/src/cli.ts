@@ -102,7 +102,7 @@ async function serve(argv: string[]): Promise<number> {
   const { values } = parse(argv, { 'log-level': { type: 'string' } });
   const level = typeof values['log-level'] === 'string' ? values['log-level'] : (process.env['BORGPULL_LOG_LEVEL'] ?? 'info');
   const log = pino({ level, base: { service: 'borgpull-controller' }, redact: ['passphrase', '*.passphrase', 'token', '*.token'] });
-  const daemon = new ControllerDaemon(stateDirOf(values), log);
+  const daemon = new ControllerDaemon(stateDirOf(values), log, { heartbeatMs: heartbeatFromEnv() });
   registerJobs(daemon, log);
   await daemon.start();
   await new Promise<void>((resolve) => {
@@ -165,6 +165,12 @@ async function agents(argv: string[], io: Io): Promise<number> {
     ),
   );
   return 0;
+}
+
+/** BORGPULL_HEARTBEAT_MS: how often to ping peers (default 15000); a peer silent for two is cut off. */
+export function heartbeatFromEnv(): number | undefined {
+  const v = Number(process.env['BORGPULL_HEARTBEAT_MS']);
+  return Number.isInteger(v) && v >= 100 ? v : undefined;
 }
 
 /** Entry point of the `controller` executable: one line on error, never a stack. */

@@ -50,6 +50,7 @@ export class ControllerDaemon {
   constructor(
     stateDir: string,
     private readonly log: Logger,
+    private readonly opts: { heartbeatMs?: number } = {},
   ) {
     this.paths = statePaths(stateDir);
   }
@@ -90,6 +91,7 @@ export class ControllerDaemon {
       onLink: (link) => this.addLink(link),
       onEnrollment: (tokenId, key, software, channel, close) => void this.enroll(tokenId, key, software, channel, close),
       log: this.log,
+      heartbeatMs: this.opts.heartbeatMs,
     });
     let bound;
     try {

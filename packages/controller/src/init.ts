@@ -54,7 +54,6 @@ export async function initController(argv: string[], io: Io): Promise<number> {
   await createStateDirs(p);
   const id = await createIdentity(p);
   await ensureSshKey(p.sshKey);
-  await ensureSshKey(p.restoreKey);
   await saveConfig(stateDir, cfg);
   io.out(`initialized ${stateDir}`);
   io.out(`controller key ${encodePublicKey(id.publicKey)} (fingerprint ${keyFingerprint(id.publicKey)})`);

@@ -11,8 +11,6 @@ export function statePaths(stateDir: string) {
     identity: join(stateDir, 'identity.json'),
     sshDir: join(stateDir, 'ssh'),
     sshKey: join(stateDir, 'ssh', 'id_ed25519'),
-    /** Used only while a restore the agent accepted runs; the agent grants it write access then. */
-    restoreKey: join(stateDir, 'ssh', 'id_ed25519_restore'),
     knownHosts: (agent: string) => join(stateDir, 'ssh', `known_hosts.${agent}`),
     tunnelDir: join(stateDir, 'tunnel'),
     tunnelAuthorizedKeys: join(stateDir, 'tunnel', 'authorized_keys'),

@@ -182,6 +182,11 @@ export function decodeControllerMessage(bytes: Uint8Array): ControllerMessage {
       };
       const total = optInt(r, 'totalBytes', 0, Number.MAX_SAFE_INTEGER);
       if (total !== undefined) m.totalBytes = total;
+      const owners = r['owners'];
+      if (owners !== undefined) {
+        if (owners !== 'numeric' && owners !== 'names') throw new ProtocolError('E_PROTO_BAD_FIELD', "field 'owners' must be 'numeric' or 'names'");
+        m.owners = owners;
+      }
       return m;
     }
     case 'restore.end':

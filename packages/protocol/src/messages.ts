@@ -114,6 +114,11 @@ export interface RestoreBeginMessage {
   target: string;
   dryRun: boolean;
   totalBytes?: number;
+  /**
+   * How tar sets owners: 'numeric' (default) keeps the archived ids; 'names'
+   * maps the archived user and group names through the client's own passwd.
+   */
+  owners?: 'numeric' | 'names';
 }
 /** End of data; the agent replies with restore.result once tar exits. */
 export interface RestoreEndMessage {

@@ -28,13 +28,14 @@ export async function streamExportTar(opts: {
   archive: string;
   paths: readonly string[];
   target: string;
+  owners: 'numeric' | 'names';
   totalBytes?: number;
   signal: AbortSignal;
   onProgress: (bytes: number) => void;
 }): Promise<StreamResult> {
   const { p, agent, link, signal } = opts;
   const stream = randomInt(1, 2 ** 31);
-  await link.channel.request({ type: 'restore.begin', stream, target: opts.target, dryRun: false, totalBytes: opts.totalBytes }, 30_000);
+  await link.channel.request({ type: 'restore.begin', stream, target: opts.target, dryRun: false, totalBytes: opts.totalBytes, owners: opts.owners }, 30_000);
 
   const ac = new AbortController();
   const both = AbortSignal.any([signal, ac.signal]);

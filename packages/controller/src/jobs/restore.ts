@@ -1,15 +1,11 @@
 import type { Logger } from 'pino';
 import { BorgpullError } from '@borgpull/protocol';
 import type { ControllerDaemon } from '../daemon.js';
-import { loadConfig } from '../config.js';
 import { ControllerError } from '../errors.js';
-import { ensureSshKey } from '../state.js';
-import { borg, breakStaleJobLock } from './borg.js';
-import { openClientAccess, runCleanup, runJobScript, type Cleanup } from './client-access.js';
+import { borg } from './borg.js';
 import { newJobId, type JobRecord, type JobStore } from './job-store.js';
-import { BorgLogReader, type JobEvent } from './progress.js';
+import type { JobEvent } from './progress.js';
 import { streamExportTar } from './restore-stream.js';
-import { NAMESPACE_EXTRACT, RESTORE_MOUNT_OPTS } from './scripts.js';
 
 export type RestoreMethod = 'stream' | 'extract' | 'full';
 
@@ -76,9 +72,11 @@ async function archiveSize(ctx: RestoreContext, req: RestoreRequest): Promise<nu
 }
 
 /**
- * One restore, by the method asked for. `stream` needs no ssh to the client;
- * `extract` and `full` write through the tunnel with a key the agent grants
- * write access for this restore only.
+ * One restore. Every method streams `borg export-tar` over the agent's session
+ * into its own `tar -x`: nothing is written through sshfs (see the README on
+ * why), and the client never grants the server write access. The methods
+ * differ in how owners are set: `extract` maps archived names through the
+ * client's passwd and group of today, `stream` and `full` keep archived ids.
  */
 export async function runRestore(
   ctx: RestoreContext,
@@ -100,51 +98,34 @@ export async function runRestore(
   await store.add(job);
   ctx.running.add(job.id);
   log.info({ method: req.method, archive: req.archive, target: req.target }, 'restore started');
-  const cleanup: Cleanup = [];
   try {
-    if (req.method === 'stream') {
-      let last = 0;
-      const r = await streamExportTar({
-        p, agent: req.agent, link, archive: req.archive, paths: req.paths, target: req.target, totalBytes, signal,
-        onProgress: (bytes) => {
-          const now = Date.now();
-          if (now - last < 250) return;
-          last = now;
-          say({ phase: 'restore', bytes, totalBytes });
-        },
-      });
-      job.stats = { bytes: r.bytes, files: r.files, sha256: r.sha256 };
-      job.status = 'succeeded';
-    } else {
-      const config = await loadConfig(p.root);
-      const restoreKey = await ensureSshKey(p.restoreKey);
-      say({ phase: 'tunnel', message: 'asking the agent for write access' });
-      await link.channel.request({ type: 'access.grant', key: restoreKey }, 30_000);
-      cleanup.push(['withdraw write access', () => link.channel.request({ type: 'access.revoke' }, 15_000)]);
-      const { env } = await openClientAccess({
-        p, config, link, agent: daemon.registry.get(req.agent)!, jobId: job.id, cleanup,
-        sshKey: p.restoreKey, mountOpts: RESTORE_MOUNT_OPTS, remotePath: req.target,
-      });
-      if (await breakStaleJobLock(p, req.agent, (id) => ctx.running.has(id))) log.warn('broke a lock left by a dead job');
-      const args = [...(req.method === 'full' ? ['--numeric-ids'] : []), `${p.repo(req.agent)}::${req.archive}`, ...req.paths];
-      say({ phase: 'restore', message: `borg extract${req.method === 'full' ? ' --numeric-ids' : ''} into ${req.target}` });
-      const out = await runJobScript({ script: NAMESPACE_EXTRACT, args, env, signal, reader: new BorgLogReader(() => undefined) });
-      if (out.outcome.setupError) throw new ControllerError(out.outcome.setupError.code, out.outcome.setupError.message);
-      if (out.outcome.connection === false) throw new ControllerError('E_JOB_CONNECTION_LOST', 'the connection to the client was lost during the restore');
-      if (out.outcome.rc === null) throw new ControllerError('E_JOB_ABORTED', `the restore process ended before borg reported (exit ${out.exit})`);
-      if (out.outcome.rc === 0) job.status = 'succeeded';
-      else if (out.outcome.rc === 1) {
-        job.status = 'warning';
-        job.reason = out.outcome.warnings.slice(0, 3).join('; ') || 'borg reported warnings';
-      } else throw new ControllerError('E_JOB_BORG', `borg extract failed (exit ${out.outcome.rc}): ${out.outcome.errors.slice(-3).join('; ')}`);
-    }
+    let last = 0;
+    const r = await streamExportTar({
+      p,
+      agent: req.agent,
+      link,
+      archive: req.archive,
+      paths: req.paths,
+      target: req.target,
+      // extract maps archived names to the client's ids of today; stream and full keep the archived ids.
+      owners: req.method === 'extract' ? 'names' : 'numeric',
+      totalBytes,
+      signal,
+      onProgress: (bytes) => {
+        const now = Date.now();
+        if (now - last < 250) return;
+        last = now;
+        say({ phase: 'restore', bytes, totalBytes });
+      },
+    });
+    job.stats = { bytes: r.bytes, files: r.files, sha256: r.sha256 };
+    job.status = 'succeeded';
   } catch (err) {
     job.status = 'failed';
     job.code = err instanceof BorgpullError ? err.code : 'E_JOB_INTERNAL';
     job.reason = err instanceof Error ? err.message : String(err);
     if (job.code === 'E_JOB_INTERNAL') log.error({ err }, 'restore failed');
   } finally {
-    await runCleanup(cleanup, (step, reason) => log.warn({ step, reason }, 'cleanup step failed'));
     ctx.running.delete(job.id);
   }
   job.endedAt = Date.now();

@@ -82,29 +82,6 @@ ${FINISH}`;
 
 /** sshfs options for a backup: read-only, symlinks passed through exactly as they are. */
 export const BACKUP_MOUNT_OPTS = 'ro,no_contain_symlinks';
-/**
- * sshfs options for a restore: read-write, and sshfs's default contain_symlinks
- * kept on, so that no absolute or '..' link on the client can lead borg's
- * writes off the client onto the server's own disk.
- */
-export const RESTORE_MOUNT_OPTS = 'rw';
-
-/**
- * Restore into the client (extract or full): the mount is the client's TARGET,
- * the client's current passwd and group are bound over the server's so borg
- * maps archived names to the client's ids of today (unless --numeric-ids).
- */
-export const NAMESPACE_EXTRACT = String.raw`${MOUNT}
-mount --bind "$CLIENT_PASSWD" /etc/passwd || fail E_JOB_SETUP "cannot bind the client's passwd"
-mount --bind "$CLIENT_GROUP" /etc/group || fail E_JOB_SETUP "cannot bind the client's group"
-mount --bind "$NSSWITCH" /etc/nsswitch.conf || fail E_JOB_SETUP "cannot bind nsswitch.conf"
-for d in /run/nscd /var/run/nscd; do
-  if [ -d "$d" ]; then mount -t tmpfs -o size=16k,mode=0755 borgpull-nscd-mask "$d"; fi
-done
-cd "$MNT" || fail E_JOB_MOUNT "cannot enter the mount"
-borg extract --log-json --list --noflags --noxattrs --noacls "$@" 3<"$PASSPHRASE_FILE"
-${FINISH}`;
-
 /** Wraps a script: dies with the daemon (pdeathsig), private mounts, own PID namespace. */
 export function jobCommand(script: string, extraArgs: readonly string[]): { file: string; args: string[] } {
   return {
