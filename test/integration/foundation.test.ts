@@ -408,11 +408,9 @@ describe('foundation over loopback (real processes)', () => {
     expect(oneLineError(r)).toMatch(/^agent: the controller refused the enrollment \(.*frame failed authentication/);
   });
 
-  // Known product bugs (see the integration report). Each test states the
-  // intended behaviour and fails today; `it.fails` keeps the suite green and
-  // turns red once the bug is fixed: then drop `.fails`.
-  describe('known bugs', () => {
-    it.fails('logs a code for a frame above the WebSocket payload limit', async () => {
+  // Regressions: each of these was a bug found by this suite, and is fixed.
+  describe('regressions', () => {
+    it('logs a code for a frame above the WebSocket payload limit', async () => {
       const { c } = slow!;
       const huge = await rawClient(c);
       huge.send(Buffer.alloc(5 * 1024 * 1024, 0xc0));
@@ -420,7 +418,7 @@ describe('foundation over loopback (real processes)', () => {
       await c.serve.waitForLog({ peer: huge.peer, code: 'E_PROTO_FRAME_TOO_LARGE' }, { timeoutMs: 1_000 });
     });
 
-    it.fails('does not keep an enrollment whose session was cut before the agent got the reply', async () => {
+    it('does not keep an enrollment whose session was cut before the agent got the reply', async () => {
       const proxy = new FrameProxy();
       cleanups.push(() => proxy.stop());
       const proxyPort = await proxy.start();
@@ -445,7 +443,7 @@ describe('foundation over loopback (real processes)', () => {
       expect(again.exitCode).toBe(0);
     });
 
-    it.fails('refuses an enrolling hello with a wrong token proof even from an enrolled key', async () => {
+    it('refuses an enrolling hello with a wrong token proof even from an enrolled key', async () => {
       const c = await startController();
       const dir = await enrollAgent(c, 'web1');
       const identity = parseIdentity(await readFile(join(dir, 'identity.json'), 'utf8'));
@@ -471,7 +469,7 @@ describe('foundation over loopback (real processes)', () => {
       expect(refusedWith).toBe('E_AUTH_TOKEN');
     });
 
-    it.fails('agent enroll --force makes new keys, so a revoked machine can enroll again', async () => {
+    it('agent enroll --force makes new keys, so a revoked machine can enroll again', async () => {
       const c = await startController();
       const dir = await enrollAgent(c, 'web1');
       const oldKey = parseIdentity(await readFile(join(dir, 'identity.json'), 'utf8')).publicKey;

@@ -27,8 +27,9 @@ export async function enroll(opts: EnrollOptions): Promise<Enrollment> {
     throw new AgentError('E_CONFIG_ENROLLED', `already enrolled (${opts.paths.enrollment} exists); pass --force to enroll again with new keys`);
   }
   await ensureStateDir(opts.paths);
-  const identity = await loadOrCreateIdentity(opts.paths);
-  const sshKey = await ensureSshKey(opts.paths);
+  // --force starts over with new keys: the old ones may have been revoked for good.
+  const identity = await loadOrCreateIdentity(opts.paths, opts.force);
+  const sshKey = await ensureSshKey(opts.paths, opts.force);
   const hs = new AgentHandshake({
     identity,
     controllerKey: tok.controllerKey,

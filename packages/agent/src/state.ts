@@ -1,4 +1,4 @@
-import { mkdir, readFile, chmod, stat } from 'node:fs/promises';
+import { mkdir, readFile, chmod, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import {
@@ -53,7 +53,12 @@ export async function ensureStateDir(p: AgentPaths): Promise<void> {
   await chmod(p.root, 0o700);
 }
 
-export async function loadOrCreateIdentity(p: AgentPaths): Promise<IdentityKeys> {
+export async function loadOrCreateIdentity(p: AgentPaths, fresh = false): Promise<IdentityKeys> {
+  if (fresh) {
+    const id = generateIdentity();
+    await writeFileAtomic(p.identity, serializeIdentity(id), 0o600);
+    return id;
+  }
   try {
     return parseIdentity(await readFile(p.identity, 'utf8'));
   } catch (err) {
@@ -64,7 +69,11 @@ export async function loadOrCreateIdentity(p: AgentPaths): Promise<IdentityKeys>
   return id;
 }
 
-export async function ensureSshKey(p: AgentPaths): Promise<string> {
+export async function ensureSshKey(p: AgentPaths, fresh = false): Promise<string> {
+  if (fresh) {
+    await unlink(p.sshKey).catch(() => undefined);
+    await unlink(`${p.sshKey}.pub`).catch(() => undefined);
+  }
   try {
     await stat(p.sshKey);
   } catch {

@@ -130,7 +130,10 @@ export class AgentServer {
       }
     };
 
-    ws.on('error', (err) => log.debug({ err: err.message }, 'socket error'));
+    ws.on('error', (err: Error & { code?: string }) => {
+      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') log.warn({ code: 'E_PROTO_FRAME_TOO_LARGE', step }, 'frame above the size limit, closing');
+      else log.debug({ err: err.message }, 'socket error');
+    });
     ws.on('close', () => {
       clearTimeout(deadline);
       this.pending.delete(ws);

@@ -119,9 +119,12 @@ export class ControllerDaemon {
   private readonly checkAgent: AgentCheck = (agentKey, enroll) => {
     const key = encodePublicKey(agentKey);
     if (this.registry.isRevokedKey(key)) throw new ControllerError('E_AUTH_REVOKED', 'this agent was revoked');
-    const rec = this.registry.byKey(key);
-    if (rec) return;
-    if (!enroll) throw new ControllerError('E_AUTH_UNKNOWN_KEY', 'unknown agent key: enroll first with a token');
+    if (!enroll) {
+      if (this.registry.byKey(key)) return;
+      throw new ControllerError('E_AUTH_UNKNOWN_KEY', 'unknown agent key: enroll first with a token');
+    }
+    // An enrolling hello proves the token whoever sends it, enrolled or not.
+    if (this.registry.byKey(key)) throw new ControllerError('E_AUTH_TOKEN', 'this agent key is already enrolled; enroll with new keys (agent enroll --force)');
     const tok = this.registry.token(enroll.tokenId);
     if (!tok) throw new ControllerError('E_AUTH_TOKEN', 'unknown enrollment token');
     if (tok.usedAt !== undefined) throw new ControllerError('E_AUTH_TOKEN', 'enrollment token was already used');
@@ -157,6 +160,11 @@ export class ControllerDaemon {
           if (!tok) throw new ControllerError('E_AUTH_TOKEN', 'unknown enrollment token');
           const sshKey = checkSshPublicKey(msg.sshKey);
           const hostKey = await readHostKey(this.config.sshHostKeyFile);
+          const sftpKey = await readSshPublicKey(this.paths);
+          if (channel.closed) {
+            log.warn({ code: 'E_PROTO_CLOSED' }, 'enrollment session closed before it completed; nothing recorded');
+            return;
+          }
           const rec = await this.registry.enroll(
             tokenId,
             { name: tok.name, publicKey: encodePublicKey(agentKey), enrolledAt: Date.now(), sshKey, software },
@@ -168,7 +176,7 @@ export class ControllerDaemon {
             id: msg.id,
             name: rec.name,
             tunnel: { sshHost: this.config.sshHost, sshPort: this.config.sshPort, user: this.config.tunnelUser, port: rec.port, hostKey },
-            sftpKey: await readSshPublicKey(this.paths),
+            sftpKey,
           });
           log.info({ agentId: rec.name, port: rec.port }, 'agent enrolled');
         } catch (err) {

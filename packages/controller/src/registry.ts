@@ -103,6 +103,9 @@ export class Registry {
   async enroll(tokenId: string, agent: Omit<AgentRecord, 'port'>, portBase: number): Promise<AgentRecord> {
     const tok = this.token(tokenId);
     if (!tok || tok.usedAt !== undefined) throw new ControllerError('E_AUTH_TOKEN', 'enrollment token was already used');
+    if (this.byKey(agent.publicKey) || this.isRevokedKey(agent.publicKey)) {
+      throw new ControllerError('E_AUTH_TOKEN', 'this agent key is already enrolled or revoked; enroll with new keys');
+    }
     const previous = this.get(agent.name);
     const port = previous?.port ?? this.freePort(portBase);
     const rec: AgentRecord = { ...agent, port };
