@@ -10,7 +10,21 @@ import {
   type ServerHost,
 } from '../harness/index.js';
 
-export const ROOT = resolve(import.meta.dirname, '../..');
+/** The repository root: the nearest directory above this file with the workspace's package.json. */
+function findRoot(): string {
+  let dir = import.meta.dirname;
+  for (;;) {
+    try {
+      if ((JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string }).name === 'borgpull') return dir;
+    } catch {
+      /* keep looking */
+    }
+    const up = resolve(dir, '..');
+    if (up === dir) throw new Error('cannot find the borgpull repository root');
+    dir = up;
+  }
+}
+export const ROOT = findRoot();
 export const CONTROLLER = join(ROOT, 'packages/controller/bin/controller.js');
 export const AGENT = join(ROOT, 'packages/agent/bin/agent.js');
 export const WS_PORT = 7400;
