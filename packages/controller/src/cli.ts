@@ -21,7 +21,8 @@ const USAGE = `usage: controller <command> [options]
 
 commands:
   init --url ws://HOST:PORT [--listen HOST:PORT] [--ssh-host HOST] [--ssh-port N]
-       [--tunnel-user USER] [--ssh-host-key FILE]   create the state directory
+       [--tunnel-user USER] [--ssh-host-key FILE] [--exclude PATTERN]...
+       [--isolation namespace|chroot] [--parallel N]  create the state directory
   serve                                 run the daemon (agents, admin socket, jobs)
   token NAME [--ttl MINUTES]            print a one-time enrollment token for agent NAME
   agents [--json]                       list agents

@@ -19,6 +19,7 @@ export async function initController(argv: string[], io: Io): Promise<number> {
     isolation: { type: 'string' },
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
+    exclude: { type: 'string', multiple: true },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const url = values['url'];
@@ -48,6 +49,7 @@ export async function initController(argv: string[], io: Io): Promise<number> {
     isolation: values['isolation'],
     tlsCert: values['tls-cert'],
     tlsKey: values['tls-key'],
+    exclude: values['exclude'],
   };
   for (const k of Object.keys(raw)) if (raw[k] === undefined) delete raw[k];
   const cfg = validateConfig(raw);
