@@ -40,7 +40,7 @@ export async function restoreCommand(argv: string[], io: Io): Promise<number> {
     io.out(`dry run: ${job.wouldWrite?.length ?? 0} items of ${archive} would be written under ${target} on ${agent} (--method ${method}); nothing was written`);
   } else if (job.status === 'succeeded' || job.status === 'warning') {
     const s = job.stats ?? {};
-    const what = s.bytes !== undefined ? `${s.files ?? 0} entries, ${bytes(s.bytes)} (sha256 ${s.sha256?.slice(0, 16)}…, verified by the agent)` : 'done';
+    const what = s.bytes !== undefined ? `${s.files ?? 0} ${s.files === 1 ? "entry" : "entries"}, ${bytes(s.bytes)} (sha256 ${s.sha256?.slice(0, 16)}…, verified by the agent)` : 'done';
     io.out(`restored ${archive} to ${agent}:${target} by ${method} in ${duration((job.endedAt ?? job.startedAt) - job.startedAt)}: ${what}`);
     if (job.status === 'warning') io.out(`warnings: ${job.reason ?? ''}`);
   } else {
