@@ -28,8 +28,8 @@ const OUT_DIR = join(HERE, 'out');
 // One line per suite; order is run order.
 const SUITES = {
   foundation: () => import('./foundation/index.mjs'),
-  // backup: () => import('./backup/index.mjs'),
-  // restore: () => import('./restore/index.mjs'),
+  backup: () => import('./backup/index.mjs'),
+  restore: () => import('./restore/index.mjs'),
 };
 
 function wsInfo() {

@@ -6,6 +6,11 @@ import { created } from './registry.js';
 /** sshfs mounts that existed before the harness loaded (other users of the machine): ignored. */
 const preexistingSshfs = new Set(readMounts().filter((m) => m.fsType === 'fuse.sshfs').map((m) => m.mountPoint));
 
+/** A path under a directory or network namespace this process created. */
+function ownPath(p: string): boolean {
+  return [...created.dirs].some((d) => p === d || p.startsWith(`${d}/`)) || [...created.netnsNames].some((n) => p === `/run/netns/${n}`);
+}
+
 /**
  * Everything the harness may leave behind: fuse.sshfs mounts (new since load) and mounts under
  * harness dirs (host mount namespace), bpt-* network namespaces, harness temp
@@ -16,11 +21,10 @@ export function findLeftovers(): string[] {
   const out: string[] = [];
   for (const m of readMounts()) {
     if (m.fsType === 'fuse.sshfs' && !preexistingSshfs.has(m.mountPoint)) out.push(`sshfs mount: ${m.mountPoint} (${m.source})`);
-    else if (/^\/run\/(bpt-|netns\/bpt-)/.test(m.mountPoint)) out.push(`mount: ${m.mountPoint} (${m.fsType})`);
+    else if (ownPath(m.mountPoint)) out.push(`mount: ${m.mountPoint} (${m.fsType})`);
   }
-  if (existsSync('/run/netns')) {
-    for (const n of readdirSync('/run/netns')) if (n.startsWith('bpt-')) out.push(`network namespace: ${n}`);
-  }
+  // Only what this process created: another test run or a benchmark may be using the machine too.
+  for (const n of created.netnsNames) if (existsSync(`/run/netns/${n}`)) out.push(`network namespace: ${n}`);
   for (const d of created.dirs) if (existsSync(d)) out.push(`directory: ${d}`);
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
@@ -32,7 +36,7 @@ export function findLeftovers(): string[] {
     const ours =
       (net !== undefined && created.net.has(net)) ||
       (mnt !== undefined && created.mnt.has(mnt)) ||
-      /\/run\/bpt-[sc]-/.test(cmd);
+      [...created.dirs].some((d) => cmd.includes(d));
     if (ours) out.push(`process ${pid}: ${cmd}`);
   }
   return out;

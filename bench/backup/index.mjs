@@ -1,0 +1,216 @@
+/**
+ * Backup suite (issue 3): a pulled backup of a generated ~1 GiB tree
+ * (a few large random files, compressible text, ~20,000 small files, symlinks)
+ * from a client host in its own network + mount namespaces, three ways, each
+ * to a fresh repokey repository, first run and unchanged runs:
+ *
+ *  (a) the reference recipe by hand, as a shell script on the backup server:
+ *      sshfs of the client's / through the client's reverse tunnel (the
+ *      agent's key, port and ssh options), `-o no_contain_symlinks`, then
+ *      `borg create --files-cache ctime,size REPO::ARCHIVE .` with cwd at the
+ *      mount and the client's passwd/group bound over the server's in a
+ *      private mount namespace (the recipe's chroot gives the same archive,
+ *      see facts.md), then unmount. No other borg flags.
+ *  (b) `controller backup NAME` (the CLI, end to end) on the same tree.
+ *  (c) `borg create REPO::ARCHIVE .` run locally on the server path of the
+ *      client's root (no network, no FUSE): the ceiling.
+ *
+ * Targets: (b)/(a) <= 0.8 first run, <= 0.6 unchanged run.
+ *
+ * Knobs: BENCH_TREE_MB=1024 BENCH_SMALL_FILES=20000 BENCH_BIG_FILES=4
+ *   BENCH_TEXT_SHARE=0.25 BENCH_SYMLINKS=400 BENCH_SMALL_MAX_BYTES=6144
+ *   BENCH_UNCHANGED_RUNS=2 (unchanged runs per method; medians reported)
+ *   BENCH_BACKUP_TIMEOUT_S=1800  BENCH_SHARE_ENV=0 (do not hand the hosts to the restore suite)
+ */
+import { join } from 'node:path';
+import { AGENT_NAME, archiveInfo, borgEnv, createEnv, median, openTunnel, restoreRunsLater, rssSampler, run as runCmd, syncDisks, timed } from './env.mjs';
+
+const intEnv = (k, d) => (process.env[k] ? Number(process.env[k]) : d);
+const CFG = {
+  unchangedRuns: intEnv('BENCH_UNCHANGED_RUNS', 2),
+  timeoutS: intEnv('BENCH_BACKUP_TIMEOUT_S', 1800),
+};
+
+/** The hand-run recipe (a). "$@" = MNT REPO ARCHIVE PORT KEY KNOWN_HOSTS TMP. */
+const HAND_RECIPE = String.raw`
+set -u
+MNT="$1"; REPO="$2"; ARCHIVE="$3"; PORT="$4"; KEY="$5"; KH="$6"; TMP="$7"
+mkdir -p "$MNT"
+sshfs -o no_contain_symlinks \
+  -o "IdentityFile=$KEY,IdentitiesOnly=yes,UserKnownHostsFile=$KH,GlobalKnownHostsFile=/dev/null,HostKeyAlias=bench-client,StrictHostKeyChecking=yes,BatchMode=yes,Port=$PORT" \
+  -F /dev/null "root@127.0.0.1:/" "$MNT" || exit 90
+cp "$MNT/etc/passwd" "$TMP/passwd" && cp "$MNT/etc/group" "$TMP/group" || exit 91
+mount --bind "$TMP/passwd" /etc/passwd && mount --bind "$TMP/group" /etc/group && mount --bind "$TMP/nsswitch.conf" /etc/nsswitch.conf || exit 92
+cd "$MNT" || exit 93
+borg create --files-cache ctime,size "$REPO::$ARCHIVE" .
+rc=$?
+cd /
+fusermount3 -u "$MNT" || umount -l "$MNT"
+exit $rc
+`;
+
+export async function run_(ctx, env) {
+  const log = ctx.log;
+  const srv = env.ctl.server;
+  const dirs = {
+    handRepo: join(srv.dir, 'hand-repo'),
+    handBase: join(srv.dir, 'hand-borgbase'),
+    handMnt: join(srv.dir, 'hand-mnt'),
+    handTmp: join(srv.dir, 'hand-tmp'),
+    localRepo: join(srv.dir, 'local-repo'),
+    localBase: join(srv.dir, 'local-borgbase'),
+  };
+  await runCmd('mkdir', ['-p', dirs.handTmp, dirs.handBase, dirs.localBase]);
+  await runCmd('sh', ['-c', 'printf "passwd: files\\ngroup: files\\nshadow: files\\nhosts: files\\n" > "$1"', 'sh', join(dirs.handTmp, 'nsswitch.conf')]);
+
+  // Fresh repos of the kind borgpull makes (repokey); borgpull's own is made by its first job.
+  const inits = {};
+  for (const [k, repo, base] of [['hand', dirs.handRepo, dirs.handBase], ['local', dirs.localRepo, dirs.localBase]]) {
+    const r = await runCmd('borg', ['init', '--encryption', 'repokey', repo], { env: borgEnv(env, base) });
+    if (r.code !== 0) throw new Error(`borg init ${repo}: ${r.stderr}`);
+    inits[k] = r.ms / 1000;
+  }
+  log(`hand/local repos initialised (borg init ${inits.hand.toFixed(1)} s / ${inits.local.toFixed(1)} s, outside the timings)`);
+
+  let n = 0;
+  const hand = async () => {
+    const archive = `hand-${++n}`;
+    const close = await openTunnel(env);
+    try {
+      await syncDisks();
+      const t = await timed(() =>
+        srv.exec(
+          ['unshare', '--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child=SIGKILL', '--',
+            'sh', '-c', HAND_RECIPE, 'hand-recipe', dirs.handMnt, dirs.handRepo, archive, String(env.tunnel.port), env.testKey, env.clientKnownHosts, dirs.handTmp],
+          { env: borgEnv(env, dirs.handBase, { BORG_HOST_ID: `bench-hand-${n}` }), reject: false, timeout: CFG.timeoutS * 1000 },
+        ),
+      );
+      if (t.result.exitCode !== 0) throw new Error(`hand recipe exited ${t.result.exitCode}: ${t.result.stderr.slice(-2000)}`);
+      return { archive, s: t.s, cpuBusy: t.cpuBusy, load1: t.load1, warnings: t.result.stderr.trim().split('\n').filter(Boolean).slice(0, 5) };
+    } finally {
+      await close();
+    }
+  };
+  const pulled = async () => {
+    await syncDisks();
+    const rss = rssSampler({ controller: env.ctlPid }, { intervalMs: 200 });
+    let t;
+    let mem;
+    try {
+      t = await timed(() => env.ctl.cli(['backup', AGENT_NAME, '--json'], CFG.timeoutS * 1000));
+    } finally {
+      mem = rss.stop();
+    }
+    let jobs = [];
+    try {
+      jobs = JSON.parse(t.result.stdout);
+    } catch {
+      /* below */
+    }
+    const job = jobs[0];
+    if (t.result.exitCode !== 0 || !job || job.status !== 'succeeded') {
+      throw new Error(`controller backup: exit ${t.result.exitCode}, job ${JSON.stringify(job)}: ${t.result.stderr.slice(-2000)}`);
+    }
+    return { archive: job.archive, s: t.s, cpuBusy: t.cpuBusy, load1: t.load1, stats: job.stats, ctlPeakMiB: mem.controller.peakKiB / 1024 };
+  };
+  let m = 0;
+  const local = async () => {
+    const archive = `local-${++m}`;
+    await syncDisks();
+    const t = await timed(() => runCmd('borg', ['create', `${dirs.localRepo}::${archive}`, '.'], { cwd: env.client.host.root, env: borgEnv(env, dirs.localBase) }));
+    if (t.result.code !== 0) throw new Error(`local borg create exited ${t.result.code}: ${t.result.stderr.slice(-2000)}`);
+    return { archive, s: t.s, cpuBusy: t.cpuBusy, load1: t.load1 };
+  };
+
+  const res = { hand: [], pulled: [], local: [] };
+  const fmt = (r) => `${r.s.toFixed(1)} s (CPU ${(r.cpuBusy * 100).toFixed(0)}% of 2 cores, load ${r.load1.toFixed(1)})`;
+  for (let round = 0; round <= CFG.unchangedRuns; round++) {
+    const what = round === 0 ? 'first run' : `unchanged run ${round}`;
+    const a = await hand();
+    res.hand.push(a);
+    log(`(a) hand recipe, ${what}: ${fmt(a)}`);
+    const b = await pulled();
+    res.pulled.push(b);
+    log(`(b) controller backup, ${what}: ${fmt(b)}; controller peak RSS ${b.ctlPeakMiB.toFixed(0)} MiB; changed files ${b.stats?.changedFiles}`);
+    const c = await local();
+    res.local.push(c);
+    log(`(c) local borg create, ${what}: ${fmt(c)}`);
+  }
+  env.archiveB = res.pulled[0].archive;
+
+  // Same data in every archive?
+  const infos = {
+    hand: await archiveInfo(env, 'hand', dirs.handRepo, res.hand[0].archive, dirs.handBase),
+    pulled: await archiveInfo(env, 'borgpull', join(env.ctl.state, 'repos', AGENT_NAME), res.pulled[0].archive),
+    local: await archiveInfo(env, 'local', dirs.localRepo, res.local[0].archive, dirs.localBase),
+  };
+  log(`archives: ${Object.entries(infos).map(([k, v]) => `${k} ${v.nfiles} files ${(v.originalSize / 2 ** 20).toFixed(0)} MiB (borg's own duration ${v.durationS.toFixed(1)} s)`).join('; ')}`);
+
+  const first = (k) => res[k][0].s;
+  const unchanged = (k) => median(res[k].slice(1).map((r) => r.s));
+  const rows = [
+    { key: 'hand_first_s', label: '(a) hand recipe (sshfs + borg create), first run', value: first('hand'), unit: 's', digits: 1 },
+    {
+      key: 'pulled_first_s',
+      label: '(b) controller backup, first run',
+      value: first('pulled'),
+      unit: 's',
+      digits: 1,
+      baseline: { label: '(a) hand recipe', value: first('hand') },
+      ratio: first('pulled') / first('hand'),
+      target: { on: 'ratio', op: '<=', value: 0.8 },
+    },
+    { key: 'pulled_first_vs_local', label: '  (b) vs (c) local borg create, first run', value: first('pulled'), unit: 's', digits: 1, baseline: { label: '(c) local', value: first('local') }, ratio: first('pulled') / first('local') },
+  ];
+  if (CFG.unchangedRuns > 0) {
+    rows.push(
+      { key: 'hand_unchanged_s', label: `(a) hand recipe, unchanged run${CFG.unchangedRuns > 1 ? ` (median of ${CFG.unchangedRuns})` : ''}`, value: unchanged('hand'), unit: 's', digits: 1 },
+      {
+        key: 'pulled_unchanged_s',
+        label: `(b) controller backup, unchanged run${CFG.unchangedRuns > 1 ? ` (median of ${CFG.unchangedRuns})` : ''}`,
+        value: unchanged('pulled'),
+        unit: 's',
+        digits: 1,
+        baseline: { label: '(a) hand recipe', value: unchanged('hand') },
+        ratio: unchanged('pulled') / unchanged('hand'),
+        target: { on: 'ratio', op: '<=', value: 0.6 },
+      },
+      { key: 'pulled_unchanged_vs_local', label: '  (b) vs (c) local borg create, unchanged run', value: unchanged('pulled'), unit: 's', digits: 1, baseline: { label: '(c) local', value: unchanged('local') }, ratio: unchanged('pulled') / unchanged('local') },
+    );
+  }
+  rows.push(
+    { key: 'local_first_s', label: '(c) local borg create (ceiling), first run', value: first('local'), unit: 's', digits: 1 },
+    ...(CFG.unchangedRuns > 0 ? [{ key: 'local_unchanged_s', label: '(c) local borg create (ceiling), unchanged run', value: unchanged('local'), unit: 's', digits: 1 }] : []),
+    { key: 'pulled_ctl_peak_rss', label: 'controller peak RSS during (b) (all runs)', value: Math.max(...res.pulled.map((r) => r.ctlPeakMiB)), unit: 'MiB', digits: 0 },
+  );
+  const t = env.tree;
+  const per = (k) => res[k].map((r) => r.s.toFixed(1)).join(' / ');
+  const notes = [
+    ...env.notes,
+    `tree: ${(t.totalBytes / 2 ** 20).toFixed(0)} MiB under the client's /data: ${t.big.count} random files (${(t.big.bytes / 2 ** 20).toFixed(0)} MiB), ${t.text.count} compressible text files (${(t.text.bytes / 2 ** 20).toFixed(0)} MiB), ${t.small.count} small files 0-${env.cfg.smallMaxBytes} B (${(t.small.bytes / 2 ** 20).toFixed(1)} MiB, 4 owners, 4 modes), ${t.links.count} symlinks (absolute, relative, with .., dangling); plus the harness's etc/ and root/. system:false client.`,
+    `archives hold the same items: (a) ${infos.hand.nfiles} files ${(infos.hand.originalSize / 2 ** 20).toFixed(0)} MiB, (b) ${infos.pulled.nfiles} / ${(infos.pulled.originalSize / 2 ** 20).toFixed(0)} MiB, (c) ${infos.local.nfiles} / ${(infos.local.originalSize / 2 ** 20).toFixed(0)} MiB (borg info of the first archives).`,
+    `(a) ran, on the server in a private mount + PID namespace: sshfs -o no_contain_symlinks -o IdentityFile=<test root key>,HostKeyAlias,StrictHostKeyChecking=yes,BatchMode=yes,Port=<agent's tunnel port> -F /dev/null root@127.0.0.1:/ MNT; copy the client's etc/passwd and etc/group from the mount and bind them (and a files-only nsswitch.conf) over the server's; cd MNT; borg create --files-cache ctime,size REPO::ARCHIVE .; cd /; fusermount3 -u MNT. Timed: the whole script. The tunnel: ssh -N -R 127.0.0.1:PORT:127.0.0.1:22 from inside the client with the agent's own key, port and ssh options (opened before the timer, like the agent's tunnel exists before borg starts). Repo init (${inits.hand.toFixed(1)} s) outside the timer; (b)'s first run includes borgpull creating its repo.`,
+    `(b) = wall time of 'controller backup ${AGENT_NAME} --json' (CLI start to exit: tunnel order, identity, job dir, sshfs, borg with --noflags --noxattrs --noacls --log-json --list, cleanup). (c) = borg create REPO::ARCHIVE . with cwd at the client's root on the server, borg defaults.`,
+    `all runs (s): (a) ${per('hand')}; (b) ${per('pulled')}; (c) ${per('local')} (first, then unchanged). Order per round: a, b, c; sync before each run; page cache warm (tree written just before).`,
+    `machine CPU busy during runs (2 cores): (a) ${res.hand.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}; (b) ${res.pulled.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}; (c) ${res.local.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}; 1-min load at start ${res.hand.concat(res.pulled, res.local).map((r) => r.load1.toFixed(1)).join(',')} (includes any other work on the machine).`,
+    `(b) changed files reported: ${res.pulled.map((r) => r.stats?.changedFiles).join(' / ')}.`,
+  ];
+  return {
+    title: 'pulled backup: controller vs hand-run recipe vs local borg',
+    sections: [{ title: `Backup of a ${(t.totalBytes / 2 ** 20).toFixed(0)} MiB tree (${t.small.count} small files)`, rows, notes }],
+    details: { config: { ...CFG, tree: env.cfg }, tree: env.tree, inits, runs: res, archives: infos, freeRunMiB: env.freeMiB },
+  };
+}
+
+export async function run(ctx) {
+  const env = await createEnv(ctx);
+  let keep = false;
+  try {
+    const r = await run_(ctx, env);
+    keep = restoreRunsLater();
+    if (keep) ctx.log('keeping the hosts and the archive for the restore suite');
+    return r;
+  } finally {
+    if (!keep) await env.teardown();
+  }
+}
