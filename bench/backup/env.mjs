@@ -398,7 +398,7 @@ export async function createEnv(ctx) {
     tree: undefined,
     archiveB: undefined,
     torn: false,
-    async teardown() {
+    async teardown(logNow = log) {
       if (this.torn) return;
       this.torn = true;
       if (shared === this) shared = undefined;
@@ -435,10 +435,10 @@ export async function createEnv(ctx) {
       };
       const ours = left.filter(isOurs);
       const others = left.filter((l) => !isOurs(l));
-      if (others.length) log(`not ours, left alone: ${others.length} leftover(s) of other harness users (${others.slice(0, 3).join('; ')})`);
+      if (others.length) logNow(`not ours, left alone: ${others.length} leftover(s) of other harness users (${others.slice(0, 3).join('; ')})`);
       if (ours.length) problems.push(`left behind:\n  ${ours.join('\n  ')}`);
       if (problems.length) throw new Error(`teardown: ${problems.join('\n')}`);
-      log('torn down: hosts, namespaces, mounts and data removed');
+      logNow('torn down: hosts, namespaces, mounts and data removed');
     },
   };
   installHooks(env);

@@ -111,7 +111,7 @@ export async function run_(ctx, env) {
     if (t.result.exitCode !== 0 || !job || job.status !== 'succeeded') {
       throw new Error(`controller backup: exit ${t.result.exitCode}, job ${JSON.stringify(job)}: ${t.result.stderr.slice(-2000)}`);
     }
-    return { archive: job.archive, s: t.s, cpuBusy: t.cpuBusy, load1: t.load1, stats: job.stats, ctlPeakMiB: mem.controller.peakKiB / 1024 };
+    return { archive: job.archive, s: t.s, jobS: (job.endedAt - job.startedAt) / 1000, cpuBusy: t.cpuBusy, load1: t.load1, stats: job.stats, ctlPeakMiB: mem.controller.peakKiB / 1024 };
   };
   let m = 0;
   const local = async () => {
@@ -138,13 +138,14 @@ export async function run_(ctx, env) {
   }
   env.archiveB = res.pulled[0].archive;
 
-  // Same data in every archive?
-  const infos = {
-    hand: await archiveInfo(env, 'hand', dirs.handRepo, res.hand[0].archive, dirs.handBase),
-    pulled: await archiveInfo(env, 'borgpull', join(env.ctl.state, 'repos', AGENT_NAME), res.pulled[0].archive),
-    local: await archiveInfo(env, 'local', dirs.localRepo, res.local[0].archive, dirs.localBase),
-  };
-  log(`archives: ${Object.entries(infos).map(([k, v]) => `${k} ${v.nfiles} files ${(v.originalSize / 2 ** 20).toFixed(0)} MiB (borg's own duration ${v.durationS.toFixed(1)} s)`).join('; ')}`);
+  // Same data in every archive? And borg's own duration of every run (wall time minus this = what is around borg).
+  const where = { hand: ['hand', dirs.handRepo, dirs.handBase], pulled: ['borgpull', join(env.ctl.state, 'repos', AGENT_NAME), undefined], local: ['local', dirs.localRepo, dirs.localBase] };
+  for (const [k, [kind, repo, base]] of Object.entries(where)) {
+    for (const r of res[k]) r.borg = await archiveInfo(env, kind, repo, r.archive, base);
+  }
+  const infos = { hand: res.hand[0].borg, pulled: res.pulled[0].borg, local: res.local[0].borg };
+  log(`archives: ${Object.entries(infos).map(([k, v]) => `${k} ${v.nfiles} files ${(v.originalSize / 2 ** 20).toFixed(0)} MiB`).join('; ')}`);
+  for (const k of Object.keys(where)) log(`borg's own duration, ${k}: ${res[k].map((r) => r.borg.durationS.toFixed(1)).join(' / ')} s (wall ${res[k].map((r) => r.s.toFixed(1)).join(' / ')} s)`);
 
   const first = (k) => res[k][0].s;
   const unchanged = (k) => median(res[k].slice(1).map((r) => r.s));
@@ -193,6 +194,7 @@ export async function run_(ctx, env) {
     `(b) = wall time of 'controller backup ${AGENT_NAME} --json' (CLI start to exit: tunnel order, identity, job dir, sshfs, borg with --noflags --noxattrs --noacls --log-json --list, cleanup). (c) = borg create REPO::ARCHIVE . with cwd at the client's root on the server, borg defaults.`,
     `all runs (s): (a) ${per('hand')}; (b) ${per('pulled')}; (c) ${per('local')} (first, then unchanged). Order per round: a, b, c; sync before each run; page cache warm (tree written just before).`,
     `machine CPU busy during runs (2 cores): (a) ${res.hand.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}; (b) ${res.pulled.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}; (c) ${res.local.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}; 1-min load at start ${res.hand.concat(res.pulled, res.local).map((r) => r.load1.toFixed(1)).join(',')} (includes any other work on the machine).`,
+    `borg's own duration (from the archive) vs wall time, s: (a) ${res.hand.map((r) => `${r.borg.durationS.toFixed(1)}/${r.s.toFixed(1)}`).join(', ')}; (b) ${res.pulled.map((r) => `${r.borg.durationS.toFixed(1)}/${r.s.toFixed(1)} (job ${r.jobS.toFixed(1)})`).join(', ')}; (c) ${res.local.map((r) => `${r.borg.durationS.toFixed(1)}/${r.s.toFixed(1)}`).join(', ')}. For (b), wall - job = CLI start-up and admin socket; job - borg = tunnel, identity, job dir, repo check, sshfs mount, cleanup.`,
     `(b) changed files reported: ${res.pulled.map((r) => r.stats?.changedFiles).join(' / ')}.`,
   ];
   return {

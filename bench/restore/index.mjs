@@ -27,6 +27,7 @@
  */
 import { existsSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { AGENT_NAME, archiveInfo, createEnv, median, openTunnel, rssSampler, run as runCmd, sharedEnv, syncDisks, timed, treeSummary } from '../backup/env.mjs';
 
 const intEnv = (k, d) => (process.env[k] ? Number(process.env[k]) : d);
@@ -88,7 +89,9 @@ async function run_(ctx, env) {
     archive = job.archive;
     notes.push(`the archive was made by this suite's own 'controller backup' (the backup suite did not run first in this process).`);
   }
+  const infoT0 = performance.now();
   const info = await archiveInfo(env, 'borgpull', repo, archive);
+  const infoS = (performance.now() - infoT0) / 1000;
   const original = treeSummary(join(host.root, 'data'));
   log(`archive ${archive}: ${info.nfiles} files, ${(info.originalSize / MIB).toFixed(0)} MiB`);
 
@@ -192,7 +195,7 @@ async function run_(ctx, env) {
     const m = res.stream.map((r) => r.mem[who]);
     return {
       key: `${who}_rss_flat`,
-      label: `  ${who} RSS before -> peak 1st quarter / last quarter -> after`,
+      label: `  ${who} RSS start -> peak 1st/last quarter -> end`,
       value: m.map((x) => `${(x.startKiB / 1024).toFixed(0)} -> ${(x.peakFirstQuarterKiB / 1024).toFixed(0)} / ${(x.peakLastQuarterKiB / 1024).toFixed(0)} -> ${(x.endKiB / 1024).toFixed(0)}`).join('; '),
       unit: 'MiB',
     };
@@ -211,6 +214,7 @@ async function run_(ctx, env) {
     { key: 'restore_stream_s', label: '  stream wall time (CLI start to exit)', value: sStream, unit: 's', digits: 1, baseline: { label: 'ssh', value: sSsh } },
     { key: 'restore_stream_job_s', label: '  of which the job (after borg info)', value: median(res.stream.map((r) => r.jobS)), unit: 's', digits: 1 },
     { key: 'restore_export_alone', label: 'borg export-tar alone (to /dev/null)', value: mbps(alone.s), unit: 'MB/s', digits: 0 },
+    { key: 'restore_borg_info_s', label: "borg info --json REPO::ARCHIVE (the controller's size lookup)", value: infoS, unit: 's', digits: 1 },
     { key: 'restore_ctl_peak_rss', label: 'controller peak RSS during the restore', value: peak('controller'), unit: 'MiB', digits: 0, target: { on: 'value', op: '<', value: 150 } },
     memRow('controller'),
     { key: 'restore_agent_peak_rss', label: 'agent peak RSS during the restore', value: peak('agent'), unit: 'MiB', digits: 0, target: { on: 'value', op: '<', value: 150 } },
@@ -239,6 +243,6 @@ export async function run(ctx) {
   try {
     return await run_(ctx, env);
   } finally {
-    await env.teardown();
+    await env.teardown(ctx.log);
   }
 }

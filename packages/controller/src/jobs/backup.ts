@@ -1,11 +1,11 @@
 import type { Logger } from 'pino';
-import { BorgpullError, type AgentMessage } from '@borgpull/protocol';
+import type { BorgpullError } from '@borgpull/protocol';
 import type { ControllerDaemon } from '../daemon.js';
 import { ControllerError } from '../errors.js';
 import { breakStaleJobLock, deleteArchive, ensureRepo, listArchives } from './borg.js';
 import { openClientAccess, runCleanup, runJobScript, type Cleanup } from './client-access.js';
 import { mountExcludes, parseMounts } from './excludes.js';
-import { newJobId, type JobRecord, type JobStore } from './job-store.js';
+import { markFailed, newJobId, type JobRecord, type JobStore } from './job-store.js';
 import { BorgLogReader, type JobEvent } from './progress.js';
 import { BACKUP_MOUNT_OPTS, CHROOT_CREATE, NAMESPACE_CREATE } from './scripts.js';
 import { loadConfig, type Isolation } from '../config.js';
@@ -133,10 +133,7 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
       throw new ControllerError('E_JOB_BORG', `borg create failed (exit ${out.rc}): ${out.errors.slice(-3).join('; ') || 'no message'}`);
     }
   } catch (err) {
-    job.status = 'failed';
-    job.code = err instanceof BorgpullError ? err.code : 'E_JOB_INTERNAL';
-    job.reason = err instanceof Error ? err.message : String(err);
-    if (job.code === 'E_JOB_INTERNAL') log.error({ err }, 'backup failed');
+    if (markFailed(job, err)) log.error({ err }, 'backup failed');
   } finally {
     say({ phase: 'cleanup' });
     await runCleanup(cleanup, (step, reason) => log.warn({ step, reason }, 'cleanup step failed'));

@@ -37,6 +37,15 @@ export interface JobRecord {
 
 const KEEP = 1000;
 
+/** Records why a job failed; true when the cause is a bug of ours (no code of its own). */
+export function markFailed(job: JobRecord, err: unknown): boolean {
+  job.status = 'failed';
+  const code = typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : undefined;
+  job.code = code ?? 'E_JOB_INTERNAL';
+  job.reason = err instanceof Error ? err.message : String(err);
+  return code === undefined;
+}
+
 export function newJobId(): string {
   return `${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}-${randomBytes(3).toString('hex')}`;
 }

@@ -1,9 +1,8 @@
 import type { Logger } from 'pino';
-import { BorgpullError } from '@borgpull/protocol';
 import type { ControllerDaemon } from '../daemon.js';
 import { ControllerError } from '../errors.js';
 import { borg } from './borg.js';
-import { newJobId, type JobRecord, type JobStore } from './job-store.js';
+import { markFailed, newJobId, type JobRecord, type JobStore } from './job-store.js';
 import type { JobEvent } from './progress.js';
 import { streamExportTar } from './restore-stream.js';
 
@@ -121,10 +120,7 @@ export async function runRestore(
     job.stats = { bytes: r.bytes, files: r.files, sha256: r.sha256 };
     job.status = 'succeeded';
   } catch (err) {
-    job.status = 'failed';
-    job.code = err instanceof BorgpullError ? err.code : 'E_JOB_INTERNAL';
-    job.reason = err instanceof Error ? err.message : String(err);
-    if (job.code === 'E_JOB_INTERNAL') log.error({ err }, 'restore failed');
+    if (markFailed(job, err)) log.error({ err }, 'restore failed');
   } finally {
     ctx.running.delete(job.id);
   }
