@@ -27,11 +27,11 @@ export interface CliResult {
 }
 
 /** Runs one CLI command to completion (node BIN ARGS...). Never throws on a non-zero exit. */
-export async function cli(bin: string, args: readonly string[], timeoutMs = 20_000): Promise<CliResult> {
+export async function cli(bin: string, args: readonly string[], timeoutMs = 20_000, env: Record<string, string> = {}): Promise<CliResult> {
   const r = await execa(process.execPath, [bin, ...args], {
     reject: false,
     extendEnv: false,
-    env: cleanEnv(),
+    env: cleanEnv(env),
     stdin: 'ignore',
     timeout: timeoutMs,
     stripFinalNewline: true,
@@ -177,12 +177,12 @@ export class Proc {
 export class Procs {
   private readonly all: Proc[] = [];
 
-  spawn(name: string, bin: string, args: readonly string[]): Proc {
+  spawn(name: string, bin: string, args: readonly string[], env: Record<string, string> = {}): Proc {
     const child = execa(process.execPath, [bin, ...args], {
       reject: false,
       buffer: false,
       extendEnv: false,
-      env: cleanEnv(),
+      env: cleanEnv(env),
       stdin: 'ignore',
       cleanup: true,
     });
