@@ -87,7 +87,8 @@ describe('pulled backups', () => {
     expect(ch.jobs[0], JSON.stringify(ch.jobs[0])).toMatchObject({ status: 'succeeded' });
     const a = await listItems(ctl, 'pc2', ns.jobs[0]!.archive!);
     const b = await listItems(ctl, 'pc2', ch.jobs[0]!.archive!);
-    const view = (items: typeof a) => items.map((i) => `${i.path} ${i.type} ${i.user}:${i.group} ${i.uid}:${i.gid} ${i.linktarget}`).sort();
+    const view = (items: typeof a) =>
+      items.map((i) => `${i.path} ${i.type} ${i.mode} ${i.mtime} ${i.user}:${i.group} ${i.uid}:${i.gid} ${i.linktarget}`).sort();
     expect(view(b)).toEqual(view(a));
     expect(a.some((i) => i.path.startsWith('usr/'))).toBe(false);
     expect(a.find((i) => i.path === 'data/a.txt')).toMatchObject({ user: 'alice', group: 'staff' });

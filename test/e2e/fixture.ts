@@ -158,6 +158,7 @@ export interface Item {
   gid: number;
   linktarget: string;
   size: number;
+  mtime: string;
 }
 
 /** The items of an archive, straight from borg on the server. */
@@ -193,7 +194,15 @@ export function pidsMatching(...parts: string[]): number[] {
 /** Any process or mount that a job of this controller could leave behind. */
 export function jobLeftovers(ctl: Controller): string[] {
   const found: string[] = [];
-  for (const pid of [...pidsMatching('sshfs', ctl.state), ...pidsMatching('borg', ctl.state), ...pidsMatching('unshare', 'borgpull-job')]) {
+  // A job's shell gets its paths through the environment: match this controller's there.
+  const jobShells = pidsMatching('unshare', 'borgpull-job').filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/environ`, 'utf8').includes(ctl.state);
+    } catch {
+      return false;
+    }
+  });
+  for (const pid of [...pidsMatching('sshfs', ctl.state), ...pidsMatching('borg', ctl.state), ...jobShells]) {
     found.push(`process ${pid}: ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').slice(0, 200)}`);
   }
   for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {

@@ -164,7 +164,7 @@ describe('restores', () => {
     c1.agent!.kill('SIGKILL');
     const r = await run;
     expect(r.exitCode).not.toBe(0);
-    await waitFor('tar and borg gone', () => pidsMatching('tar', '-x', target).length === 0 && pidsMatching('borg', 'export-tar').length === 0, { timeoutMs: 15_000 });
+    await waitFor('tar and borg gone', () => pidsMatching('tar', '-x', target).length === 0 && pidsMatching('borg', 'export-tar', ctl.state).length === 0, { timeoutMs: 15_000 });
     const jobs = await ctl.cli(['jobs', '--json']);
     const last = (JSON.parse(jobs.stdout) as Array<{ kind: string; status: string; reason?: string }>)[0];
     expect(last).toMatchObject({ kind: 'restore', status: 'failed' });
@@ -182,7 +182,7 @@ describe('restores', () => {
     try {
       const r = await run;
       expect(r.exitCode).not.toBe(0);
-      await waitFor('tar and borg gone', () => pidsMatching('tar', '-x', target).length === 0 && pidsMatching('borg', 'export-tar').length === 0, { timeoutMs: 20_000 });
+      await waitFor('tar and borg gone', () => pidsMatching('tar', '-x', target).length === 0 && pidsMatching('borg', 'export-tar', ctl.state).length === 0, { timeoutMs: 20_000 });
       const jobs = await ctl.cli(['jobs', '--json']);
       const last = (JSON.parse(jobs.stdout) as Array<{ kind: string; status: string; reason?: string }>)[0];
       expect(last).toMatchObject({ kind: 'restore', status: 'failed' });

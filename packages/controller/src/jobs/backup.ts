@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { BorgpullError } from '@borgpull/protocol';
 import type { ControllerDaemon } from '../daemon.js';
 import { ControllerError } from '../errors.js';
-import { breakStaleJobLock, deleteArchive, ensureRepo, listArchives } from './borg.js';
+import { breakStaleJobLock, discardArchive, ensureRepo } from './borg.js';
 import { openClientAccess, runCleanup, runJobScript, type Cleanup } from './client-access.js';
 import { mountExcludes, parseMounts } from './excludes.js';
 import { markFailed, newJobId, type JobRecord, type JobStore } from './job-store.js';
@@ -14,9 +14,6 @@ import { loadConfig, type Isolation } from '../config.js';
 export function archiveName(agent: string, at = new Date()): string {
   return `${agent}-${at.toISOString().slice(0, 19)}`;
 }
-
-/** Errors that mean the client vanished under borg: the archive is not a good backup. */
-const LOST = /Errno (107|5|103|104|110)\b|Transport endpoint is not connected|Input\/output error|Connection reset/;
 
 export interface BackupContext {
   readonly daemon: ControllerDaemon;
@@ -106,21 +103,16 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
     const out = reader.outcome;
     if (signal.aborted) throw new ControllerError('E_JOB_CANCELLED', `the job was cancelled: ${String((signal.reason as Error)?.message ?? signal.reason)}`);
     if (out.setupError) throw new ControllerError(out.setupError.code, out.setupError.message);
-    const lost =
-      out.connection === false || tunnelLost !== undefined || out.errors.some((e) => LOST.test(e)) || out.warnings.some((e) => LOST.test(e));
+    // The job script checks the mount after borg (sshfs alive, mount answering):
+    // borg's own exit status and messages do not tell a lost client reliably.
+    const lost = out.connection === false || tunnelLost !== undefined;
     if (out.rc === null) {
       throw new ControllerError('E_JOB_ABORTED', `the backup process ended before borg reported (exit ${res.exit})`);
     }
     if (lost) {
-      const names = await listArchives(p, agent).catch(() => []);
-      if (names.some((a) => a.name === archive)) {
-        await deleteArchive(p, agent, archive);
-        log.warn({ archive }, 'deleted the archive of a backup cut short');
-      }
-      job.archive = undefined;
       throw new ControllerError(
         'E_JOB_CONNECTION_LOST',
-        `the connection to the client was lost during the backup${tunnelLost ? ` (${tunnelLost})` : ''}; its partial archive was deleted`,
+        `the connection to the client was lost during the backup${tunnelLost ? ` (${tunnelLost})` : ''}`,
       );
     }
     const stats = parseStats(res.stdout);
@@ -134,6 +126,21 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
     }
   } catch (err) {
     if (markFailed(job, err)) log.error({ err }, 'backup failed');
+    // Whatever borg committed for a failed run is not a good backup: remove it.
+    if (job.archive !== undefined) {
+      try {
+        // This job's borg is dead by now: a lock it left may be broken.
+        await breakStaleJobLock(p, agent, (id) => id !== job.id && ctx.running.has(id));
+        const gone = await discardArchive(p, agent, job.archive);
+        if (gone.length) {
+          job.reason += `; the partial archive was deleted`;
+          log.warn({ archives: gone }, 'deleted the archive of a failed backup');
+        }
+        job.archive = undefined;
+      } catch (e) {
+        job.reason += `; its archive ${job.archive} could not be deleted (${(e as Error).message}): delete it by hand`;
+      }
+    }
   } finally {
     say({ phase: 'cleanup' });
     await runCleanup(cleanup, (step, reason) => log.warn({ step, reason }, 'cleanup step failed'));

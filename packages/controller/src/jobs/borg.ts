@@ -82,9 +82,23 @@ export async function listArchives(p: StatePaths, agent: string): Promise<Archiv
   return (parsed.archives ?? []).map((a) => ({ name: a.name, start: a.start, id: a.id }));
 }
 
-export async function deleteArchive(p: StatePaths, agent: string, archive: string): Promise<void> {
-  const res = await borg(p, agent, ['delete', `${p.repo(agent)}::${archive}`]);
-  if (res.exitCode !== 0) throw borgFailure(`deleting archive ${archive}`, res);
+/**
+ * Removes what a backup that did not succeed may have left: the archive itself
+ * (borg commits a cut-short one when the client vanishes) and its checkpoint.
+ * Returns the names deleted.
+ */
+export async function discardArchive(p: StatePaths, agent: string, archive: string): Promise<string[]> {
+  const res = await borg(p, agent, ['list', '--json', '--consider-checkpoints', p.repo(agent)]);
+  if (res.exitCode !== 0) throw borgFailure(`listing the archives of '${agent}'`, res);
+  const names = new Set(((JSON.parse(String(res.stdout)) as { archives?: Array<{ name: string }> }).archives ?? []).map((a) => a.name));
+  const gone: string[] = [];
+  for (const name of [archive, `${archive}.checkpoint`]) {
+    if (!names.has(name)) continue;
+    const del = await borg(p, agent, ['delete', `${p.repo(agent)}::${name}`]);
+    if (del.exitCode !== 0) throw borgFailure(`deleting archive ${name}`, del);
+    gone.push(name);
+  }
+  return gone;
 }
 
 /**

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { ControllerDaemon } from '../daemon.js';
 import { ControllerError } from '../errors.js';
 import { checkAgentName } from '../registry.js';
-import { listArchives } from './borg.js';
+import { breakStaleJobLock, discardArchive, listArchives } from './borg.js';
 import { runBackup, type BackupContext } from './backup.js';
 import { checkRestore, runRestore } from './restore.js';
 import { JobStore, type JobRecord } from './job-store.js';
@@ -23,6 +23,17 @@ export function registerJobs(daemon: ControllerDaemon, log: Logger): void {
       store = await JobStore.open(daemon.paths.jobs);
       const stale = await store.failInterrupted();
       if (stale.length) log.warn({ jobs: stale.map((j) => j.id) }, 'marked jobs interrupted by a previous stop as failed');
+      // Their processes died with the previous daemon: break their locks, drop their archives.
+      for (const j of stale) {
+        if (j.kind !== 'backup' || j.archive === undefined || !daemon.registry.get(j.agent)) continue;
+        try {
+          await breakStaleJobLock(daemon.paths, j.agent, () => false);
+          const gone = await discardArchive(daemon.paths, j.agent, j.archive);
+          if (gone.length) log.warn({ agentId: j.agent, archives: gone }, 'deleted the archive of an interrupted backup');
+        } catch (err) {
+          log.error({ agentId: j.agent, reason: (err as Error).message }, 'could not clean up after an interrupted backup');
+        }
+      }
     }
     limiter ??= new Limiter(daemon.config.parallel);
     return { store, limiter };

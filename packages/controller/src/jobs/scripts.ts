@@ -69,13 +69,20 @@ STAGE="$JOB_DIR/stage"
 mount -t tmpfs -o size=1m,mode=0700 borgpull-upper "$JOB_DIR/upper" || fail E_JOB_SETUP "cannot mount the overlay's upper tmpfs"
 mkdir -p "$JOB_DIR/upper/u" "$JOB_DIR/upper/w" || fail E_JOB_SETUP "cannot prepare the overlay"
 for d in borgrepo borgbase; do mkdir -m 0755 "$JOB_DIR/upper/u/$d" || fail E_JOB_SETUP "cannot prepare $d"; done
+# The overlay's root is the upper directory: give it the client root's owner, mode and
+# times, so that the archive's root item is the same as in namespace isolation.
+chown --reference="$MNT" "$JOB_DIR/upper/u" && chmod --reference="$MNT" "$JOB_DIR/upper/u" \
+  && touch --reference="$MNT" "$JOB_DIR/upper/u" || fail E_JOB_SETUP "cannot copy the client root's attributes"
 mount -t overlay borgpull-stage -o "lowerdir=$MNT,upperdir=$JOB_DIR/upper/u,workdir=$JOB_DIR/upper/w" "$STAGE" \
   || fail E_JOB_SETUP "cannot stack an overlay on the client's tree"
 mount --bind "$REPO" "$STAGE/borgrepo" || fail E_JOB_SETUP "cannot bind the repository"
 mount --bind "$BORG_BASE_DIR" "$STAGE/borgbase" || fail E_JOB_SETUP "cannot bind borg's cache"
 chroot "$STAGE" /bin/sh -c 'command -v borg' >/dev/null 2>&1 \
   || fail E_JOB_CHROOT_BORG "chroot isolation needs borg installed on the client (not found in its PATH)"
-BORG_BASE_DIR=/borgbase chroot "$STAGE" borg create --log-json --progress --json --list --filter=AME --files-cache ctime,size \
+mkdir -p "$BORG_BASE_DIR/tmp" || fail E_JOB_SETUP "cannot make borg's temp dir"
+# Temp files go to the server too: a write to the client's /tmp would land in the
+# overlay (changing the archived /tmp) and fill its small upper layer.
+BORG_BASE_DIR=/borgbase TMPDIR=/borgbase/tmp chroot "$STAGE" borg create --log-json --progress --json --list --filter=AME --files-cache ctime,size \
   --noflags --noxattrs --noacls --exclude /borgrepo --exclude /borgbase \
   "$@" "/borgrepo::$ARCHIVE" / 3<"$PASSPHRASE_FILE"
 ${FINISH}`;
