@@ -69,6 +69,8 @@ const CFG = {
   controllerNodeArgs: (process.env.BENCH_CONTROLLER_NODE_ARGS ?? '').split(' ').filter(Boolean),
 };
 const CLK_TCK = 100; // /proc/PID/stat ticks per second on Linux
+/** Tolerated share of failed connections in a step (reported); above it the step is a failure. */
+const MAX_FAILED = 0.01;
 
 /** ed25519 identities in tweetnacl's 64-byte layout (seed || public), made with node:crypto (fast). */
 function makeIdentities(n) {
@@ -89,6 +91,14 @@ class Run {
     this.ctx = ctx;
     this.log = ctx.log;
     this.tmp = mkdtempSync(join(tmpdir(), 'borgpull-bench-'));
+    // Ctrl-C / kill: our children (the controllers among them) go with us.
+    this.onSignal = (sig) => {
+      for (const c of this.children) c.kill('SIGKILL');
+      rmSync(this.tmp, { recursive: true, force: true });
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    };
+    process.on('SIGINT', this.onSignal);
+    process.on('SIGTERM', this.onSignal);
   }
 
   track(child) {
@@ -98,6 +108,8 @@ class Run {
   }
 
   async cleanup(ok) {
+    process.off('SIGINT', this.onSignal);
+    process.off('SIGTERM', this.onSignal);
     for (const c of [...this.children]) await kill(c);
     if (ok && process.env.BENCH_KEEP !== '1') rmSync(this.tmp, { recursive: true, force: true });
     else this.log(`temp dir kept: ${this.tmp}`);
@@ -137,6 +149,7 @@ class Run {
     const m = await waitForLine(logFile, /"port":(\d+)[^\n]*"msg":"listening for agents"/, { child });
     const identity = parseIdentity(readFileSync(join(dir, 'identity.json'), 'utf8'));
     return {
+      nofile: nofileLimits(child.pid),
       child,
       pid: child.pid,
       rpc: new Rpc(child, `controller(${label})`),
@@ -174,10 +187,19 @@ class Run {
  */
 async function guarded(ctl, fn) {
   const guardKiB = CFG.rssGuardMiB * 1024;
-  const g = { tripped: false, peakKiB: 0 };
+  const g = { tripped: false, peakKiB: 0, ticks: cpuTicks(ctl.pid) };
+  // CPU ticks of the controller, still answering after it was killed (last reading)
+  ctl.ticks = () => {
+    try {
+      return (g.ticks = cpuTicks(ctl.pid));
+    } catch {
+      return g.ticks;
+    }
+  };
   const timer = setInterval(() => {
     try {
       const { rssKiB } = procStatus(ctl.pid);
+      g.ticks = cpuTicks(ctl.pid);
       g.peakKiB = Math.max(g.peakKiB, rssKiB);
       if (rssKiB > guardKiB && !g.tripped) {
         g.tripped = true;
@@ -224,7 +246,7 @@ function settleController(ctl, maxMs = CFG.settleMaxS * 1000) {
 
 async function memoryStep(run, sim, n) {
   const ctl = await run.startController(`memory-${n}`, n);
-  const step = { n, registryKiB: ctl.registryBytes / 1024 };
+  const step = { n, registryKiB: ctl.registryBytes / 1024, nofile: ctl.nofile };
   try {
     await settleController(ctl);
     step.base = await ctl.rpc.mem();
@@ -241,21 +263,19 @@ async function memoryStep(run, sim, n) {
       step.failure = `${fate.why} after ${r.ok} of ${n} sessions (${(r.ms / 1000).toFixed(0)} s in)`;
     } else if (r.deadlineHit) {
       step.failure = `only ${r.ok} of ${n} sessions within the ${CFG.stepDeadlineS} s step deadline`;
-    } else if (r.failed) {
-      throw new Error(`borgpull: ${r.failed} of ${n} sessions failed with the controller up: ${JSON.stringify(r.errors)}`);
+    } else if (r.failed > n * MAX_FAILED) {
+      step.failure = `${r.failed} of ${n} sessions failed with the controller up: ${JSON.stringify(r.errors)}`;
     } else {
+      if (r.failed) step.note = `${r.failed} of ${n} sessions failed (${JSON.stringify(r.errors)}); per-agent figures use the ${r.ok} that connected`;
       step.settleMs = await settleController(ctl);
       const alive = await sim.rpc.call({ cmd: 'count' });
-      if (alive.open !== n) throw new Error(`only ${alive.open} of ${n} sessions still open after settling`);
+      if (alive.open < r.ok * (1 - MAX_FAILED)) throw new Error(`only ${alive.open} of ${r.ok} sessions still open after settling`);
+      step.connected = alive.open;
       step.mem = await ctl.rpc.mem();
-      step.perAgentKiB = (step.mem.rssKiB - step.base.rssKiB) / n;
-      step.perAgentHeapKiB = (step.mem.heapUsedKiB - step.base.heapUsedKiB) / n;
+      step.perAgentKiB = (step.mem.rssKiB - step.base.rssKiB) / alive.open;
+      step.perAgentHeapKiB = (step.mem.heapUsedKiB - step.base.heapUsedKiB) / alive.open;
       step.peakRssKiB = Math.max(step.peakRssKiB, step.mem.hwmKiB);
     }
-    step.nofile = nofileLimits(ctl.pid);
-  } catch (err) {
-    if (step.nofile === undefined && ctl.child.exitCode === null) step.nofile = nofileLimits(ctl.pid);
-    throw err;
   } finally {
     step.logLines = readFileSync(ctl.logFile, 'utf8').split('\n').length - 1;
     await kill(ctl.child); // SIGKILL: a graceful stop would rewrite the registry once per link
@@ -279,12 +299,13 @@ async function rawMemory(run, sim) {
   let have = 0;
   for (const n of CFG.agents) {
     const r = await sim.rpc.call({ cmd: 'connect', mode: 'raw', url: raw.url, from: have, to: n, concurrency: CFG.connectConcurrency }, 300_000);
-    if (r.failed) throw new Error(`raw: ${r.failed} of ${n - have} connections failed: ${JSON.stringify(r.errors)}`);
-    const rate = (n - have) / (r.ms / 1000);
+    if (r.failed > (n - have) * MAX_FAILED) throw new Error(`raw: ${r.failed} of ${n - have} connections failed: ${JSON.stringify(r.errors)}`);
+    const rate = r.ok / (r.ms / 1000);
     have = n;
     await waitQuiet(raw.pid);
+    const { open } = await sim.rpc.call({ cmd: 'count' });
     const m = await raw.rpc.mem();
-    const s = { n, rate, mem: m, perAgentKiB: (m.rssKiB - base.rssKiB) / n, perAgentHeapKiB: (m.heapUsedKiB - base.heapUsedKiB) / n };
+    const s = { n, connected: open, rate, mem: m, perAgentKiB: (m.rssKiB - base.rssKiB) / open, perAgentHeapKiB: (m.heapUsedKiB - base.heapUsedKiB) / open, errors: r.errors };
     steps.push(s);
     run.log(`raw N=${n}: RSS ${(m.rssKiB / 1024).toFixed(1)} MiB (${s.perAgentKiB.toFixed(1)} KiB/conn, heap ${s.perAgentHeapKiB.toFixed(1)}), connected at ${rate.toFixed(0)}/s`);
   }
@@ -327,7 +348,7 @@ async function memorySuite(run) {
     rows.push({ key: `ctl_connect_rate_${s.n}`, label: `  connect storm rate (${CFG.connectConcurrency} in flight)`, value: s.connect.rate, unit: 'sessions/s', digits: 0, baseline: { label: 'plain ws', value: b.rate }, ratio: s.connect.rate / b.rate });
   }
   const notes = [];
-  for (const s of borg.filter((x) => x.failure)) notes.push(`N=${s.n} (${s.n} registered, registry.json ${s.registryKiB.toFixed(0)} KiB): ${s.failure}.`);
+  for (const s of borg.filter((x) => x.failure || x.note)) notes.push(`N=${s.n} (${s.n} registered, registry.json ${s.registryKiB.toFixed(0)} KiB): ${s.failure ?? s.note}.`);
   notes.push(
     `one fresh 'controller serve' per N with exactly N agents registered; RSS = /proc/PID/status VmRSS after a forced full GC (--expose-gc + bench/foundation/probe.mjs preloaded); per agent = (RSS(N) - RSS(0)) / N, measured once the controller is idle and no longer rewriting registry.json; baseline: raw-ws-server.mjs (ws configured like AgentServer) holding N plain connections.`,
     `open files: controller and simulator each hold N sockets, so RLIMIT_NOFILE must be >= N + ~100 (N=${maxN}: ~${maxN + 100}). Node raises its soft limit to the hard limit at startup, so the hard limit is what counts: here ${limits.hard}${
@@ -367,15 +388,11 @@ async function cycles(run, sim, server, mode, registered, extra, settle) {
   const base = { mode, url: server.url, from: 0, to: registered, concurrency: CFG.hsConcurrency, ...extra };
   await sim.rpc.call({ cmd: 'cycle', ...base, count: 200, deadlineMs: 5_000 }, 300_000); // warm-up
   await settle();
-  const c0 = cpuTicks(server.pid);
+  const ticks = server.ticks ?? (() => cpuTicks(server.pid));
+  const c0 = ticks();
   const s0 = cpuTicks(sim.pid);
   const r = await sim.rpc.call({ cmd: 'cycle', ...base, count: CFG.handshakes, deadlineMs: CFG.hsDeadlineS * 1000 }, (CFG.hsDeadlineS + 120) * 1000);
-  let serverCpuS = NaN;
-  try {
-    serverCpuS = (cpuTicks(server.pid) - c0) / CLK_TCK;
-  } catch {
-    /* server gone */
-  }
+  const serverCpuS = (ticks() - c0) / CLK_TCK;
   const simCpuS = (cpuTicks(sim.pid) - s0) / CLK_TCK;
   return { ...r, perS: r.ok / (r.ms / 1000), serverCpuS, simCpuS, wallS: r.ms / 1000, registered };
 }
@@ -384,7 +401,7 @@ async function handshakeSuite(run) {
   const sim = run.startSim();
   const raw = await run.startRawServer();
   const rawRes = await cycles(run, sim, raw, 'raw', 1, {}, () => waitQuiet(raw.pid));
-  if (rawRes.failed) throw new Error(`raw: ${rawRes.failed} cycles failed: ${JSON.stringify(rawRes.errors)}`);
+  if (rawRes.failed > rawRes.attempted * MAX_FAILED) throw new Error(`raw: ${rawRes.failed} cycles failed: ${JSON.stringify(rawRes.errors)}`);
   run.log(`raw ws cycles: ${rawRes.perS.toFixed(0)}/s, p50 ${rawRes.latencyMs.p50.toFixed(1)} ms, server CPU ${rawRes.serverCpuS.toFixed(1)} s / sim ${rawRes.simCpuS.toFixed(1)} s`);
   await kill(raw.child);
 
@@ -393,13 +410,18 @@ async function handshakeSuite(run) {
     const ctl = await run.startController(`handshakes-${registered}`, registered);
     await settleController(ctl);
     const { result: r, guard } = await guarded(ctl, () =>
-      cycles(run, sim, ctl, 'borgpull', registered, { controllerKey: ctl.controllerKey }, () => settleController(ctl, 15_000)),
+      cycles(run, sim, ctl, 'borgpull', registered, { controllerKey: ctl.controllerKey }, () => settleController(ctl, 10_000)),
     );
     r.peakRssKiB = guard.peakKiB;
     const fate = await controllerFate(ctl, guard);
     if (!fate.alive) r.failure = `${fate.why} after ${r.ok} handshakes`;
-    else if (r.failed) throw new Error(`borgpull: ${r.failed} cycles failed with the controller up: ${JSON.stringify(r.errors)}`);
-    else if (r.deadlineHit) r.note = `stopped at the ${CFG.hsDeadlineS} s deadline after ${r.ok} of ${CFG.handshakes}`;
+    else if (r.failed > r.attempted * MAX_FAILED) r.failure = `${r.failed} of ${r.attempted} cycles failed with the controller up: ${JSON.stringify(r.errors)}`;
+    else {
+      const parts = [];
+      if (r.deadlineHit) parts.push(`stopped at the ${CFG.hsDeadlineS} s deadline after ${r.ok} of ${CFG.handshakes}`);
+      if (r.failed) parts.push(`${r.failed} failed: ${JSON.stringify(r.errors)}`);
+      if (parts.length) r.note = parts.join('; ');
+    }
     results[registered] = r;
     run.log(
       `controller cycles, ${registered} registered: ${r.perS.toFixed(0)}/s over ${r.ok} (${r.failure ?? r.note ?? 'complete'}), p50 ${r.latencyMs.p50.toFixed(1)} ms p99 ${r.latencyMs.p99.toFixed(1)} ms, ` +
@@ -419,12 +441,12 @@ async function handshakeSuite(run) {
     rows.push({
       key: `hs_per_s_registry_${registered}`,
       label: `handshakes/s, ${registered} agents registered`,
-      value: r.failure ? null : r.perS,
-      display: r.failure ? 'n/a: see notes' : undefined,
+      value: r.perS,
+      display: r.failure ? `${r.perS.toFixed(0)} /s until stopped` : undefined,
       unit: '/s',
       digits: 0,
       baseline: { label: 'plain ws connect+close', value: rawRes.perS },
-      ratio: r.failure ? undefined : r.perS / rawRes.perS,
+      ratio: r.perS / rawRes.perS,
       target: { on: 'value', op: '>=', value: 500 },
     });
     rows.push({ key: `hs_latency_registry_${registered}`, label: `  latency p50 / p99`, value: `${r.latencyMs.p50.toFixed(1)} / ${r.latencyMs.p99.toFixed(1)}`, unit: 'ms', baseline: { label: 'plain ws', value: `${rawRes.latencyMs.p50.toFixed(1)} / ${rawRes.latencyMs.p99.toFixed(1)}` } });
@@ -504,9 +526,13 @@ async function throughputSuite(run) {
   rows.push({ key: 'tp_seal_inproc', label: 'Session.sealData alone, 1 core, in-process', value: crypto.sealMBps, unit: 'MB/s', digits: 0, baseline: { label: 'memcpy 1 MiB', value: crypto.memcpyMBps } });
   rows.push({ key: 'tp_open_inproc', label: 'Session.open alone, 1 core, in-process', value: crypto.openMBps, unit: 'MB/s', digits: 0, baseline: { label: 'memcpy 1 MiB', value: crypto.memcpyMBps } });
   const fmtRatios = (d) => byCombo[d].pairRatios.map((x) => x.toFixed(2)).join(', ');
+  const bufferutil = run.ctx.env?.ws?.bufferutil?.installed;
   const notes = [
     `${CFG.throughputMiB} MiB per run in 1 MiB frames, ${CFG.throughputReps} interleaved reps (medians shown) after a 64 MiB warm-up; sender keeps ws.bufferedAmount < 8 MiB; sender and receiver are separate processes on loopback; MB = 10^6 bytes.`,
     `per-rep sealed/raw ratios: agent->controller ${fmtRatios('c2s')}; controller->agent ${fmtRatios('s2c')}.`,
+    bufferutil
+      ? `ws's optional bufferutil is installed: frame masking is native.`
+      : `ws's optional bufferutil is NOT installed: client->server frames are masked/unmasked in JS, which caps raw agent->controller at ${byCombo.c2s.rawMBps.toFixed(0)} MB/s (vs ${byCombo.s2c.rawMBps.toFixed(0)} unmasked), so that direction's ratio flatters sealing.`,
     `CPU ms per GiB (sender+receiver): agent->controller raw ${byCombo.c2s.cpuMsPerGiB.raw.toFixed(0)} / sealed ${byCombo.c2s.cpuMsPerGiB.sealed.toFixed(0)}; controller->agent raw ${byCombo.s2c.cpuMsPerGiB.raw.toFixed(0)} / sealed ${byCombo.s2c.cpuMsPerGiB.sealed.toFixed(0)}.`,
   ];
   return { section: { title: 'Sealed throughput, 1 MiB data frames (ChaCha20-Poly1305)', rows, notes }, details: { config: { bytes, reps: CFG.throughputReps }, byDirection: byCombo, runs, inProcess: crypto } };

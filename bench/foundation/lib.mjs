@@ -114,8 +114,14 @@ export class Rpc {
   }
 }
 
-/** Serves IPC requests in a child: handlers[cmd](msg) -> object (or Promise). */
+/** In a child: exit when the bench (our IPC parent) goes away, so nothing is left behind. */
+export function exitWithParent() {
+  process.on('disconnect', () => process.exit(0));
+}
+
+/** Serves IPC requests in a child: handlers[cmd](msg) -> object (or Promise). Exits with the parent. */
 export function serveRpc(handlers) {
+  exitWithParent();
   process.on('message', (m) => {
     if (!m || typeof m.rpcId !== 'number' || typeof m.cmd !== 'string') return;
     const h = handlers[m.cmd];

@@ -2,7 +2,8 @@
  * Preloaded (node --expose-gc --import probe.mjs) into every measured process,
  * the real controller daemon included: on {probe:'mem'} over IPC it forces a
  * full GC and reports VmRSS (from /proc) and V8 heap figures. Passive
- * otherwise: it does not touch the program it rides along with. (Its IPC
+ * otherwise: it does not touch the program it rides along with, except that
+ * the process exits when its IPC parent (the bench) goes away. (Its IPC
  * listener keeps the event loop referenced: the bench SIGKILLs these processes.)
  */
 import { readFileSync } from 'node:fs';
@@ -14,6 +15,8 @@ function vm() {
 }
 
 if (typeof process.send === 'function') {
+  // if the bench dies without cleaning up, take this process with it
+  process.on('disconnect', () => process.exit(0));
   process.on('message', (m) => {
     if (!m || m.probe !== 'mem') return;
     const before = vm();

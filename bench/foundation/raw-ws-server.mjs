@@ -8,6 +8,9 @@
 import { createServer } from 'node:http';
 import { WebSocketServer } from 'ws';
 import { MAX_MESSAGE_BYTES } from '@borgpull/protocol';
+import { exitWithParent } from './lib.mjs';
+
+exitWithParent();
 
 const conns = new Set();
 const http = createServer((_req, res) => res.writeHead(426).end());

@@ -18,6 +18,8 @@ import { AgentHandshake, Channel, MAX_SEALED_FRAME_BYTES, decodeControllerMessag
 import { percentiles, pool, serveRpc } from './lib.mjs';
 
 const SOFTWARE = 'borgpull-bench-sim/0.1.0';
+/** Like the agent's HANDSHAKE_TIMEOUT_MS: no single connection may stall a step. */
+const OPEN_TIMEOUT_MS = 20_000;
 const WS_OPTIONS = { handshakeTimeout: 30_000, maxPayload: MAX_SEALED_FRAME_BYTES + 1024, perMessageDeflate: false };
 
 const agents = JSON.parse(readFileSync(process.argv[2], 'utf8')).agents;
@@ -48,14 +50,18 @@ function openSession(url, i, controllerKey) {
     let channel;
     let failure;
     let settled = false;
+    let stage = 'connect';
     const fail = (err) => {
       failure ??= err;
       if (!settled) {
         settled = true;
+        clearTimeout(timer);
         ws.terminate();
         reject(failure);
       }
     };
+    const timer = setTimeout(() => fail(new Error(`no session after ${OPEN_TIMEOUT_MS} ms (stuck at ${stage})`)), OPEN_TIMEOUT_MS);
+    ws.on('upgrade', () => (stage = 'welcome'));
     ws.on('error', (err) => fail(err));
     ws.on('open', () => ws.send(hs.hello()));
     ws.on('message', (data, isBinary) => {
@@ -68,6 +74,7 @@ function openSession(url, i, controllerKey) {
         if (!isBinary) throw new Error('text frame from the controller');
         ws.send(hs.onWelcome(frame));
         ws.ping();
+        stage = 'pong';
       } catch (err) {
         fail(err);
         return;
@@ -79,6 +86,7 @@ function openSession(url, i, controllerKey) {
       if (settled) return;
       if (!channel) return fail(new Error('pong before welcome'));
       settled = true;
+      clearTimeout(timer);
       resolve({ ws, channel });
     });
     ws.on('close', (code, reason) => fail(new Error(`closed ${code} ${reason.toString()}`)));
@@ -90,19 +98,26 @@ function openRaw(url) {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, WS_OPTIONS);
     let settled = false;
+    let stage = 'connect';
     const fail = (err) => {
       if (!settled) {
         settled = true;
+        clearTimeout(timer);
         ws.terminate();
         reject(err);
       }
     };
+    const timer = setTimeout(() => fail(new Error(`no connection after ${OPEN_TIMEOUT_MS} ms (stuck at ${stage})`)), OPEN_TIMEOUT_MS);
     ws.on('error', fail);
     ws.on('message', () => {});
-    ws.on('open', () => ws.ping());
+    ws.on('open', () => {
+      stage = 'pong';
+      ws.ping();
+    });
     ws.once('pong', () => {
       if (settled) return;
       settled = true;
+      clearTimeout(timer);
       resolve({ ws });
     });
     ws.on('close', (code) => fail(new Error(`closed ${code}`)));

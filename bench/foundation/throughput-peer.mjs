@@ -18,7 +18,7 @@ import { randomFillSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import WebSocket, { WebSocketServer } from 'ws';
 import { Channel, MAX_DATA_BYTES, MAX_SEALED_FRAME_BYTES, Session, decodeAgentMessage } from '@borgpull/protocol';
-import { serveRpc } from './lib.mjs';
+import { exitWithParent, serveRpc } from './lib.mjs';
 
 const CHUNK = MAX_DATA_BYTES; // 1 MiB
 const HIGH_WATER = 8 * CHUNK;
@@ -190,5 +190,8 @@ function crypto({ bytes }) {
   return { bytes: frames * CHUNK, sealMBps: mb / (sealMs / 1000), openMBps: mb / (openMs / 1000), memcpyMBps: mb / (copyMs / 1000) };
 }
 
-if (process.argv[2] === 'server') server();
+if (process.argv[2] === 'server') {
+  exitWithParent();
+  server();
+}
 else serveRpc({ run, crypto: async (m) => crypto(m) });

@@ -13,7 +13,7 @@
 const MOUNT = String.raw`
 set -u
 fail() { echo "BORGPULL-ERROR $1 $2" >&2; exit 70; }
-sshfs -f -o "$MOUNT_OPTS,ServerAliveInterval=15,ServerAliveCountMax=3" \
+sshfs -f -o "$MOUNT_OPTS,ServerAliveInterval=15,ServerAliveCountMax=3,max_read=1048576,Ciphers=aes128-gcm@openssh.com" \
   -o "IdentityFile=$SSH_KEY,IdentitiesOnly=yes,UserKnownHostsFile=$KNOWN_HOSTS,GlobalKnownHostsFile=/dev/null" \
   -o "HostKeyAlias=$HOST_ALIAS,StrictHostKeyChecking=yes,BatchMode=yes,Port=$PORT" \
   -F /dev/null "root@127.0.0.1:$REMOTE_PATH" "$MNT" 2>"$JOB_DIR/sshfs.err" &
