@@ -18,7 +18,7 @@
  * whose RSS passes BENCH_RSS_GUARD_MIB; the row then says what happened.
  *
  * Knobs (environment): BENCH_AGENTS=1000,5000  BENCH_CONNECT_CONCURRENCY=32
- *   BENCH_HANDSHAKES=2000  BENCH_HS_CONCURRENCY=32  BENCH_HS_REGISTRIES=100,5000
+ *   BENCH_HANDSHAKES=2000  BENCH_HS_CONCURRENCY=32  BENCH_HS_REGISTRIES=100,1000,5000
  *   BENCH_HS_DEADLINE_S=20  BENCH_STEP_DEADLINE_S=60  BENCH_SETTLE_MAX_S=20
  *   BENCH_RSS_GUARD_MIB=2048
  *   BENCH_CONTROLLER_NODE_ARGS='--max-old-space-size=512 --import ./x.mjs' (extra node flags
@@ -61,7 +61,7 @@ const CFG = {
   throughputMiB: intEnv('BENCH_THROUGHPUT_MIB', 512),
   throughputReps: intEnv('BENCH_THROUGHPUT_REPS', 3),
   parts: (process.env.BENCH_FOUNDATION_PARTS ?? 'memory,handshakes,throughput').split(','),
-  hsRegistries: (process.env.BENCH_HS_REGISTRIES ?? '100,5000').split(',').map(Number),
+  hsRegistries: (process.env.BENCH_HS_REGISTRIES ?? '100,1000,5000').split(',').map(Number),
   hsDeadlineS: intEnv('BENCH_HS_DEADLINE_S', 20),
   stepDeadlineS: intEnv('BENCH_STEP_DEADLINE_S', 60),
   settleMaxS: intEnv('BENCH_SETTLE_MAX_S', 20),
@@ -93,12 +93,16 @@ class Run {
     this.tmp = mkdtempSync(join(tmpdir(), 'borgpull-bench-'));
     // Ctrl-C / kill: our children (the controllers among them) go with us.
     this.onSignal = (sig) => {
+      this.log(`${sig}: stopping, killing ${this.children.size} child processes`);
       for (const c of this.children) c.kill('SIGKILL');
       rmSync(this.tmp, { recursive: true, force: true });
       process.exit(sig === 'SIGINT' ? 130 : 143);
     };
     process.on('SIGINT', this.onSignal);
     process.on('SIGTERM', this.onSignal);
+    // A suite that ends without cleanup() must not vanish silently (e.g. an await nothing can settle).
+    this.onExit = (code) => process.stderr.write(`[bench foundation] process exiting (code ${code}) in the middle of the suite; temp dir ${this.tmp}\n`);
+    process.on('exit', this.onExit);
   }
 
   track(child) {
@@ -110,6 +114,7 @@ class Run {
   async cleanup(ok) {
     process.off('SIGINT', this.onSignal);
     process.off('SIGTERM', this.onSignal);
+    process.off('exit', this.onExit);
     for (const c of [...this.children]) await kill(c);
     if (ok && process.env.BENCH_KEEP !== '1') rmSync(this.tmp, { recursive: true, force: true });
     else this.log(`temp dir kept: ${this.tmp}`);
@@ -220,7 +225,9 @@ async function guarded(ctl, fn) {
 /** Whether the controller is still up after a step; if not, why (from its log). */
 async function controllerFate(ctl, guard) {
   await Promise.race([ctl.child.exited, sleep(200)]);
-  if (guard.tripped) return { alive: false, why: `killed by the bench at ${(guard.atKiB / 1024).toFixed(0)} MiB RSS (guard ${CFG.rssGuardMiB} MiB)` };
+  if (guard.tripped) {
+    return { alive: false, why: `killed by the bench at ${(guard.atKiB / 1024).toFixed(0)} MiB RSS (BENCH_RSS_GUARD_MIB=${CFG.rssGuardMiB}; raise it to let the controller run into V8's heap limit)` };
+  }
   if (ctl.child.exitCode === null && ctl.child.signalCode === null) return { alive: true };
   const log = readFileSync(ctl.logFile, 'utf8');
   const why = /heap out of memory/.test(log)

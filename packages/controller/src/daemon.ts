@@ -113,6 +113,7 @@ export class ControllerDaemon {
     }
     await this.agentServer?.stop(reason);
     await this.admin?.stop();
+    await this.registry?.close().catch((err: unknown) => this.log.error({ err }, 'could not write the registry'));
     this.transition('stopped');
   }
 
@@ -196,11 +197,11 @@ export class ControllerDaemon {
     }
     this.links.set(link.name, link);
     this.log.info({ agentId: link.name, address: link.address, software: link.software }, 'agent connected');
-    void this.registry.touch(link.name, { lastSeen: Date.now(), lastAddress: link.address, software: link.software });
+    this.registry.touch(link.name, { lastSeen: Date.now(), lastAddress: link.address, software: link.software });
     link.onClose((reason) => {
       if (this.links.get(link.name) === link) this.links.delete(link.name);
       this.log.info({ agentId: link.name, reason }, 'agent disconnected');
-      void this.registry.touch(link.name, { lastSeen: link.lastSeen });
+      this.registry.touch(link.name, { lastSeen: link.lastSeen });
     });
   }
 

@@ -29,6 +29,8 @@ interface RegistryFile {
   revokedKeys: string[];
 }
 
+const LAZY_WRITE_MS = 5000;
+
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 export function checkAgentName(name: string): string {
@@ -47,7 +49,12 @@ export function checkAgentName(name: string): string {
  */
 export class Registry {
   private data: RegistryFile = { agents: {}, tokens: [], revokedKeys: [] };
-  private writing: Promise<void> = Promise.resolve();
+  /** publicKey -> agent name: a handshake must not scan the whole registry. */
+  private readonly keyIndex = new Map<string, string>();
+  private revoked = new Set<string>();
+  private dirty = false;
+  private flushing: Promise<void> | undefined;
+  private lazyTimer: NodeJS.Timeout | undefined;
 
   private constructor(private readonly path: string) {}
 
@@ -56,6 +63,8 @@ export class Registry {
     try {
       const raw = JSON.parse(await readFile(reg.path, 'utf8')) as Partial<RegistryFile>;
       reg.data = { agents: raw.agents ?? {}, tokens: raw.tokens ?? [], revokedKeys: raw.revokedKeys ?? [] };
+      for (const a of Object.values(reg.data.agents)) reg.keyIndex.set(a.publicKey, a.name);
+      reg.revoked = new Set(reg.data.revokedKeys);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
         throw new ControllerError('E_STATE_READ', `cannot read ${reg.path}: ${(err as Error).message}`, { cause: err });
@@ -73,11 +82,12 @@ export class Registry {
   }
 
   byKey(publicKey: string): AgentRecord | undefined {
-    return Object.values(this.data.agents).find((a) => a.publicKey === publicKey);
+    const name = this.keyIndex.get(publicKey);
+    return name === undefined ? undefined : this.get(name);
   }
 
   isRevokedKey(publicKey: string): boolean {
-    return this.data.revokedKeys.includes(publicKey);
+    return this.revoked.has(publicKey);
   }
 
   token(id: string): StoredToken | undefined {
@@ -110,7 +120,9 @@ export class Registry {
     const port = previous?.port ?? this.freePort(portBase);
     const rec: AgentRecord = { ...agent, port };
     this.data.tokens = this.data.tokens.map((t) => (t.id === tokenId ? { ...t, usedAt: Date.now() } : t));
+    if (previous) this.keyIndex.delete(previous.publicKey);
     this.data.agents[agent.name] = rec;
+    this.keyIndex.set(rec.publicKey, rec.name);
     await this.save();
     return rec;
   }
@@ -120,17 +132,35 @@ export class Registry {
     if (!rec) throw new ControllerError('E_AGENT_UNKNOWN', `no agent named '${name}' (see 'controller agents')`);
     const revoked: AgentRecord = { ...rec, revokedAt: rec.revokedAt ?? Date.now() };
     this.data.agents[name] = revoked;
-    if (!this.data.revokedKeys.includes(rec.publicKey)) this.data.revokedKeys.push(rec.publicKey);
+    if (!this.revoked.has(rec.publicKey)) {
+      this.revoked.add(rec.publicKey);
+      this.data.revokedKeys.push(rec.publicKey);
+    }
     await this.save();
     return revoked;
   }
 
-  /** Updates what we know of a connection; persisted lazily by the caller's next save. */
-  async touch(name: string, seen: { lastSeen: number; lastAddress?: string; software?: string }): Promise<void> {
+  /**
+   * Updates what we know of a connection. Kept in memory and written at most
+   * every few seconds: thousands of agents reconnecting at once must not each
+   * rewrite the registry.
+   */
+  touch(name: string, seen: { lastSeen: number; lastAddress?: string; software?: string }): void {
     const rec = this.get(name);
     if (!rec) return;
     this.data.agents[name] = { ...rec, ...seen };
-    await this.save();
+    this.dirty = true;
+    this.lazyTimer ??= setTimeout(() => {
+      this.lazyTimer = undefined;
+      void this.flush().catch(() => undefined);
+    }, LAZY_WRITE_MS).unref();
+  }
+
+  /** Writes anything still in memory (at shutdown). */
+  async close(): Promise<void> {
+    if (this.lazyTimer) clearTimeout(this.lazyTimer);
+    this.lazyTimer = undefined;
+    await this.flush();
   }
 
   private freePort(base: number): number {
@@ -140,9 +170,26 @@ export class Registry {
     return p;
   }
 
+  /** Durable: resolves once the registry as it is now (or newer) is on disk. */
   private save(): Promise<void> {
-    const snapshot = JSON.stringify(this.data, null, 2) + '\n';
-    this.writing = this.writing.catch(() => undefined).then(() => writeFileAtomic(this.path, snapshot, 0o600));
-    return this.writing;
+    this.dirty = true;
+    return this.flush();
+  }
+
+  /** One write at a time, each of the latest state: changes made meanwhile coalesce into the next. */
+  private async flush(): Promise<void> {
+    while (this.flushing) await this.flushing.catch(() => undefined);
+    if (!this.dirty) return;
+    this.dirty = false;
+    const write = writeFileAtomic(this.path, JSON.stringify(this.data, null, 2) + '\n', 0o600);
+    this.flushing = write.finally(() => {
+      this.flushing = undefined;
+    });
+    try {
+      await write;
+    } catch (err) {
+      this.dirty = true;
+      throw err;
+    }
   }
 }
