@@ -469,6 +469,8 @@ export async function createEnv(ctx) {
     env.tunnel = { ...enrollment.tunnel, sshdPort: enrollment.sshdPort ?? 22, key: join(agentState, 'id_ed25519'), knownHosts: join(host.dir, 'bench-tunnel-known_hosts') };
     writeFileSync(env.tunnel.knownHosts, `${TUNNEL_ALIAS} ${enrollment.tunnel.hostKey}\n`, { mode: 0o600 });
 
+    if (process.env.BENCH_TUNNEL_NODELAY === '1') await nodelayTunnelSshd(env, log);
+
     // A test key for the hand-run baselines: a plain root key line (no command=), from the tunnel only.
     const srv = env.ctl.server;
     env.testKey = join(srv.dir, 'bench_root_key');
@@ -561,4 +563,95 @@ export async function archiveInfo(env, which, repo, archive, base) {
   if (r.code !== 0) throw new Error(`borg info ${repo}::${archive} failed: ${r.stderr}`);
   const a = JSON.parse(r.stdout).archives[0];
   return { nfiles: a.stats.nfiles, originalSize: a.stats.original_size, compressedSize: a.stats.compressed_size, durationS: a.duration };
+}
+
+// ------------------------------------------------------------ diagnostics
+
+const NODELAY_SHIM = String.raw`
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+static void nd(int fd) {
+  int type = 0; socklen_t l = sizeof type;
+  struct sockaddr_storage ss; socklen_t sl = sizeof ss;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) != 0 || type != SOCK_STREAM) return;
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 || (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) return;
+  int one = 1; setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+int accept(int fd, struct sockaddr *a, socklen_t *l) {
+  static int (*real)(int, struct sockaddr *, socklen_t *);
+  if (!real) real = dlsym(RTLD_NEXT, "accept");
+  int r = real(fd, a, l); if (r >= 0) nd(r); return r;
+}
+int accept4(int fd, struct sockaddr *a, socklen_t *l, int f) {
+  static int (*real)(int, struct sockaddr *, socklen_t *, int);
+  if (!real) real = dlsym(RTLD_NEXT, "accept4");
+  int r = real(fd, a, l, f); if (r >= 0) nd(r); return r;
+}
+`;
+
+/**
+ * DIAGNOSTIC (BENCH_TUNNEL_NODELAY=1), not the product as shipped: a second
+ * tunnel sshd (same config, host key and authorized_keys, port 2223) whose
+ * accepted sockets get TCP_NODELAY through an LD_PRELOAD shim, and the
+ * controller's config pointed at it (sshPort is read at every job), so the
+ * agent's tunnel and the hand-run baselines both use it. sshd sets
+ * TCP_NODELAY on a connection only when it starts a session; a forward-only
+ * `ssh -N -R` connection keeps Nagle on the server side.
+ */
+async function nodelayTunnelSshd(env, log) {
+  const srv = env.ctl.server;
+  const dir = join(srv.dir, 'nodelay');
+  mkdirSync(dir, { mode: 0o755 });
+  writeFileSync(join(dir, 'nodelay.c'), NODELAY_SHIM);
+  const cc = await run('gcc', ['-O2', '-shared', '-fPIC', '-o', join(dir, 'nodelay.so'), join(dir, 'nodelay.c'), '-ldl']);
+  if (cc.code !== 0) throw new Error(`BENCH_TUNNEL_NODELAY=1 needs gcc: ${cc.stderr}`);
+  const orig = join(srv.dir, `tunnel-sshd-${env.tunnel.sshPort}`);
+  const port = env.tunnel.sshPort + 1;
+  const cfg = readFileSync(join(orig, 'sshd_config'), 'utf8').replace(`ListenAddress 0.0.0.0:${env.tunnel.sshPort}`, `ListenAddress 0.0.0.0:${port}`);
+  if (!cfg.includes(`:${port}`)) throw new Error('cannot derive the nodelay sshd config');
+  writeFileSync(join(dir, 'sshd_config'), cfg, { mode: 0o644 });
+  srv.spawn(
+    ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && exec /usr/sbin/sshd -D -e -f "$3"',
+      'sh', join(orig, 'passwd'), join(orig, 'group'), join(dir, 'sshd_config')],
+    { env: { LD_PRELOAD: join(dir, 'nodelay.so') }, stdin: 'ignore' },
+  );
+  await srv.waitForPort(port);
+  env.ctl.configure({ sshPort: port });
+  env.tunnel.sshPort = port;
+  env.diagnostic = `DIAGNOSTIC RUN (BENCH_TUNNEL_NODELAY=1): the agent's tunnel and the baselines' tunnels go to a second tunnel sshd (port ${port}, same config and keys) whose accepted sockets get TCP_NODELAY via LD_PRELOAD. Not the product as shipped.`;
+  env.notes.push(env.diagnostic);
+  log(env.diagnostic);
+}
+
+/**
+ * Link probe: sequential read of the first `mib` MiB of a file through sshfs,
+ * (1) on the server through the client's reverse tunnel, (2) inside the client
+ * against its own sshd (no tunnel). Returns MB/s for both.
+ */
+export async function linkProbe(env, relPath, mib = 64) {
+  const srv = env.ctl.server;
+  const host = env.client.host;
+  const script = 'set -e; M="$1"; F="$2"; C="$3"; shift 3; mkdir -p "$M"; sshfs "$@" "root@127.0.0.1:/" "$M"; ' +
+    's=$(date +%s%N); dd if="$M/$F" of=/dev/null bs=1M count="$C" status=none; e=$(date +%s%N); cd /; fusermount3 -u "$M"; echo $((e - s))';
+  const opts = (port) => ['-o', 'no_contain_symlinks', '-o',
+    `IdentityFile=${env.testKey},IdentitiesOnly=yes,UserKnownHostsFile=${env.clientKnownHosts},GlobalKnownHostsFile=/dev/null,HostKeyAlias=${CLIENT_ALIAS},StrictHostKeyChecking=yes,BatchMode=yes,Port=${port}`, '-F', '/dev/null'];
+  const mbps = (r, what) => {
+    if (r.exitCode !== 0) throw new Error(`link probe ${what}: ${r.stderr}`);
+    return (mib * MIB) / 1e6 / (Number(r.stdout.trim().split('\n').pop()) / 1e9);
+  };
+  const close = await openTunnel(env);
+  let tunnel;
+  try {
+    const r = await srv.exec(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, 'probe', join(srv.dir, 'probe-mnt'), relPath, String(mib), ...opts(env.tunnel.port)],
+      { reject: false, timeout: 600_000 });
+    tunnel = mbps(r, 'through the tunnel');
+  } finally {
+    await close();
+  }
+  const d = await host.exec(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, 'probe', join(host.dir, 'probe-mnt'), relPath, String(mib), ...opts(22)],
+    { reject: false, timeout: 600_000 });
+  return { mib, tunnelMBps: tunnel, directMBps: mbps(d, 'inside the client') };
 }

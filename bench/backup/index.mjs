@@ -20,14 +20,20 @@
  * Knobs: BENCH_TREE_MB=1024 BENCH_SMALL_FILES=20000 BENCH_BIG_FILES=4
  *   BENCH_TEXT_SHARE=0.25 BENCH_SYMLINKS=400 BENCH_SMALL_MAX_BYTES=6144
  *   BENCH_UNCHANGED_RUNS=2 (unchanged runs per method; medians reported)
+ *   BENCH_LINK_PROBE_MB=64 (sshfs sequential read through the tunnel vs inside the client; 0 = skip)
+ *   BENCH_TUNNEL_NODELAY=1: DIAGNOSTIC, not the product as shipped (see env.mjs nodelayTunnelSshd)
  *   BENCH_BACKUP_TIMEOUT_S=1800  BENCH_SHARE_ENV=0 (do not hand the hosts to the restore suite)
  */
-import { join } from 'node:path';
-import { AGENT_NAME, archiveInfo, borgEnv, createEnv, median, openTunnel, restoreRunsLater, rssSampler, run as runCmd, syncDisks, timed } from './env.mjs';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AGENT_NAME, archiveInfo, borgEnv, createEnv, linkProbe, median, openTunnel, restoreRunsLater, rssSampler, run as runCmd, syncDisks, timed } from './env.mjs';
 
+const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const intEnv = (k, d) => (process.env[k] ? Number(process.env[k]) : d);
 const CFG = {
   unchangedRuns: intEnv('BENCH_UNCHANGED_RUNS', 2),
+  linkProbeMiB: intEnv('BENCH_LINK_PROBE_MB', 64),
   timeoutS: intEnv('BENCH_BACKUP_TIMEOUT_S', 1800),
 };
 
@@ -48,6 +54,20 @@ cd /
 fusermount3 -u "$MNT" || umount -l "$MNT"
 exit $rc
 `;
+
+/** The sshfs and borg create options of the controller as built (packages/controller/dist), for the notes. */
+function productCommand() {
+  try {
+    const text = readFileSync(join(REPO, 'packages', 'controller', 'dist', 'jobs', 'scripts.js'), 'utf8');
+    const sshfs = /sshfs -f -o "([^"]+)"/.exec(text)?.[1];
+    const mountOpts = /BACKUP_MOUNT_OPTS = '([^']+)'/.exec(text)?.[1];
+    const ns = text.indexOf('NAMESPACE_CREATE');
+    const borg = ns < 0 ? undefined : text.slice(ns).split('\n').find((l) => l.startsWith('borg create'))?.replace(/\s*\\$/, '');
+    return `sshfs -o ${(sshfs ?? '?').replace('$MOUNT_OPTS', mountOpts ?? '$MOUNT_OPTS')}; ${borg ?? 'borg create ?'}`;
+  } catch {
+    return 'unknown (cannot read the built controller)';
+  }
+}
 
 export async function run_(ctx, env) {
   const log = ctx.log;
@@ -71,6 +91,13 @@ export async function run_(ctx, env) {
     inits[k] = r.ms / 1000;
   }
   log(`hand/local repos initialised (borg init ${inits.hand.toFixed(1)} s / ${inits.local.toFixed(1)} s, outside the timings)`);
+
+  // Link probe: what one sshfs stream gets through the client's reverse tunnel, vs without it.
+  let probe;
+  if (CFG.linkProbeMiB > 0 && env.tree.big.count > 0) {
+    probe = await linkProbe(env, 'data/big/blob0.bin', Math.min(CFG.linkProbeMiB, Math.floor(env.tree.big.bytes / env.tree.big.count / 2 ** 20)));
+    log(`link probe (sshfs, dd ${probe.mib} MiB): through the tunnel ${probe.tunnelMBps.toFixed(1)} MB/s, inside the client without it ${probe.directMBps.toFixed(0)} MB/s`);
+  }
 
   let n = 0;
   const hand = async () => {
@@ -191,16 +218,36 @@ export async function run_(ctx, env) {
     `tree: ${(t.totalBytes / 2 ** 20).toFixed(0)} MiB under the client's /data: ${t.big.count} random files (${(t.big.bytes / 2 ** 20).toFixed(0)} MiB), ${t.text.count} compressible text files (${(t.text.bytes / 2 ** 20).toFixed(0)} MiB), ${t.small.count} small files 0-${env.cfg.smallMaxBytes} B (${(t.small.bytes / 2 ** 20).toFixed(1)} MiB, 4 owners, 4 modes), ${t.links.count} symlinks (absolute, relative, with .., dangling); plus the harness's etc/ and root/. system:false client.`,
     `archives hold the same items: (a) ${infos.hand.nfiles} files ${(infos.hand.originalSize / 2 ** 20).toFixed(0)} MiB, (b) ${infos.pulled.nfiles} / ${(infos.pulled.originalSize / 2 ** 20).toFixed(0)} MiB, (c) ${infos.local.nfiles} / ${(infos.local.originalSize / 2 ** 20).toFixed(0)} MiB (borg info of the first archives).`,
     `(a) ran, on the server in a private mount + PID namespace: sshfs -o no_contain_symlinks -o IdentityFile=<test root key>,HostKeyAlias,StrictHostKeyChecking=yes,BatchMode=yes,Port=<agent's tunnel port> -F /dev/null root@127.0.0.1:/ MNT; copy the client's etc/passwd and etc/group from the mount and bind them (and a files-only nsswitch.conf) over the server's; cd MNT; borg create --files-cache ctime,size REPO::ARCHIVE .; cd /; fusermount3 -u MNT. Timed: the whole script. The tunnel: ssh -N -R 127.0.0.1:PORT:127.0.0.1:22 from inside the client with the agent's own key, port and ssh options (opened before the timer, like the agent's tunnel exists before borg starts). Repo init (${inits.hand.toFixed(1)} s) outside the timer; (b)'s first run includes borgpull creating its repo.`,
-    `(b) = wall time of 'controller backup ${AGENT_NAME} --json' (CLI start to exit: tunnel order, identity, job dir, sshfs, borg with --noflags --noxattrs --noacls --log-json --list, cleanup). (c) = borg create REPO::ARCHIVE . with cwd at the client's root on the server, borg defaults.`,
+    `(b) = wall time of 'controller backup ${AGENT_NAME} --json' (CLI start to exit: tunnel order, identity, job dir, repo check, sshfs, borg, cleanup); the built controller runs: ${productCommand()}. (c) = borg create REPO::ARCHIVE . with cwd at the client's root on the server, borg defaults.`,
     `all runs (s): (a) ${per('hand')}; (b) ${per('pulled')}; (c) ${per('local')} (first, then unchanged). Order per round: a, b, c; sync before each run; page cache warm (tree written just before).`,
     `machine CPU busy during runs (2 cores): (a) ${res.hand.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}; (b) ${res.pulled.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}; (c) ${res.local.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}; 1-min load at start ${res.hand.concat(res.pulled, res.local).map((r) => r.load1.toFixed(1)).join(',')} (includes any other work on the machine).`,
     `borg's own duration (from the archive) vs wall time, s: (a) ${res.hand.map((r) => `${r.borg.durationS.toFixed(1)}/${r.s.toFixed(1)}`).join(', ')}; (b) ${res.pulled.map((r) => `${r.borg.durationS.toFixed(1)}/${r.s.toFixed(1)} (job ${r.jobS.toFixed(1)})`).join(', ')}; (c) ${res.local.map((r) => `${r.borg.durationS.toFixed(1)}/${r.s.toFixed(1)}`).join(', ')}. For (b), wall - job = CLI start-up and admin socket; job - borg = tunnel, identity, job dir, repo check, sshfs mount, cleanup.`,
     `(b) changed files reported: ${res.pulled.map((r) => r.stats?.changedFiles).join(' / ')}.`,
   ];
+  const sections = [{ title: `Backup of a ${(t.totalBytes / 2 ** 20).toFixed(0)} MiB tree (${t.small.count} small files)${env.diagnostic ? ' [DIAGNOSTIC: nodelay tunnel sshd]' : ''}`, rows, notes }];
+  if (probe) {
+    sections.push({
+      title: 'Link probe: one sshfs sequential read (dd bs=1M) of a large file',
+      rows: [
+        {
+          key: 'probe_tunnel_mbps',
+          label: "through the client's reverse tunnel (server side)",
+          value: probe.tunnelMBps,
+          unit: 'MB/s',
+          digits: 1,
+          baseline: { label: 'inside the client, no tunnel', value: probe.directMBps },
+          ratio: probe.tunnelMBps / probe.directMBps,
+        },
+      ],
+      notes: [
+        `${probe.mib} MiB of data/big/blob0.bin, fresh sshfs mount each (-o no_contain_symlinks), same client sshd and key; through the tunnel = sshfs on the server to 127.0.0.1:<agent's port> -> tunnel sshd -> ssh -R (agent's key and options) -> client sshd; inside the client = sshfs in the client's namespaces to its sshd on 127.0.0.1:22. Both (a) and (b) read file data through the tunnel.`,
+      ],
+    });
+  }
   return {
-    title: 'pulled backup: controller vs hand-run recipe vs local borg',
-    sections: [{ title: `Backup of a ${(t.totalBytes / 2 ** 20).toFixed(0)} MiB tree (${t.small.count} small files)`, rows, notes }],
-    details: { config: { ...CFG, tree: env.cfg }, tree: env.tree, inits, runs: res, archives: infos, freeRunMiB: env.freeMiB },
+    title: `pulled backup: controller vs hand-run recipe vs local borg${env.diagnostic ? ' [DIAGNOSTIC]' : ''}`,
+    sections,
+    details: { config: { ...CFG, tree: env.cfg }, tree: env.tree, inits, runs: res, archives: infos, linkProbe: probe, diagnostic: env.diagnostic, freeRunMiB: env.freeMiB },
   };
 }
 

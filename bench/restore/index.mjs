@@ -22,7 +22,7 @@
  *
  * Targets: stream/ssh throughput >= 0.9; controller and agent peak RSS < 150 MiB.
  *
- * Knobs: BENCH_RESTORE_REPS=2, BENCH_RESTORE_TIMEOUT_S=1800, BENCH_RSS_INTERVAL_MS=100,
+ * Knobs: BENCH_RESTORE_REPS=3, BENCH_RESTORE_TIMEOUT_S=1800, BENCH_RSS_INTERVAL_MS=100,
  *   BENCH_RSS_GUARD_MIB=2048, and the tree knobs of the backup suite when it builds its own.
  */
 import { existsSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
@@ -32,7 +32,7 @@ import { AGENT_NAME, archiveInfo, createEnv, median, openTunnel, rssSampler, run
 
 const intEnv = (k, d) => (process.env[k] ? Number(process.env[k]) : d);
 const CFG = {
-  reps: intEnv('BENCH_RESTORE_REPS', 2),
+  reps: intEnv('BENCH_RESTORE_REPS', 3),
   timeoutS: intEnv('BENCH_RESTORE_TIMEOUT_S', 1800),
   rssIntervalMs: intEnv('BENCH_RSS_INTERVAL_MS', 100),
   rssGuardMiB: intEnv('BENCH_RSS_GUARD_MIB', 2048),
@@ -78,7 +78,7 @@ async function run_(ctx, env) {
   const repo = join(ctl.state, 'repos', AGENT_NAME);
   const passFile = join(ctl.state, 'secrets', `${AGENT_NAME}.passphrase`);
   const serverBorgEnv = { LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', BORG_PASSPHRASE_FD: '3', BORG_BASE_DIR: join(ctl.state, 'borg'), BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes' };
-  const notes = [...(env.restoreNotes ?? [])];
+  const notes = env.diagnostic ? [env.diagnostic] : [];
 
   let archive = env.archiveB;
   if (!archive) {
@@ -230,8 +230,8 @@ async function run_(ctx, env) {
   const samples = Object.fromEntries(['controller', 'agent'].map((w) => [w, res.stream.map((r) => r.mem[w].samples)]));
   for (const r of res.stream) for (const m of Object.values(r.mem)) delete m.samples;
   return {
-    title: 'restore: controller stream vs export-tar | ssh tar',
-    sections: [{ title: `Restore of a ${(info.originalSize / MIB).toFixed(0)} MiB archive`, rows, notes }],
+    title: `restore: controller stream vs export-tar | ssh tar${env.diagnostic ? ' [DIAGNOSTIC]' : ''}`,
+    sections: [{ title: `Restore of a ${(info.originalSize / MIB).toFixed(0)} MiB archive${env.diagnostic ? ' [DIAGNOSTIC: nodelay tunnel sshd]' : ''}`, rows, notes }],
     details: { config: CFG, archive, info, original, exportTarAloneS: alone.s, runs: res, rssSamples: samples },
   };
 }
