@@ -12,7 +12,7 @@
  * and, as a last resort, synchronously at process exit.
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, chmodSync, chownSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, statfsSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, statfsSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -73,15 +73,30 @@ export function cpuSnapshot() {
   return { busy: total - idle, total };
 }
 
-/** Times fn(); returns {result, s, cpuBusy (0..1 of all cores), load1}. */
+/** Sectors read and written on whole block devices (virtio, scsi, nvme), from /proc/diskstats. */
+export function diskSnapshot() {
+  let rd = 0;
+  let wr = 0;
+  for (const line of readFileSync('/proc/diskstats', 'utf8').split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (!/^(vd[a-z]+|sd[a-z]+|xvd[a-z]+|nvme\d+n\d+)$/.test(f[2] ?? '')) continue;
+    rd += Number(f[5]);
+    wr += Number(f[9]);
+  }
+  return { rd, wr };
+}
+
+/** Times fn(); returns {result, s, cpuBusy (0..1 of all cores), load1, diskReadMB, diskWriteMB}. */
 export async function timed(fn) {
   const load1 = loadavg()[0];
   const c0 = cpuSnapshot();
+  const d0 = diskSnapshot();
   const t0 = performance.now();
   const result = await fn();
   const s = (performance.now() - t0) / 1000;
   const c1 = cpuSnapshot();
-  return { result, s, cpuBusy: (c1.busy - c0.busy) / Math.max(1, c1.total - c0.total), load1 };
+  const d1 = diskSnapshot();
+  return { result, s, cpuBusy: (c1.busy - c0.busy) / Math.max(1, c1.total - c0.total), load1, diskReadMB: ((d1.rd - d0.rd) * 512) / 1e6, diskWriteMB: ((d1.wr - d0.wr) * 512) / 1e6 };
 }
 
 export function median(xs) {
@@ -312,6 +327,35 @@ export function generateTree(root, cfg = TREE_CFG, log = () => undefined) {
       `${small.count} small files ${(small.bytes / MIB).toFixed(1)} MiB, ${links.count} symlinks; written in ${genS.toFixed(1)} s`,
   );
   return out;
+}
+
+/**
+ * Reads every file under dir once (into one reused buffer), so that a timed run
+ * finds it in the page cache. This VM reclaims cold page cache within tens of
+ * seconds, so without it each run reads the repository from disk at whatever
+ * rate the virtual disk gives at that moment. Returns MB read.
+ */
+export function warmPageCache(dir) {
+  const buf = Buffer.allocUnsafe(4 * MIB);
+  let bytes = 0;
+  const walk = (p) => {
+    for (const name of readdirSync(p)) {
+      const q = join(p, name);
+      const st = lstatSync(q);
+      if (st.isDirectory()) walk(q);
+      else if (st.isFile()) {
+        const fd = openSync(q, 'r');
+        try {
+          let n;
+          while ((n = readSync(fd, buf, 0, buf.length, null)) > 0) bytes += n;
+        } finally {
+          closeSync(fd);
+        }
+      }
+    }
+  };
+  walk(dir);
+  return bytes / 1e6;
 }
 
 /** Entry count, file bytes and symlink count under dir (lstat walk). */

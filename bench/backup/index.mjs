@@ -113,7 +113,7 @@ export async function run_(ctx, env) {
         ),
       );
       if (t.result.exitCode !== 0) throw new Error(`hand recipe exited ${t.result.exitCode}: ${t.result.stderr.slice(-2000)}`);
-      return { archive, s: t.s, cpuBusy: t.cpuBusy, load1: t.load1, warnings: t.result.stderr.trim().split('\n').filter(Boolean).slice(0, 5) };
+      return { archive, s: t.s, cpuBusy: t.cpuBusy, load1: t.load1, disk: [t.diskReadMB, t.diskWriteMB], warnings: t.result.stderr.trim().split('\n').filter(Boolean).slice(0, 5) };
     } finally {
       await close();
     }
@@ -138,7 +138,7 @@ export async function run_(ctx, env) {
     if (t.result.exitCode !== 0 || !job || job.status !== 'succeeded') {
       throw new Error(`controller backup: exit ${t.result.exitCode}, job ${JSON.stringify(job)}: ${t.result.stderr.slice(-2000)}`);
     }
-    return { archive: job.archive, s: t.s, jobS: (job.endedAt - job.startedAt) / 1000, cpuBusy: t.cpuBusy, load1: t.load1, stats: job.stats, ctlPeakMiB: mem.controller.peakKiB / 1024 };
+    return { archive: job.archive, s: t.s, disk: [t.diskReadMB, t.diskWriteMB], jobS: (job.endedAt - job.startedAt) / 1000, cpuBusy: t.cpuBusy, load1: t.load1, stats: job.stats, ctlPeakMiB: mem.controller.peakKiB / 1024 };
   };
   let m = 0;
   const local = async () => {
@@ -146,7 +146,7 @@ export async function run_(ctx, env) {
     await syncDisks();
     const t = await timed(() => runCmd('borg', ['create', `${dirs.localRepo}::${archive}`, '.'], { cwd: env.client.host.root, env: borgEnv(env, dirs.localBase) }));
     if (t.result.code !== 0) throw new Error(`local borg create exited ${t.result.code}: ${t.result.stderr.slice(-2000)}`);
-    return { archive, s: t.s, cpuBusy: t.cpuBusy, load1: t.load1 };
+    return { archive, s: t.s, cpuBusy: t.cpuBusy, load1: t.load1, disk: [t.diskReadMB, t.diskWriteMB] };
   };
 
   const res = { hand: [], pulled: [], local: [] };

@@ -44,6 +44,7 @@ export function agentPaths(stateDir: string) {
     enrollment: join(stateDir, 'enrollment.json'),
     sshKey: join(stateDir, 'id_ed25519'),
     knownHosts: join(stateDir, 'known_hosts'),
+    tunnelControl: join(stateDir, 'tunnel.ctl'),
   };
 }
 export type AgentPaths = ReturnType<typeof agentPaths>;

@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises';
+import { unlink, writeFile } from 'node:fs/promises';
 import { execa, type ResultPromise } from 'execa';
 import type { Logger } from 'pino';
 import { AgentError } from './errors.js';
@@ -38,10 +38,12 @@ export class Tunnel {
     if (this.state === 'open' || this.state === 'opening') await this.close('replaced by a new tunnel order');
     this.state = 'opening';
     await writeFile(this.paths.knownHosts, `${HOST_ALIAS} ${order.hostKey}\n`, { mode: 0o600 });
+    await unlink(this.paths.tunnelControl).catch(() => undefined);
     const args = [
       '-N',
       '-v',
       '-F', '/dev/null',
+      '-M', '-S', this.paths.tunnelControl,
       '-R', `127.0.0.1:${order.port}:127.0.0.1:${this.sshdPort}`,
       '-p', String(order.sshPort),
       '-i', this.paths.sshKey,
@@ -95,8 +97,25 @@ export class Tunnel {
         }
       });
     });
+    await this.setNoDelay(order, log);
     this.state = 'open';
     log.info({ server: `${order.sshHost}:${order.sshPort}` }, 'tunnel open');
+  }
+
+  /**
+   * sshd turns Nagle off (TCP_NODELAY) for a connection only when a session
+   * starts, and `ssh -N -R` never starts one: the server end then delays every
+   * small SFTP reply behind a delayed ACK (measured: 6 MB/s through the tunnel
+   * instead of 140-240). One session over the control socket fixes it for the
+   * whole connection; the tunnel key's forced command just exits at once.
+   */
+  private async setNoDelay(order: TunnelOrder, log: Logger): Promise<void> {
+    const res = await execa(
+      'ssh',
+      ['-S', this.paths.tunnelControl, '-T', '-F', '/dev/null', '-o', 'BatchMode=yes', '-p', String(order.sshPort), `${order.user}@${order.sshHost}`],
+      { stdin: 'ignore', reject: false, timeout: 10_000 },
+    );
+    if (res.timedOut) log.warn('the tunnel session that enables TCP_NODELAY did not end; backups may be slow');
   }
 
   async close(reason: string): Promise<void> {
