@@ -496,7 +496,7 @@ describe('foundation over loopback (real processes)', () => {
         [
           'agents with a missing state dir',
           cli(CONTROLLER_BIN, ['agents', '--state-dir', '/nonexistent/borgpull']),
-          /^controller: the controller daemon is not running .*controller serve/,
+          /^controller: no controller state in \/nonexistent\/borgpull: run 'controller init/,
           1,
         ],
         ['serve with a missing state dir', cli(CONTROLLER_BIN, ['serve', '--state-dir', '/nonexistent/borgpull']), /^controller: no controller state in \/nonexistent\/borgpull/, 1],

@@ -1,6 +1,7 @@
 import { createServer, createConnection, type Server, type Socket } from 'node:net';
 import { chmod, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { BorgpullError } from '@borgpull/protocol';
 import { ControllerError } from './errors.js';
@@ -128,7 +129,14 @@ export function adminRequest(
     sock.on('error', (err: NodeJS.ErrnoException) => {
       if (done) return;
       done = true;
-      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
+      if (err.code === 'ENOENT' && !existsSync(join(dirname(path), 'config.json'))) {
+        reject(
+          new ControllerError(
+            'E_CONFIG_MISSING',
+            `no controller state in ${dirname(path)}: run 'controller init --url ws://HOST:PORT' first (or pass --state-dir)`,
+          ),
+        );
+      } else if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
         reject(new ControllerError('E_DAEMON_DOWN', `the controller daemon is not running (no ${path}): start it with 'controller serve'`));
       } else if (err.code === 'EACCES') {
         reject(new ControllerError('E_DAEMON_ACCESS', `permission denied on ${path}: run as root`));
