@@ -13,7 +13,8 @@ function bareKey(key: string): string {
   return key.trim().split(/\s+/).slice(0, 2).join(' ');
 }
 
-async function rewrite(file: string, edit: (lines: string[]) => string[]): Promise<void> {
+/** Installs (or replaces) our line in an authorized_keys file, leaving every other line alone. */
+export async function installBackupKey(file: string, key: string): Promise<void> {
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
   let text = '';
   try {
@@ -21,17 +22,7 @@ async function rewrite(file: string, edit: (lines: string[]) => string[]): Promi
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  const lines = text.split('\n').filter((l) => l.length > 0);
-  await writeFileAtomic(file, edit(lines).join('\n') + '\n', 0o600);
+  const kept = text.split('\n').filter((l) => l.length > 0 && !l.endsWith(` ${MARK_RO}`));
+  await writeFileAtomic(file, [...kept, backupKeyLine(key)].join('\n') + '\n', 0o600);
   await chmod(file, 0o600);
 }
-
-/** Installs (or replaces) our line tagged `mark`, leaving every other line alone. */
-function setLine(file: string, mark: string, line: string | null): Promise<void> {
-  return rewrite(file, (lines) => {
-    const kept = lines.filter((l) => !l.endsWith(` ${mark}`));
-    return line === null ? kept : [...kept, line];
-  });
-}
-
-export const installBackupKey = (file: string, key: string) => setLine(file, MARK_RO, backupKeyLine(key));

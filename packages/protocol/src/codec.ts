@@ -167,11 +167,8 @@ export function decodeControllerMessage(bytes: Uint8Array): ControllerMessage {
       return { type, id: id(r), ...tunnelSpec(r) };
     case 'tunnel.close':
     case 'identity.get':
-    case 'access.revoke':
     case 'ok':
       return { type, id: id(r) };
-    case 'access.grant':
-      return { type, id: id(r), key: str(r, 'key', keyStr) };
     case 'restore.begin': {
       const m: ControllerMessage = {
         type,

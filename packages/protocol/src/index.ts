@@ -38,8 +38,6 @@ export type {
   TunnelOpenMessage,
   TunnelCloseMessage,
   IdentityGetMessage,
-  AccessGrantMessage,
-  AccessRevokeMessage,
   RestoreBeginMessage,
   RestoreEndMessage,
   RestoreAbortMessage,

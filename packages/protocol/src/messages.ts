@@ -97,16 +97,6 @@ export interface IdentityGetMessage {
   type: 'identity.get';
   id: number;
 }
-export interface AccessGrantMessage {
-  type: 'access.grant';
-  id: number;
-  /** ssh public key line */
-  key: string;
-}
-export interface AccessRevokeMessage {
-  type: 'access.revoke';
-  id: number;
-}
 export interface RestoreBeginMessage {
   type: 'restore.begin';
   id: number;
@@ -148,8 +138,6 @@ export type ControllerMessage =
   | TunnelOpenMessage
   | TunnelCloseMessage
   | IdentityGetMessage
-  | AccessGrantMessage
-  | AccessRevokeMessage
   | RestoreBeginMessage
   | RestoreEndMessage
   | RestoreAbortMessage
