@@ -4,6 +4,7 @@
  * raw WebSocket clients and a frame proxy for what a hostile peer would send.
  * Needs a build (`npx tsc -b`): the executables run dist/.
  */
+import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -514,6 +515,38 @@ describe('foundation over loopback (real processes)', () => {
         expect(oneLineError(r), name).toMatch(re);
         expect(r.exitCode, name).toBe(code);
       });
+    });
+
+    it('-h/--help on every command and subcommand prints its usage and never runs it', async () => {
+      const missing = join(tmp, `never-created-${++seq}`);
+      const cases: Array<[string, string[], RegExp]> = [
+        ['backup', ['backup', 'pc1', '-h'], /^usage: controller backup/],
+        ['backup --all', ['backup', '--all', '--help'], /^usage: controller backup/],
+        ['restore', ['restore', 'pc1', 'arch', '--target', '/', '--yes', '-h'], /^usage: controller restore/],
+        ['init', ['init', '--url', 'ws://127.0.0.1:1', '--help'], /^usage: controller init/],
+        ['serve', ['serve', '-h'], /^usage: controller serve/],
+        ['token', ['token', 'web1', '-h'], /^usage: controller token/],
+        ['agents revoke', ['agents', 'revoke', 'pc1', '-h'], /^usage: controller agents/],
+        ['archives', ['archives', 'pc1', '--help'], /^usage: controller archives/],
+        ['jobs', ['jobs', '-h'], /^usage: controller jobs/],
+      ];
+      const agentCases: Array<[string, string[], RegExp]> = [
+        ['agent enroll', ['enroll', 'bpt1.whatever', '--help'], /^usage: agent enroll/],
+        ['agent run', ['run', '-h'], /^usage: agent run/],
+        ['agent status', ['status', '-h'], /^usage: agent status/],
+      ];
+      const results = await Promise.all([
+        ...cases.map(([, args]) => cli(CONTROLLER_BIN, [...args, '--state-dir', missing])),
+        ...agentCases.map(([, args]) => cli(AGENT_BIN, [...args, '--state-dir', missing])),
+      ]);
+      [...cases, ...agentCases].forEach(([name, , re], i) => {
+        const r = results[i]!;
+        expect(r.stdout, name).toMatch(re);
+        expect(r.stderr, name).toBe('');
+        expect(r.exitCode, name).toBe(0);
+      });
+      // Nothing ran: init and enroll would have created the state dir.
+      expect(existsSync(missing)).toBe(false);
     });
 
     it('for refusals by a running daemon', async () => {

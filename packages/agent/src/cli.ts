@@ -49,8 +49,28 @@ function stateDirOf(values: Record<string, unknown>): string {
   return typeof v === 'string' ? v : (process.env['BORGPULL_AGENT_STATE_DIR'] ?? DEFAULT_AGENT_STATE_DIR);
 }
 
+/** Usage of each command, printed by `agent COMMAND --help` (which never runs the command). */
+const COMMAND_USAGE: Readonly<Record<string, string>> = {
+  enroll:
+    'usage: agent enroll TOKEN [--sshd-port N] [--sshd-host-key FILE] [--authorized-keys FILE] [--force]\nenroll this machine with the controller that issued TOKEN',
+  run: 'usage: agent run [--log-level LEVEL]\nrun the service: stay connected to the controller, obey its orders',
+  status: 'usage: agent status [--json]\nshow what this agent is enrolled to',
+};
+
+function wantsHelp(args: readonly string[]): boolean {
+  for (const a of args) {
+    if (a === '--') return false;
+    if (a === '-h' || a === '--help') return true;
+  }
+  return false;
+}
+
 export async function run(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
+  if (cmd !== undefined && Object.hasOwn(COMMAND_USAGE, cmd) && wantsHelp(rest)) {
+    process.stdout.write(`${COMMAND_USAGE[cmd]}\n\nevery command: --state-dir DIR (or BORGPULL_AGENT_STATE_DIR; default ${DEFAULT_AGENT_STATE_DIR})\n`);
+    return 0;
+  }
   switch (cmd) {
     case undefined:
     case 'help':

@@ -69,8 +69,37 @@ export function stateDirOf(values: Record<string, unknown>): string {
   return typeof v === 'string' ? v : (process.env['BORGPULL_STATE_DIR'] ?? DEFAULT_STATE_DIR);
 }
 
+/** Usage of each command, printed by `controller COMMAND --help` (which never runs the command). */
+const COMMAND_USAGE: Readonly<Record<string, string>> = {
+  init: `usage: controller init --url ws://HOST:PORT [--listen HOST:PORT] [--ssh-host HOST] [--ssh-port N]
+       [--tunnel-user USER] [--ssh-host-key FILE] [--exclude PATTERN]... [--isolation namespace|chroot]
+       [--parallel N] [--tls-cert FILE --tls-key FILE]
+create the state directory, the controller's keys and config.json`,
+  serve: 'usage: controller serve [--log-level LEVEL]\nrun the daemon: agents, admin socket, jobs',
+  token: 'usage: controller token NAME [--ttl MINUTES] [--json]\nprint a one-time enrollment token for agent NAME',
+  agents: 'usage: controller agents [--json]\n       controller agents revoke NAME\nlist agents, or cut one off at once and for good',
+  backup: 'usage: controller backup NAME... | --all [--json]\nback up agents now, with live progress and a summary',
+  archives: "usage: controller archives NAME [--json]\nlist an agent's archives",
+  jobs: 'usage: controller jobs [--json] [--limit N] [--agent NAME]\nrecent jobs and their outcome',
+  restore:
+    'usage: controller restore NAME ARCHIVE [PATH...] [--method stream|extract|full] [--target DIR] [--dry-run] [--yes] [--json]\nrestore an archive (or PATHs of it) onto the client',
+};
+
+/** True when -h/--help comes before any `--`: the command is then described, never run. */
+export function wantsHelp(args: readonly string[]): boolean {
+  for (const a of args) {
+    if (a === '--') return false;
+    if (a === '-h' || a === '--help') return true;
+  }
+  return false;
+}
+
 export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
   const [cmd, ...rest] = argv;
+  if (cmd !== undefined && Object.hasOwn(COMMAND_USAGE, cmd) && wantsHelp(rest)) {
+    io.out(`${COMMAND_USAGE[cmd]}\n\nevery command: --state-dir DIR (or BORGPULL_STATE_DIR; default ${DEFAULT_STATE_DIR})`);
+    return 0;
+  }
   switch (cmd) {
     case undefined:
     case 'help':

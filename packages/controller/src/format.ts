@@ -18,10 +18,15 @@ export function ago(ms: number | null, now = Date.now()): string {
   return `${Math.floor(s / 86400)}d ago`;
 }
 
+/** 12.3s under a minute; whole seconds above it (rounded first, so 119.6 s is 2m00s, never 1m60s); hours past 60 minutes. */
 export function duration(ms: number): string {
-  const s = ms / 1000;
-  if (s < 60) return `${s.toFixed(1)}s`;
-  return `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
+  const s = Math.max(0, ms) / 1000;
+  if (s < 59.95) return `${s.toFixed(1)}s`;
+  const total = Math.round(s);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const sec = String(total % 60).padStart(2, '0');
+  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m${sec}s` : `${m}m${sec}s`;
 }
 
 export function bytes(n: number | null | undefined): string {
