@@ -135,6 +135,16 @@ describe('the client restore policy', () => {
     expect((await status()).restores[0]).toMatchObject({ result: 'ok', target: elsewhere });
   });
 
+  it('enroll --restores sets the policy from the start; a bad one enrolls nothing', async () => {
+    const bad = await c1.host.exec(['node', AGENT, 'enroll', 'bp1.whatever', '--restores', 'srv', '--state-dir', join(c1.host.dir, 'never')], { reject: false });
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/^agent: --restores must be anywhere, off or DIR/);
+    expect(existsSync(join(c1.host.dir, 'never'))).toBe(false);
+    const c2 = await startClient(ctl, 'pc2', { enrollArgs: ['--restores', '/srv/restore,/home/restore'] });
+    const r = await c2.host.exec(['node', AGENT, 'status', '--json', '--state-dir', join(c2.host.dir, 'agent-state')], { reject: false });
+    expect(JSON.parse(r.stdout)).toMatchObject({ name: 'pc2', restorePolicy: ['/srv/restore', '/home/restore'], restores: [] });
+  });
+
   it('refuses a bad policy on the command line without changing the current one', async () => {
     for (const bad of ['relative/dir', '/srv/../etc', '']) {
       const r = await agentCli(['restores', bad]);
