@@ -87,12 +87,15 @@ describe('restore orders under the client restore policy (the controller is the 
   /** Sends one order and waits for the agent's reply to it. */
   async function order(msg: ControllerMessage & { id: number }): Promise<AgentMessage> {
     orders.handle(msg);
+    return reply(msg.id);
+  }
+  async function reply(id: number): Promise<AgentMessage> {
     for (let i = 0; i < 500; i++) {
-      const reply = sent.find((m) => 'id' in m && m.id === msg.id);
-      if (reply) return reply;
+      const r = sent.find((m) => 'id' in m && m.id === id);
+      if (r) return r;
       await new Promise((r) => setTimeout(r, 10));
     }
-    throw new Error(`no reply to ${msg.type} ${msg.id}`);
+    throw new Error(`no reply to order ${id}`);
   }
 
   const begin = (id: number, target: string, extra: Partial<ControllerMessage & { type: 'restore.begin' }> = {}) =>
@@ -187,6 +190,14 @@ describe('restore orders under the client restore policy (the controller is the 
     const recs = records(p);
     expect(recs.map((r) => r.result)).toEqual(['refused', 'started', 'aborted']);
     expect(recs[2]!.reason).toBe('aborted by the controller: borg failed\\x1b[2J');
+  });
+
+  it('answers a second order for an open stream as busy, and keeps the first', async () => {
+    orders.handle({ type: 'restore.begin', id: 1, stream: 9, target: join(fs, 'c'), dryRun: false });
+    const second = await begin(2, join(fs, 'd'), { stream: 9 });
+    expect(second).toMatchObject({ type: 'error', code: 'E_RESTORE_BUSY' });
+    expect(await reply(1)).toMatchObject({ type: 'ok', id: 1 });
+    expect(() => lstatSync(join(fs, 'd'))).toThrow();
   });
 
   it('records a restore still running when the session ends as aborted', async () => {

@@ -20,6 +20,7 @@ export class OrderHandler {
   private readonly record: RestoreLog;
   /** Restore orders accepted and not yet over, by stream: their record and the bytes received. */
   private readonly active = new Map<number, { rec: RestoreRecord; bytes: number }>();
+  private readonly opening = new Set<number>();
 
   constructor(
     private readonly channel: AgentChannel,
@@ -103,8 +104,18 @@ export class OrderHandler {
    * recorded, refused or not, before it is answered.
    */
   private async beginRestore(msg: Extract<ControllerMessage, { type: 'restore.begin' }>): Promise<void> {
+    // Reserved before the first await: two orders for one stream never both get past here.
+    if (this.active.has(msg.stream) || this.opening.has(msg.stream)) throw new AgentError('E_RESTORE_BUSY', `restore stream ${msg.stream} is already open`);
+    this.opening.add(msg.stream);
+    try {
+      await this.openRestore(msg);
+    } finally {
+      this.opening.delete(msg.stream);
+    }
+  }
+
+  private async openRestore(msg: Extract<ControllerMessage, { type: 'restore.begin' }>): Promise<void> {
     const base = { stream: msg.stream, target: msg.target, archive: msg.archive, paths: msg.paths };
-    if (this.active.has(msg.stream)) throw new AgentError('E_RESTORE_BUSY', `restore stream ${msg.stream} is already open`);
     const state = await loadPolicy(this.paths.restorePolicy);
     const decision = state.policy
       ? await checkRestoreTarget(state.policy, msg.target)
