@@ -106,7 +106,7 @@ export interface Client {
 export async function startClient(
   ctl: Controller,
   name: string,
-  opts: { system?: boolean; passwd?: string; group?: string } = {},
+  opts: { system?: boolean; passwd?: string; group?: string; enrollArgs?: string[] } = {},
 ): Promise<Client> {
   const host = await createClientHost(ctl.server, {
     name,
@@ -118,7 +118,7 @@ export async function startClient(
   if (tok.exitCode !== 0) throw new Error(`token failed: ${tok.stderr}`);
   const agentState = join(host.dir, 'agent-state');
   const enroll = await host.exec(
-    ['node', AGENT, 'enroll', tok.stdout.trim(), '--state-dir', agentState, '--sshd-host-key', join(host.dir, 'sshd', 'ssh_host_ed25519_key.pub')],
+    ['node', AGENT, 'enroll', tok.stdout.trim(), '--state-dir', agentState, '--sshd-host-key', join(host.dir, 'sshd', 'ssh_host_ed25519_key.pub'), ...(opts.enrollArgs ?? [])],
     { reject: false },
   );
   if (enroll.exitCode !== 0) throw new Error(`agent enroll failed: ${enroll.stderr}`);

@@ -3,8 +3,10 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { pino } from 'pino';
 import { BorgpullError } from '@borgpull/protocol';
 import { enroll } from './enroll.js';
+import { describePolicy, formatPolicy, loadPolicy, parsePolicy, savePolicy, type RestorePolicy } from './restore-policy.js';
 import { AgentService } from './service.js';
 import { agentPaths, DEFAULT_AGENT_STATE_DIR, loadEnrollment } from './state.js';
+import { agentStatus, formatStatus } from './status.js';
 
 export const SOFTWARE = `borgpull-agent/${(JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version}`;
 
@@ -18,9 +20,14 @@ const USAGE = `usage: agent <command> [options]
 
 commands:
   enroll TOKEN [--sshd-port N] [--sshd-host-key FILE] [--authorized-keys FILE] [--force]
+               [--restores anywhere|off|DIR[,DIR...]]
                  enroll this machine with the controller that issued TOKEN
   run            run the service: stay connected to the controller, obey its orders
-  status [--json] show what this agent is enrolled to
+  restores [anywhere|off|DIR[,DIR...]]
+                 show or set what a controller may restore here (a running agent
+                 follows a change at once): anywhere (default), off, or only into
+                 these directories
+  status [--json] what this agent is enrolled to, its restore policy, its last restores
 
 every command: --state-dir DIR (or BORGPULL_AGENT_STATE_DIR; default ${DEFAULT_AGENT_STATE_DIR})`;
 
@@ -41,6 +48,14 @@ function parse(argv: string[], options: ParseArgsConfig['options']): Parsed {
     });
   } catch (err) {
     throw new UsageError((err as Error).message.split('\n')[0] ?? 'bad arguments');
+  }
+}
+
+function policyArg(text: string, what: string): RestorePolicy {
+  try {
+    return parsePolicy(text);
+  } catch (err) {
+    throw new UsageError(`${what} must be anywhere, off or DIR[,DIR...]: ${(err as Error).message}`);
   }
 }
 
@@ -84,6 +99,7 @@ export async function run(argv: string[]): Promise<number> {
         'authorized-keys': { type: 'string' },
         'sshd-host-key': { type: 'string' },
         force: { type: 'boolean' },
+        restores: { type: 'string' },
       });
       const [token, ...extra] = positionals;
       if (!token || extra.length) throw new UsageError('usage: agent enroll TOKEN');
@@ -93,17 +109,22 @@ export async function run(argv: string[]): Promise<number> {
       if (!authorizedKeys.startsWith('/')) throw new UsageError('--authorized-keys must be an absolute path');
       const sshdHostKey = typeof values['sshd-host-key'] === 'string' ? values['sshd-host-key'] : '/etc/ssh/ssh_host_ed25519_key.pub';
       if (!sshdHostKey.startsWith('/')) throw new UsageError('--sshd-host-key must be an absolute path');
+      const restores = typeof values['restores'] === 'string' ? policyArg(values['restores'], '--restores') : undefined;
+      const paths = agentPaths(stateDirOf(values));
       const e = await enroll({
         token,
-        paths: agentPaths(stateDirOf(values)),
+        paths,
         sshdPort,
         sshdHostKey,
         authorizedKeys,
         software: SOFTWARE,
         force: values['force'] === true,
+        restores,
       });
       process.stdout.write(`enrolled as '${e.name}' with ${e.url}\n`);
       process.stdout.write(`installed the controller's read-only SFTP key in ${e.authorizedKeys}\n`);
+      const policy = await loadPolicy(paths.restorePolicy);
+      process.stdout.write(`restore policy: ${policy.policy ? describePolicy(policy.policy) : 'damaged (every restore refused)'} (change with 'agent restores')\n`);
       process.stdout.write(`next: run 'agent run' (as a service)\n`);
       return 0;
     }
@@ -127,11 +148,29 @@ export async function run(argv: string[]): Promise<number> {
       });
       return 0;
     }
+    case 'restores': {
+      const { values, positionals } = parse(rest, {});
+      if (positionals.length > 1) throw new UsageError('usage: agent restores [anywhere|off|DIR[,DIR...]]');
+      const paths = agentPaths(stateDirOf(values));
+      await loadEnrollment(paths); // a mistyped --state-dir is said, not silently created
+      if (positionals[0] !== undefined) await savePolicy(paths.restorePolicy, policyArg(positionals[0], 'the policy'));
+      const state = await loadPolicy(paths.restorePolicy);
+      if (values['json']) {
+        process.stdout.write(JSON.stringify(state.policy ? { restores: state.policy.mode === 'dirs' ? state.policy.dirs : state.policy.mode } : { restores: 'damaged', problem: state.damaged }) + '\n');
+      } else if (state.policy) {
+        process.stdout.write(`${formatPolicy(state.policy)}\n`);
+        process.stderr.write(`${describePolicy(state.policy)}${positionals[0] !== undefined ? ' (a running agent applies it to the next restore order)' : ''}\n`);
+      } else {
+        throw new BorgpullError('E_CONFIG_INVALID', `${state.damaged}: every restore is refused; set it again with 'agent restores anywhere|off|DIR[,DIR...]'`);
+      }
+      return 0;
+    }
     case 'status': {
       const { values } = parse(rest, {});
-      const { enrollment } = await loadEnrollment(agentPaths(stateDirOf(values)));
-      if (values['json']) process.stdout.write(JSON.stringify(enrollment, null, 2) + '\n');
-      else process.stdout.write(`enrolled as '${enrollment.name}' with ${enrollment.url} (tunnel port ${enrollment.tunnel.port})\n`);
+      const paths = agentPaths(stateDirOf(values));
+      const status = await agentStatus(paths);
+      if (values['json']) process.stdout.write(JSON.stringify(status, null, 2) + '\n');
+      else process.stdout.write(`${await formatStatus(paths, status)}\n`);
       return 0;
     }
     default:

@@ -3,6 +3,7 @@ import { AgentHandshake, parseToken, tokenProofKey, type ControllerMessage } fro
 import { installBackupKey } from './authorized-keys.js';
 import { dialSession } from './dial.js';
 import { AgentError } from './errors.js';
+import { savePolicy, type RestorePolicy } from './restore-policy.js';
 import { encodePublicKey, ensureSshKey, ensureStateDir, loadOrCreateIdentity, saveEnrollment, type AgentPaths, type Enrollment } from './state.js';
 
 export interface EnrollOptions {
@@ -13,6 +14,8 @@ export interface EnrollOptions {
   readonly authorizedKeys: string;
   readonly software: string;
   readonly force: boolean;
+  /** `--restores`: what a controller may restore here. Unset: keep the current policy (none: anywhere). */
+  readonly restores?: RestorePolicy | undefined;
 }
 
 /**
@@ -61,6 +64,8 @@ export async function enroll(opts: EnrollOptions): Promise<Enrollment> {
     authorizedKeys: opts.authorizedKeys,
     enrolledAt: Date.now(),
   };
+  // The policy first: no moment where this enrollment is live under an older, looser policy.
+  if (opts.restores) await savePolicy(opts.paths.restorePolicy, opts.restores);
   await saveEnrollment(opts.paths, enrollment);
   return enrollment;
 }

@@ -1,6 +1,9 @@
 import type { Logger } from 'pino';
 import { BorgpullError, type AgentMessage, type Channel, type ControllerMessage } from '@borgpull/protocol';
+import { AgentError } from './errors.js';
 import { readIdentity } from './identity.js';
+import { orderRecord, outcome, RestoreLog, type RestoreRecord } from './restore-log.js';
+import { checkRestoreTarget, describePolicy, loadPolicy } from './restore-policy.js';
 import { RestoreStreams } from './restore.js';
 import type { AgentPaths, Enrollment } from './state.js';
 import { Tunnel } from './tunnel.js';
@@ -14,22 +17,29 @@ type AgentChannel = Channel<AgentMessage, ControllerMessage>;
 export class OrderHandler {
   private readonly tunnel: Tunnel;
   private readonly restores: RestoreStreams;
+  private readonly record: RestoreLog;
+  /** Restore orders accepted and not yet over, by stream: their record and the bytes received. */
+  private readonly active = new Map<number, { rec: RestoreRecord; bytes: number }>();
+  private readonly opening = new Set<number>();
 
   constructor(
     private readonly channel: AgentChannel,
-    paths: AgentPaths,
+    private readonly paths: AgentPaths,
     private readonly enrollment: Enrollment,
     private readonly log: Logger,
   ) {
     this.tunnel = new Tunnel(paths, enrollment.sshdPort, log);
     this.tunnel.onClosed = (port, reason) => channel.notify({ type: 'tunnel.closed', port, reason });
     this.restores = new RestoreStreams(channel, log);
+    this.record = new RestoreLog(paths.restoreLog);
   }
 
   /** Bulk data: only restore streams carry it. A bad stream id ends that session. */
   data(stream: number, chunk: Buffer): void {
     try {
       this.restores.data(stream, chunk);
+      const a = this.active.get(stream);
+      if (a) a.bytes += chunk.length;
     } catch (err) {
       this.log.warn({ code: (err as BorgpullError).code, stream }, 'unexpected restore data, closing the session');
       this.channel.close('unexpected restore data');
@@ -60,14 +70,26 @@ export class OrderHandler {
         this.channel.reply({ type: 'identity', id: msg.id, ...(await readIdentity(this.enrollment.sshdHostKey)) });
         return;
       case 'restore.begin':
-        await this.restores.begin(msg);
+        await this.beginRestore(msg);
         this.channel.reply({ type: 'ok', id: msg.id });
         return;
-      case 'restore.end':
-        this.channel.reply(await this.restores.end(msg));
+      case 'restore.end': {
+        const a = this.active.get(msg.stream);
+        let result: Extract<AgentMessage, { type: 'restore.result' }>;
+        try {
+          result = await this.restores.end(msg);
+        } catch (err) {
+          if (a) await this.finish(msg.stream, { result: 'failed', bytes: a.bytes, reason: (err as Error).message });
+          throw err;
+        }
+        const lastLine = result.stderr.trim().split('\n').slice(-1)[0];
+        await this.finish(msg.stream, { result: result.ok ? 'ok' : 'failed', bytes: result.bytes, files: result.files, ...(result.ok ? {} : { reason: lastLine || `tar exit ${result.tarExit ?? 'killed'}` }) });
+        this.channel.reply(result);
         return;
+      }
       case 'restore.abort':
         this.restores.abort(msg.stream, msg.reason);
+        await this.finish(msg.stream, { result: 'aborted', reason: `aborted by the controller: ${msg.reason}` });
         return;
       default:
         if ('id' in msg && typeof msg.id === 'number' && msg.type !== 'ok' && msg.type !== 'error') {
@@ -76,9 +98,65 @@ export class OrderHandler {
     }
   }
 
+  /**
+   * A restore order: the client's policy decides before anything is created
+   * (read at every order, so a change applies at once), and every order is
+   * recorded, refused or not, before it is answered.
+   */
+  private async beginRestore(msg: Extract<ControllerMessage, { type: 'restore.begin' }>): Promise<void> {
+    // Reserved before the first await: two orders for one stream never both get past here.
+    if (this.active.has(msg.stream) || this.opening.has(msg.stream)) throw new AgentError('E_RESTORE_BUSY', `restore stream ${msg.stream} is already open`);
+    this.opening.add(msg.stream);
+    try {
+      await this.openRestore(msg);
+    } finally {
+      this.opening.delete(msg.stream);
+    }
+  }
+
+  private async openRestore(msg: Extract<ControllerMessage, { type: 'restore.begin' }>): Promise<void> {
+    const base = { stream: msg.stream, target: msg.target, archive: msg.archive, paths: msg.paths };
+    const state = await loadPolicy(this.paths.restorePolicy);
+    const decision = state.policy
+      ? await checkRestoreTarget(state.policy, msg.target)
+      : { allowed: false as const, reason: `the policy file is damaged, so every restore is refused (${state.damaged})` };
+    if (!decision.allowed) {
+      const what = state.policy ? describePolicy(state.policy) : 'restores refused';
+      await this.append(orderRecord({ ...base, result: 'refused', reason: `${what}: ${decision.reason}` }));
+      this.log.warn({ stream: msg.stream, reason: decision.reason }, 'restore refused by the restore policy');
+      throw new AgentError('E_RESTORE_REFUSED', `${what}: ${decision.reason}`);
+    }
+    const rec = orderRecord({ ...base, result: 'started' });
+    await this.append(rec);
+    try {
+      await this.restores.begin(msg);
+    } catch (err) {
+      await this.append(outcome(rec, { result: 'failed', bytes: 0, reason: (err as Error).message }));
+      throw err;
+    }
+    this.active.set(msg.stream, { rec, bytes: 0 });
+  }
+
+  private async finish(stream: number, o: { result: 'ok' | 'failed' | 'aborted'; bytes?: number; files?: number; reason?: string }): Promise<void> {
+    const a = this.active.get(stream);
+    if (!a) return;
+    this.active.delete(stream);
+    await this.append(outcome(a.rec, { ...o, bytes: o.bytes ?? a.bytes }));
+  }
+
+  /** The record must never stop a restore the policy allowed: a write failure is logged. */
+  private async append(rec: RestoreRecord): Promise<void> {
+    try {
+      await this.record.append(rec);
+    } catch (err) {
+      this.log.error({ code: (err as NodeJS.ErrnoException).code, file: this.paths.restoreLog }, 'cannot write the restore record');
+    }
+  }
+
   /** The session is gone: nothing it started may outlive it. */
   async sessionEnded(reason: string): Promise<void> {
     this.restores.abortAll(`session ended: ${reason}`);
+    for (const stream of [...this.active.keys()]) await this.finish(stream, { result: 'aborted', reason: `session ended: ${reason}` });
     await this.tunnel.close(`session ended: ${reason}`);
   }
 }

@@ -45,6 +45,10 @@ export function agentPaths(stateDir: string) {
     sshKey: join(stateDir, 'id_ed25519'),
     knownHosts: join(stateDir, 'known_hosts'),
     tunnelControl: join(stateDir, 'tunnel.ctl'),
+    /** What a controller may restore into: the client's decision (restore-policy.ts). */
+    restorePolicy: join(stateDir, 'restore-policy.json'),
+    /** Every restore order received, JSON lines (restore-log.ts). */
+    restoreLog: join(stateDir, 'restores.log'),
   };
 }
 export type AgentPaths = ReturnType<typeof agentPaths>;

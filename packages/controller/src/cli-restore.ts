@@ -30,7 +30,8 @@ export async function restoreCommand(argv: string[], io: Io): Promise<number> {
     'restore',
     { agent, archive, paths, method, target, dryRun },
     (e) => {
-      if (values['json'] !== true) view.update(e as JobEvent);
+      // The outcome is said once, below: a refusal or a failure stays one line.
+      if (values['json'] !== true && (e as JobEvent).phase !== 'done') view.update(e as JobEvent);
     },
   )) as JobRecord & { wouldWrite?: string[] };
   if (values['json']) {
@@ -43,6 +44,9 @@ export async function restoreCommand(argv: string[], io: Io): Promise<number> {
     const what = s.bytes !== undefined ? `${s.files ?? 0} ${s.files === 1 ? "entry" : "entries"}, ${bytes(s.bytes)} (sha256 ${s.sha256?.slice(0, 16)}…, verified by the agent)` : 'done';
     io.out(`restored ${archive} to ${agent}:${target} by ${method} in ${duration((job.endedAt ?? job.startedAt) - job.startedAt)}: ${what}`);
     if (job.status === 'warning') io.out(`warnings: ${job.reason ?? ''}`);
+  } else if (job.code === 'E_RESTORE_REFUSED') {
+    // The client's own decision, not a failure of the job: said as such, in one line.
+    io.err(`${job.reason ?? `restore refused by ${agent}'s restore policy`} (job ${job.id})`);
   } else {
     io.err(`restore failed: ${job.reason ?? job.code ?? 'unknown reason'} (job ${job.id})`);
   }

@@ -46,6 +46,9 @@ const controllerMessages: ControllerMessage[] = [
   { type: 'error', id: 9, code: 'E_JOB_BUSY', message: 'busy' },
   { type: 'error', code: 'E_PROTO_DECODE', message: '' },
   { type: 'credit', stream: 1, bytes: 4 * 1024 * 1024 },
+  { type: 'restore.begin', id: 10, stream: 4, target: '/srv/restore', dryRun: false, archive: 'pc1-2026-11-29T10:00:00', paths: ['home/alice', 'etc/hostname'] },
+  // A file name may hold a newline: the decoder bounds it, the agent escapes it before storing it.
+  { type: 'restore.begin', id: 11, stream: 5, target: '/srv/restore', dryRun: false, archive: 'a\tb', paths: ['home/x\ny'] },
 ];
 
 const agentMessages: AgentMessage[] = [
@@ -176,6 +179,18 @@ const hostileControllerFrames: [string, Uint8Array, string][] = [
   ['restore.begin dryRun string', packValue({ ...controllerMessages[5], dryRun: 'no' }), 'E_PROTO_BAD_FIELD'],
   ['restore.begin target empty', packValue({ ...controllerMessages[5], target: '' }), 'E_PROTO_BAD_FIELD'],
   ['restore.begin totalBytes negative', packValue({ ...controllerMessages[5], totalBytes: -1 }), 'E_PROTO_BAD_FIELD'],
+  ['restore.begin archive not a string', packValue({ ...controllerMessages[5], archive: 42 }), 'E_PROTO_BAD_FIELD'],
+  ['restore.begin archive empty', packValue({ ...controllerMessages[5], archive: '' }), 'E_PROTO_BAD_FIELD'],
+  ['restore.begin archive huge', packValue({ ...controllerMessages[5], archive: 'a'.repeat(257) }), 'E_PROTO_BAD_FIELD'],
+  ['restore.begin archive is binary', packValue({ ...controllerMessages[5], archive: Buffer.from('pc1') }), 'E_PROTO_BAD_FIELD'],
+  ['restore.begin paths a string', packValue({ ...controllerMessages[5], paths: 'home/alice' }), 'E_PROTO_BAD_FIELD'],
+  ['restore.begin paths a map', packValue({ ...controllerMessages[5], paths: { 0: 'home' } }), 'E_PROTO_BAD_FIELD'],
+  ['restore.begin paths entry a number', packValue({ ...controllerMessages[5], paths: ['home', 7] }), 'E_PROTO_BAD_FIELD'],
+  ['restore.begin paths entry empty', packValue({ ...controllerMessages[5], paths: [''] }), 'E_PROTO_BAD_FIELD'],
+  ['restore.begin paths entry huge', packValue({ ...controllerMessages[5], paths: ['a'.repeat(4097)] }), 'E_PROTO_BAD_FIELD'],
+  ['restore.begin paths 1025 entries', packValue({ ...controllerMessages[5], paths: Array.from({ length: 1025 }, () => 'a') }), 'E_PROTO_BAD_FIELD'],
+  ['restore.begin paths nested list', packValue({ ...controllerMessages[5], paths: [['home']] }), 'E_PROTO_BAD_FIELD'],
+  ['restore.begin paths is a Set', hostilePackr.pack({ ...controllerMessages[5], paths: new Set(['home']) }), 'E_PROTO_NOT_OBJECT'],
   ['restore.end sha256 33 bytes', packValue({ ...controllerMessages[7], sha256: Buffer.alloc(33) }), 'E_PROTO_BAD_FIELD'],
   ['enrolled tunnel missing', packValue({ ...controllerMessages[9], tunnel: undefined }), 'E_PROTO_BAD_FIELD'],
   ['enrolled tunnel not a map', packValue({ ...controllerMessages[9], tunnel: 'x' }), 'E_PROTO_BAD_FIELD'],
@@ -186,6 +201,13 @@ const hostileControllerFrames: [string, Uint8Array, string][] = [
 describe('decodeControllerMessage rejects hostile frames', () => {
   it.each(hostileControllerFrames)('%s', (_name, bytes, code) => {
     expect(codeOf(() => decodeControllerMessage(bytes))).toBe(code);
+  });
+  it('names the bad entry of a list', () => {
+    expect(() => decodeControllerMessage(packValue({ ...controllerMessages[5], paths: ['ok', 3] }))).toThrow(/field "paths\[1\]"/);
+  });
+  it('copies the paths list (a fresh array, not the decoded one)', () => {
+    const m = decodeControllerMessage(packValue({ ...controllerMessages[5], paths: ['a', 'b'], extra: 1 }));
+    expect(m).toEqual({ ...controllerMessages[5], paths: ['a', 'b'] });
   });
   it('names the nested field', () => {
     expect(() => decodeControllerMessage(packValue({ ...controllerMessages[9], tunnel: { ...tunnel, port: 0 } }))).toThrow(

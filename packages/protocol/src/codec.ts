@@ -24,6 +24,8 @@ import {
   nested,
   optId,
   optInt,
+  optStr,
+  optStrList,
   optSub,
   port,
   str,
@@ -31,6 +33,9 @@ import {
   uint32,
   type Rec,
 } from './validate.js';
+
+/** Most paths a restore.begin may name (the controller sends no more than this). */
+export const MAX_RESTORE_PATHS = 1024;
 
 /** Largest encoded message accepted or produced (checked before decoding). */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -184,6 +189,12 @@ export function decodeControllerMessage(bytes: Uint8Array): ControllerMessage {
         if (owners !== 'numeric' && owners !== 'names') throw new ProtocolError('E_PROTO_BAD_FIELD', "field 'owners' must be 'numeric' or 'names'");
         m.owners = owners;
       }
+      // Informational, for the agent's record: any text (a file name may hold a newline), bounded;
+      // the agent escapes control characters before storing or showing them.
+      const archive = optStr(r, 'archive', { max: LIMITS.name, nonEmpty: true });
+      if (archive !== undefined) m.archive = archive;
+      const paths = optStrList(r, 'paths', MAX_RESTORE_PATHS, { max: LIMITS.message, nonEmpty: true });
+      if (paths !== undefined) m.paths = paths;
       return m;
     }
     case 'restore.end':

@@ -57,6 +57,7 @@ export {
   decodeControllerMessage,
   decodeAgentMessage,
   MAX_MESSAGE_BYTES,
+  MAX_RESTORE_PATHS,
 } from './codec.js';
 export {
   AgentHandshake,

@@ -109,6 +109,10 @@ export interface RestoreBeginMessage {
    * maps the archived user and group names through the client's own passwd.
    */
   owners?: 'numeric' | 'names';
+  /** The archive being restored, for the client's own record of restore orders. */
+  archive?: string;
+  /** The archive paths being restored (none: the whole archive), for that record. */
+  paths?: string[];
 }
 /** End of data; the agent replies with restore.result once tar exits. */
 export interface RestoreEndMessage {

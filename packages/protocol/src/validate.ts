@@ -112,6 +112,18 @@ function checkStr(v: string, field: string, o: StrOpts): string {
   return v;
 }
 
+/** Optional list of at most `maxItems` strings, each checked like `str`; returned as a copy. */
+export function optStrList(r: Rec, field: string, maxItems: number, o: StrOpts): string[] | undefined {
+  const v = own(r, field);
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v)) throw badField(field, 'must be a list');
+  if (v.length > maxItems) throw badField(field, `must have at most ${maxItems} entries`);
+  return v.map((x: unknown, i) => {
+    if (typeof x !== 'string') throw badField(`${field}[${i}]`, 'must be a string');
+    return checkStr(x, `${field}[${i}]`, o);
+  });
+}
+
 export function int(r: Rec, field: string, min: number, max: number): number {
   const v = own(r, field);
   if (typeof v !== 'number' || !Number.isInteger(v)) throw badField(field, 'must be an integer');

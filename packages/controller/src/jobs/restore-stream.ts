@@ -1,14 +1,20 @@
 import { createHash } from 'node:crypto';
 import { randomInt } from 'node:crypto';
 import { execa } from 'execa';
-import type { AgentMessage } from '@borgpull/protocol';
+import { MAX_RESTORE_PATHS, type AgentMessage } from '@borgpull/protocol';
 import type { AgentLink } from '../agent-link.js';
-import { ControllerError } from '../errors.js';
+import { ControllerError, isCoded } from '../errors.js';
 import type { StatePaths } from '../state.js';
 import { borgEnv } from './borg.js';
 
 /** Bytes the controller may have in flight to the agent before borg's output is paused. */
 export const WINDOW_BYTES = 8 * 1024 * 1024;
+
+/** A peer's message on one line: control characters (C0, DEL, C1) shown as \xNN, bounded. */
+function oneLine(s: string): string {
+  const e = s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return e.length > 400 ? `${e.slice(0, 399)}…` : e;
+}
 
 export interface StreamResult {
   bytes: number;
@@ -35,7 +41,28 @@ export async function streamExportTar(opts: {
 }): Promise<StreamResult> {
   const { p, agent, link, signal } = opts;
   const stream = randomInt(1, 2 ** 31);
-  await link.channel.request({ type: 'restore.begin', stream, target: opts.target, dryRun: false, totalBytes: opts.totalBytes, owners: opts.owners }, 30_000);
+  try {
+    await link.channel.request(
+      {
+        type: 'restore.begin',
+        stream,
+        target: opts.target,
+        dryRun: false,
+        totalBytes: opts.totalBytes,
+        owners: opts.owners,
+        // For the client's own record of restore orders.
+        archive: opts.archive,
+        paths: opts.paths.slice(0, MAX_RESTORE_PATHS),
+      },
+      30_000,
+    );
+  } catch (err) {
+    // The client's policy said no: its own code and one line, with the agent's reason (a peer's text: escaped).
+    if (isCoded(err) && err.code === 'E_RESTORE_REFUSED') {
+      throw new ControllerError('E_RESTORE_REFUSED', `restore refused by ${agent}'s restore policy (${oneLine(err.message)}); nothing was sent`);
+    }
+    throw err;
+  }
 
   const ac = new AbortController();
   const both = AbortSignal.any([signal, ac.signal]);
