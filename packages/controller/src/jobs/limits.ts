@@ -110,7 +110,7 @@ export async function checkFreeSpace(dir: string, floor: number): Promise<void> 
   if (free < floor) {
     throw new ControllerError(
       'E_JOB_DISK_LOW',
-      `only ${formatSize(free)} free on ${dir}, below the floor of ${formatSize(floor)} (config minFreeSpace): free space (borg delete, then borg compact) or lower the floor`,
+      `only ${formatSize(free)} free on ${dir}, below the floor of ${formatSize(floor)} (config minFreeSpace): make room (borg delete, then borg compact) or lower the floor`,
     );
   }
 }
