@@ -23,6 +23,7 @@ commands:
   init --url ws://HOST:PORT [--listen HOST:PORT] [--ssh-host HOST] [--ssh-port N]
        [--tunnel-user USER] [--ssh-host-key FILE] [--exclude PATTERN]...
        [--isolation namespace|chroot] [--parallel N]  create the state directory
+       [--time-limit 24h] [--quota SIZE|none] [--min-free-space 2G]  job and disk limits
   serve                                 run the daemon (agents, admin socket, jobs)
   token NAME [--ttl MINUTES]            print a one-time enrollment token for agent NAME
   agents [--json]                       list agents

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '@borgpull/protocol';
 import { ControllerError } from './errors.js';
+import { formatDuration, formatSizeExact, parseDuration, parseSize } from './units.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/borgpull';
 
@@ -10,7 +11,32 @@ export type Isolation = 'namespace' | 'chroot';
 export interface AgentSettings {
   readonly exclude: readonly string[];
   readonly isolation?: Isolation;
+  /** Overrides the global timeLimit for this agent (seconds). */
+  readonly timeLimit?: number;
+  /** Overrides the global quota for this agent (bytes; 0 = none). */
+  readonly quota?: number;
 }
+
+/**
+ * 24 h: a first backup is the long one (every file read over the client's
+ * uplink): ~400 GB at 40 Mbit/s, or 2 TB at 25 MB/s, fits; and a stuck job
+ * still frees its `parallel` slot before the next daily run. Clients with
+ * bigger first backups get a per-agent override.
+ */
+export const DEFAULT_TIME_LIMIT = 24 * 3600;
+export const MIN_TIME_LIMIT = 1;
+export const MAX_TIME_LIMIT = 30 * 86_400;
+/** borg refuses a storage_quota below 10M (10^6 bytes), and 10 MiB is above that. */
+export const MIN_QUOTA = 10 * 2 ** 20;
+/**
+ * 2 GiB, an absolute size rather than a percentage: what has to fit is borg's
+ * own work, not a share of the disk. A transaction's segments are written
+ * before anything is freed, the repository index and hints are rewritten at
+ * commit (hundreds of MB for a big repository), and `borg compact`, the only
+ * way to get space back, rewrites segments of up to 500 MiB. 5% of a 20 TB
+ * array would idle 1 TB; 5% of a 20 GB test disk would not hold one commit.
+ */
+export const DEFAULT_MIN_FREE_SPACE = 2 * 2 ** 30;
 
 export interface ControllerConfig {
   /** What agents dial, e.g. ws://backup.example.net:7400 */
@@ -33,6 +59,12 @@ export interface ControllerConfig {
   /** Excludes for every agent (borg patterns, relative to the client's /). */
   readonly exclude: readonly string[];
   readonly agents: Readonly<Record<string, AgentSettings>>;
+  /** A job (backup or restore) is cancelled after this many seconds. */
+  readonly timeLimit: number;
+  /** Each repository's borg storage_quota in bytes (0 = none), re-applied at every backup. */
+  readonly quota: number;
+  /** No backup starts while the repositories' file system has less free (bytes). */
+  readonly minFreeSpace: number;
 }
 
 export function configPath(stateDir: string): string {
@@ -67,6 +99,23 @@ function strList(v: unknown, field: string): string[] {
   return [...(v as string[])];
 }
 
+function duration(v: unknown, field: string): number {
+  const r = parseDuration(v, MIN_TIME_LIMIT, MAX_TIME_LIMIT);
+  return typeof r === 'number' ? r : bad(field, r);
+}
+
+function size(v: unknown, field: string): number {
+  const r = parseSize(v);
+  return typeof r === 'number' ? r : bad(field, r);
+}
+
+function quota(v: unknown, field: string): number {
+  if (v === 'none' || v === 0) return 0;
+  const q = size(v, field);
+  if (q < MIN_QUOTA) bad(field, `must be 'none' or at least 10M (borg's minimum)`);
+  return q;
+}
+
 function isolation(v: unknown, field: string): Isolation {
   if (v === 'namespace' || v === 'chroot') return v;
   return bad(field, "must be 'namespace' or 'chroot'");
@@ -95,11 +144,13 @@ export function validateConfig(raw: unknown): ControllerConfig {
   if (typeof agentsRaw !== 'object' || agentsRaw === null || Array.isArray(agentsRaw)) bad('agents', 'must be an object');
   const agents: Record<string, AgentSettings> = {};
   for (const [name, v] of Object.entries(agentsRaw as Record<string, unknown>)) {
-    if (typeof v !== 'object' || v === null) bad(`agents.${name}`, 'must be an object');
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) bad(`agents.${name}`, 'must be an object');
     const a = v as Record<string, unknown>;
     agents[name] = Object.freeze({
       exclude: Object.freeze(strList(a['exclude'], `agents.${name}.exclude`)),
       ...(a['isolation'] === undefined ? {} : { isolation: isolation(a['isolation'], `agents.${name}.isolation`) }),
+      ...(a['timeLimit'] === undefined ? {} : { timeLimit: duration(a['timeLimit'], `agents.${name}.timeLimit`) }),
+      ...(a['quota'] === undefined ? {} : { quota: quota(a['quota'], `agents.${name}.quota`) }),
     });
   }
   const cfg: ControllerConfig = {
@@ -116,6 +167,10 @@ export function validateConfig(raw: unknown): ControllerConfig {
     isolation: isolation(o['isolation'] ?? 'namespace', 'isolation'),
     exclude: Object.freeze(strList(o['exclude'], 'exclude')),
     agents: Object.freeze(agents),
+    // undefined only: a null is a mistake to report, not a request for the default.
+    timeLimit: o['timeLimit'] === undefined ? DEFAULT_TIME_LIMIT : duration(o['timeLimit'], 'timeLimit'),
+    quota: o['quota'] === undefined ? 0 : quota(o['quota'], 'quota'),
+    minFreeSpace: o['minFreeSpace'] === undefined ? DEFAULT_MIN_FREE_SPACE : size(o['minFreeSpace'], 'minFreeSpace'),
   };
   if (cfg.tlsCert !== undefined && cfg.tlsKey === undefined) bad('tlsKey', 'is required with tlsCert');
   return Object.freeze(cfg);
@@ -143,6 +198,25 @@ export async function loadConfig(stateDir: string): Promise<ControllerConfig> {
   return validateConfig(raw);
 }
 
+/** The file form: durations and sizes as a person writes them ("24h", "2G"), read back exactly. */
+export function configJson(cfg: ControllerConfig): Record<string, unknown> {
+  const agents: Record<string, unknown> = {};
+  for (const [name, a] of Object.entries(cfg.agents)) {
+    agents[name] = {
+      ...a,
+      ...(a.timeLimit === undefined ? {} : { timeLimit: formatDuration(a.timeLimit) }),
+      ...(a.quota === undefined ? {} : { quota: a.quota === 0 ? 'none' : formatSizeExact(a.quota) }),
+    };
+  }
+  return {
+    ...cfg,
+    agents,
+    timeLimit: formatDuration(cfg.timeLimit),
+    quota: cfg.quota === 0 ? 'none' : formatSizeExact(cfg.quota),
+    minFreeSpace: formatSizeExact(cfg.minFreeSpace),
+  };
+}
+
 export async function saveConfig(stateDir: string, cfg: ControllerConfig): Promise<void> {
-  await writeFileAtomic(configPath(stateDir), JSON.stringify(cfg, null, 2) + '\n', 0o600);
+  await writeFileAtomic(configPath(stateDir), JSON.stringify(configJson(cfg), null, 2) + '\n', 0o600);
 }

@@ -20,6 +20,9 @@ export async function initController(argv: string[], io: Io): Promise<number> {
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
     exclude: { type: 'string', multiple: true },
+    'time-limit': { type: 'string' },
+    quota: { type: 'string' },
+    'min-free-space': { type: 'string' },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const url = values['url'];
@@ -50,6 +53,9 @@ export async function initController(argv: string[], io: Io): Promise<number> {
     tlsCert: values['tls-cert'],
     tlsKey: values['tls-key'],
     exclude: values['exclude'],
+    timeLimit: values['time-limit'],
+    quota: values['quota'],
+    minFreeSpace: values['min-free-space'],
   };
   for (const k of Object.keys(raw)) if (raw[k] === undefined) delete raw[k];
   const cfg = validateConfig(raw);

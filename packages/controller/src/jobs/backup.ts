@@ -2,11 +2,12 @@ import type { Logger } from 'pino';
 import type { BorgpullError } from '@borgpull/protocol';
 import type { ControllerDaemon } from '../daemon.js';
 import { ControllerError } from '../errors.js';
-import { breakStaleJobLock, discardArchive, ensureRepo } from './borg.js';
+import { applyQuota, breakStaleJobLock, discardArchive, ensureRepo } from './borg.js';
 import { openClientAccess, runCleanup, runJobScript, type Cleanup } from './client-access.js';
 import { mountExcludes, parseMounts } from './excludes.js';
 import { markFailed, newJobId, type JobRecord, type JobStore } from './job-store.js';
-import { BorgLogReader, type JobEvent } from './progress.js';
+import { checkFreeSpace, jobLimits, quotaError, QuotaWatchingReader, TimeLimit } from './limits.js';
+import type { JobEvent } from './progress.js';
 import { BACKUP_MOUNT_OPTS, CHROOT_CREATE, NAMESPACE_CREATE } from './scripts.js';
 import { loadConfig, type Isolation } from '../config.js';
 
@@ -26,7 +27,7 @@ export interface BackupContext {
  * One pulled backup: tunnel, identity, sshfs + borg in a private namespace,
  * cleanup whatever happened, a truthful job record.
  */
-export async function runBackup(ctx: BackupContext, agent: string, emit: (e: JobEvent) => void, signal: AbortSignal): Promise<JobRecord> {
+export async function runBackup(ctx: BackupContext, agent: string, emit: (e: JobEvent) => void, cancel: AbortSignal): Promise<JobRecord> {
   const { daemon, store } = ctx;
   const p = daemon.paths;
   const job: JobRecord = { id: newJobId(), kind: 'backup', agent, startedAt: Date.now(), status: 'running' };
@@ -48,9 +49,14 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
   log.info('backup started');
   const cleanup: Cleanup = [];
   const rec = daemon.registry.get(agent)!;
+  let limit: TimeLimit | undefined;
   try {
-    // Read at every job, so edits to excludes or isolation apply without a restart.
+    // Read at every job, so edits to excludes, isolation or limits apply without a restart.
     const config = await loadConfig(p.root);
+    const limits = jobLimits(config, agent);
+    limit = new TimeLimit(cancel, limits.timeLimit, limits.timeLimitKey);
+    const signal = limit.signal;
+    await checkFreeSpace(p.reposDir, config.minFreeSpace);
     const settings = config.agents[agent];
     const isolation: Isolation = settings?.isolation ?? config.isolation;
     say({ phase: 'tunnel' });
@@ -74,6 +80,7 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
 
     await ensureRepo(p, agent);
     if (await breakStaleJobLock(p, agent, (jobId) => ctx.running.has(jobId))) log.warn('broke a lock left by a dead job');
+    if (await applyQuota(p, agent, limits.quota)) log.info({ quota: limits.quota }, 'set the repository quota');
 
     const archive = archiveName(agent);
     job.archive = archive;
@@ -82,7 +89,7 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
     const args = excludes.flatMap((x) => ['--exclude', x]);
     say({ phase: 'borg', message: `${isolation} isolation, ${excludes.length} excludes` });
     let last = 0;
-    const reader = new BorgLogReader((pr) => {
+    const reader = new QuotaWatchingReader((pr) => {
       const now = Date.now();
       if (now - last < 250) return;
       last = now;
@@ -103,6 +110,7 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
     const out = reader.outcome;
     if (signal.aborted) throw new ControllerError('E_JOB_CANCELLED', `the job was cancelled: ${String((signal.reason as Error)?.message ?? signal.reason)}`);
     if (out.setupError) throw new ControllerError(out.setupError.code, out.setupError.message);
+    if (reader.quotaExceeded) throw quotaError(limits);
     // The job script checks the mount after borg (sshfs alive, mount answering):
     // borg's own exit status and messages do not tell a lost client reliably.
     const lost = out.connection === false || tunnelLost !== undefined;
@@ -125,7 +133,7 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
       throw new ControllerError('E_JOB_BORG', `borg create failed (exit ${out.rc}): ${out.errors.slice(-3).join('; ') || 'no message'}`);
     }
   } catch (err) {
-    if (markFailed(job, err)) log.error({ err }, 'backup failed');
+    if (markFailed(job, limit?.explain(err) ?? err)) log.error({ err }, 'backup failed');
     // Whatever borg committed for a failed run is not a good backup: remove it.
     if (job.archive !== undefined) {
       try {
@@ -142,6 +150,7 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
       }
     }
   } finally {
+    limit?.dispose();
     say({ phase: 'cleanup' });
     await runCleanup(cleanup, (step, reason) => log.warn({ step, reason }, 'cleanup step failed'));
     ctx.running.delete(job.id);

@@ -122,3 +122,24 @@ export async function breakStaleJobLock(p: StatePaths, agent: string, isRunning:
   if (res.exitCode !== 0) throw borgFailure('breaking a stale lock', res);
   return true;
 }
+
+/**
+ * Makes the repository's borg `storage_quota` match `bytes` (0: none). For a
+ * local repository the quota lives in the repository's config, where every
+ * borg that opens it (ours, or a chroot client's own) enforces it: a create
+ * that would pass it fails with exit 2 and msgid Repository.StorageQuotaExceeded,
+ * and its transaction is rolled back. borg refuses values under 10M and
+ * refuses 0, so "none" deletes the key. Returns whether it changed anything.
+ */
+export async function applyQuota(p: StatePaths, agent: string, bytes: number): Promise<boolean> {
+  const text = await readFile(join(p.repo(agent), 'config'), 'utf8');
+  const current = /^storage_quota\s*=\s*(\S*)\s*$/m.exec(text)?.[1];
+  const want = bytes === 0 ? undefined : String(bytes);
+  if ((current === undefined || current === '0') && want === undefined) return false;
+  if (current === want) return false;
+  const res = want === undefined
+    ? await borg(p, agent, ['config', '--delete', p.repo(agent), 'storage_quota'])
+    : await borg(p, agent, ['config', p.repo(agent), 'storage_quota', want]);
+  if (res.exitCode !== 0) throw borgFailure(`setting the quota of '${agent}'`, res);
+  return true;
+}

@@ -1,7 +1,9 @@
 import type { Logger } from 'pino';
 import type { ControllerDaemon } from '../daemon.js';
 import { ControllerError } from '../errors.js';
+import { loadConfig } from '../config.js';
 import { borg } from './borg.js';
+import { jobLimits, TimeLimit } from './limits.js';
 import { markFailed, newJobId, type JobRecord, type JobStore } from './job-store.js';
 import type { JobEvent } from './progress.js';
 import { streamExportTar } from './restore-stream.js';
@@ -81,11 +83,12 @@ export async function runRestore(
   ctx: RestoreContext,
   req: RestoreRequest,
   emit: (e: JobEvent) => void,
-  signal: AbortSignal,
+  cancel: AbortSignal,
 ): Promise<JobRecord & { wouldWrite?: string[] }> {
   const { daemon, store } = ctx;
   const p = daemon.paths;
   const link = daemon.link(req.agent);
+  const limits = jobLimits(await loadConfig(p.root), req.agent);
   const totalBytes = await archiveSize(ctx, req);
   if (req.dryRun) {
     const list = await dryRun(ctx, req);
@@ -97,9 +100,11 @@ export async function runRestore(
   await store.add(job);
   ctx.running.add(job.id);
   log.info({ method: req.method, archive: req.archive, target: req.target }, 'restore started');
+  const limit = new TimeLimit(cancel, limits.timeLimit, limits.timeLimitKey);
   try {
     let last = 0;
-    const r = await streamExportTar({
+    // The race also ends a wait for the agent's answer that takes no signal.
+    const r = await limit.race(streamExportTar({
       p,
       agent: req.agent,
       link,
@@ -109,19 +114,20 @@ export async function runRestore(
       // extract maps archived names to the client's ids of today; stream and full keep the archived ids.
       owners: req.method === 'extract' ? 'names' : 'numeric',
       totalBytes,
-      signal,
+      signal: limit.signal,
       onProgress: (bytes) => {
         const now = Date.now();
         if (now - last < 250) return;
         last = now;
         say({ phase: 'restore', bytes, totalBytes });
       },
-    });
+    }));
     job.stats = { bytes: r.bytes, files: r.files, sha256: r.sha256 };
     job.status = 'succeeded';
   } catch (err) {
-    if (markFailed(job, err)) log.error({ err }, 'restore failed');
+    if (markFailed(job, limit.explain(err))) log.error({ err }, 'restore failed');
   } finally {
+    limit.dispose();
     ctx.running.delete(job.id);
   }
   job.endedAt = Date.now();

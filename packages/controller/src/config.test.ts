@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { configJson, DEFAULT_MIN_FREE_SPACE, DEFAULT_TIME_LIMIT, validateConfig } from './config.js';
+
+const base = { url: 'ws://backup.example.net:7400' };
+
+function codeOf(raw: unknown): string | undefined {
+  try {
+    validateConfig(raw);
+    return undefined;
+  } catch (err) {
+    return (err as { code?: string }).code;
+  }
+}
+
+describe('config: job limits', () => {
+  it('defaults: 24h, no quota, a 2 GiB floor', () => {
+    const c = validateConfig(base);
+    expect(c.timeLimit).toBe(DEFAULT_TIME_LIMIT);
+    expect(c.timeLimit).toBe(86_400);
+    expect(c.quota).toBe(0);
+    expect(c.minFreeSpace).toBe(DEFAULT_MIN_FREE_SPACE);
+  });
+
+  it('reads global and per-agent settings, and writes them back as a person would', () => {
+    const c = validateConfig({
+      ...base,
+      timeLimit: '6h',
+      quota: '500G',
+      minFreeSpace: '10G',
+      agents: { big: { timeLimit: '3d', quota: '2T' }, free: { quota: 'none' }, plain: {} },
+    });
+    expect(c.timeLimit).toBe(6 * 3600);
+    expect(c.quota).toBe(500 * 2 ** 30);
+    expect(c.minFreeSpace).toBe(10 * 2 ** 30);
+    expect(c.agents['big']).toMatchObject({ timeLimit: 3 * 86_400, quota: 2 * 2 ** 40 });
+    expect(c.agents['free']?.quota).toBe(0);
+    expect(c.agents['plain']?.quota).toBeUndefined();
+    const file = configJson(c);
+    expect(file).toMatchObject({ timeLimit: '6h', quota: '500G', minFreeSpace: '10G', agents: { big: { timeLimit: '3d', quota: '2T' }, free: { quota: 'none' } } });
+    expect(validateConfig(JSON.parse(JSON.stringify(file)))).toEqual(c);
+  });
+
+  it.each([
+    ['timeLimit', -1],
+    ['timeLimit', 0],
+    ['timeLimit', '0s'],
+    ['timeLimit', NaN],
+    ['timeLimit', Infinity],
+    ['timeLimit', 1e300],
+    ['timeLimit', '1e999'],
+    ['timeLimit', '5X'],
+    ['timeLimit', 'none'],
+    ['timeLimit', '400d'],
+    ['timeLimit', {}],
+    ['timeLimit', ['24h']],
+    ['timeLimit', null],
+    ['quota', -1],
+    ['quota', '1M'],
+    ['quota', 1000],
+    ['quota', NaN],
+    ['quota', '1e999'],
+    ['quota', '5X'],
+    ['quota', '-5G'],
+    ['quota', 2 ** 60],
+    ['quota', { bytes: 5 }],
+    ['quota', true],
+    ['minFreeSpace', -1],
+    ['minFreeSpace', NaN],
+    ['minFreeSpace', '1e999'],
+    ['minFreeSpace', '5X'],
+    ['minFreeSpace', '10%'],
+    ['minFreeSpace', 'none'],
+    ['minFreeSpace', []],
+  ])('refuses %s = %j, globally and per agent', (key, value) => {
+    expect(codeOf({ ...base, [key]: value })).toBe('E_CONFIG_INVALID');
+    if (key !== 'minFreeSpace') expect(codeOf({ ...base, agents: { pc1: { [key]: value } } })).toBe('E_CONFIG_INVALID');
+  });
+
+  it('names the key that is wrong, in one line', () => {
+    expect(() => validateConfig({ ...base, agents: { pc1: { quota: '5X' } } })).toThrow(/^config: agents\.pc1\.quota '5X' is not a size[^\n]*$/);
+    expect(() => validateConfig({ ...base, timeLimit: -5 })).toThrow(/^config: timeLimit must be in 1s\.\.30d$/);
+  });
+
+  it('refuses an agent entry that is not an object', () => {
+    expect(codeOf({ ...base, agents: { pc1: ['x'] } })).toBe('E_CONFIG_INVALID');
+    expect(codeOf({ ...base, agents: { pc1: 'x' } })).toBe('E_CONFIG_INVALID');
+  });
+});
