@@ -22,7 +22,7 @@ const USAGE = `usage: controller <command> [options]
 
 commands:
   init --url ws://HOST:PORT [--listen HOST:PORT] [--ssh-host HOST] [--ssh-port N]
-       [--tunnel-user USER] [--ssh-host-key FILE] [--exclude PATTERN]...
+       [--tunnel-user USER] [--ssh-host-key FILE] [--sshd-config FILE] [--exclude PATTERN]...
        [--isolation namespace|chroot] [--parallel N]  create the state directory
   serve                                 run the daemon (agents, admin socket, jobs)
   check [--json]                        check the tunnel sshd's rules for the tunnel user (ok/FAIL)
