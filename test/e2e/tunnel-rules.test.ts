@@ -2,9 +2,12 @@
  * Issue 7 item 4: the tunnel user's sshd rules. A client that owns its machine
  * holds the agent's ssh key; with it, against an sshd set up as the README
  * says, it may forward its own TCP port from the server and nothing else: no
- * Unix socket either way (`restrict,port-forwarding` in the key line turns
- * streamlocal forwarding back on, and permitopen/permitlisten do not cover
- * socket paths), no other TCP port, no command, no sftp.
+ * Unix socket either way, no other TCP port, no command, no sftp.
+ * `restrict,port-forwarding` in the key line turns streamlocal forwarding back
+ * on and permitlisten does not cover socket paths: with the README's earlier
+ * rules the -R socket test failed (a listener appeared on the server). The -L
+ * socket test passed even then, on sshd 9.2, because the key's permitopen
+ * names no path; AllowStreamLocalForwarding no now refuses it on its own.
  */
 import { existsSync, mkdirSync, readFileSync, chownSync, chmodSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
