@@ -5,9 +5,10 @@
  * Unix socket either way, no other TCP port, no command, no sftp.
  * `restrict,port-forwarding` in the key line turns streamlocal forwarding back
  * on and permitlisten does not cover socket paths: with the README's earlier
- * rules the -R socket test failed (a listener appeared on the server). The -L
- * socket test passed even then, on sshd 9.2, because the key's permitopen
- * names no path; AllowStreamLocalForwarding no now refuses it on its own.
+ * rules the -R socket test failed (a listener appeared on the server). A -L
+ * to a socket was refused even then on sshd 9.2, but only by the key's
+ * permitopen (it names no path); the test checks that sshd's own rule
+ * refuses it now (its log line), which failed with the earlier rules too.
  */
 import { existsSync, mkdirSync, readFileSync, chownSync, chmodSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
@@ -138,6 +139,11 @@ describe("the agent's ssh key against the README's tunnel sshd rules", () => {
     expect(probeConnections - before, `the server's socket was reached:\n${r.stderr}`).toBe(0);
     expect(r.got).not.toContain('probe says hello');
     expect(r.stderr).toMatch(/open failed|administratively prohibited/);
+    // Refused by sshd's own rule, not only by the key's permitopen (which alone refused it on 9.2 before).
+    await waitFor('sshd to log the refusal', () => ctl.server.logs().includes(`refused streamlocal port forward: originator 127.0.0.1 port`), {
+      timeoutMs: 5_000,
+      abortIf: () => (ctl.server.logs().includes(`connect to path ${probeSocket()}, but the request was denied`) ? 'refused by the key\'s permitopen only' : undefined),
+    });
   });
 
   it('cannot forward a TCP port that is not its own, either way', async () => {
