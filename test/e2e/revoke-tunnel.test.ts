@@ -4,7 +4,8 @@
  * own ssh, not the agent's, so nothing on the client will close it); after
  * `controller agents revoke`, nothing listens on its port on the server
  * within seconds, the tunnel sshd itself still runs, and neither the tunnel
- * nor the agent gets back in.
+ * nor the agent gets back in. A spare login it keeps with no forward (sshd
+ * would let it ask for its port again later) is ended as well.
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,19 +30,20 @@ describe('revoking an agent whose tunnel is open', () => {
     assertNoLeftovers();
   });
 
-  function tunnel(port: number): ReturnType<Client['host']['spawn']> {
+  /** ssh -N with the agent's key from inside the client: with `-R` of `port`, or (undefined) a login with no forward. */
+  function tunnel(port: number | undefined): ReturnType<Client['host']['spawn']> {
     return client.host.spawn([
       'ssh', '-F', '/dev/null', '-N', '-v', '-p', String(TUNNEL_SSHD_PORT),
       '-i', join(client.host.dir, 'agent-state', 'id_ed25519'),
       '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes',
       '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'GlobalKnownHostsFile=/dev/null',
       '-o', 'ExitOnForwardFailure=yes', '-o', 'ConnectTimeout=10',
-      '-R', `127.0.0.1:${port}:127.0.0.1:22`,
+      ...(port === undefined ? [] : ['-R', `127.0.0.1:${port}:127.0.0.1:22`]),
       `borgpull@${SERVER_ADDRESS}`,
     ], { stdin: 'ignore' });
   }
 
-  it('ends the sshd session holding its port, and nothing else', async () => {
+  it('ends the sshd session holding its port and its spare login, and nothing else', async () => {
     const port = ((await agentsJson(ctl)).find((a) => a.name === 'gone') as unknown as { port: number }).port;
     const held = tunnel(port);
     let log = '';
@@ -51,6 +53,18 @@ describe('revoking an agent whose tunnel is open', () => {
       abortIf: () => (held.exitCode === null ? undefined : `ssh exited: ${log}`),
     });
 
+    // A spare login with no forward (it could ask for the port again later: sshd keeps the key's permitlisten).
+    const spare = tunnel(undefined);
+    let spareLog = '';
+    spare.stderr?.on('data', (d: Buffer) => (spareLog += d.toString()));
+    await waitFor('the spare login', () => /Entering interactive session/.test(spareLog), {
+      timeoutMs: 20_000,
+      abortIf: () => (spare.exitCode === null ? undefined : `ssh exited: ${spareLog}`),
+    });
+    // The controller leaves a session with no forward alone for its first IDLE_AFTER_MS (5 s): an agent's tunnel between login and forward.
+    const loggedIn = Date.now();
+    await waitFor('the spare login to be older than 5 s', () => Date.now() - loggedIn > 5_500, { timeoutMs: 10_000, intervalMs: 100 });
+
     const revoked = await ctl.cli(['agents', 'revoke', 'gone']);
     expect(revoked.exitCode, revoked.stderr).toBe(0);
     const t0 = Date.now();
@@ -59,6 +73,8 @@ describe('revoking an agent whose tunnel is open', () => {
     // The client's ssh saw its connection end.
     await held;
     expect(held.exitCode).not.toBe(0);
+    await waitFor('the spare login to be ended too', () => spare.exitCode !== null, { timeoutMs: 5_000 });
+    expect(spare.exitCode).not.toBe(0);
     console.log(`revoke -> port ${port} closed ${closedMs} ms after the CLI returned`);
 
     // Only the session died: the tunnel sshd and the controller still run.

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkSshd, clean, evaluate, parseSshdT, unsafeMessage } from './sshd-check.js';
-import { listeningInodes, uidIn } from './tunnel-sessions.js';
+import { ageMs, listeningInodes, uidIn } from './tunnel-sessions.js';
 
 /** The README's quick-start rules (sshd_config.d/borgpull.conf). */
 const README_RULES = [
@@ -170,6 +170,13 @@ describe('tunnel sessions: /proc parsing', () => {
       'garbage',
     ].join('\n');
     expect(listeningInodes(tcp, 40000)).toEqual([111]);
+  });
+
+  it("reads a process's age from /proc/PID/stat, whatever its name holds", () => {
+    // pid (comm) state ppid ... field 22 = starttime in clock ticks since boot
+    const fields = ['S', ...Array.from({ length: 18 }, () => '0'), '12345', '0'];
+    expect(ageMs(`42 (sshd: a) b) ${fields.join(' ')}`, 200)).toBe(200_000 - 123_450);
+    expect(ageMs('garbage', 200)).toBeUndefined();
   });
 
   it('reads a uid from passwd text, or nothing', () => {
