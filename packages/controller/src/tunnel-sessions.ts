@@ -127,9 +127,11 @@ export async function endTunnelSession(
     if (!/^\d+$/.test(d)) continue;
     const pid = Number(d);
     if ((await readlink(`/proc/${pid}/ns/net`).catch(() => '')) !== ourNet) continue;
+    const isSshd = ['sshd', 'sshd-session'].includes(basename(await readlink(`/proc/${pid}/exe`).catch(() => '')));
+    // Other processes matter only as holders of the port (to be reported, never killed).
+    if (!isSshd && onPort.size === 0) continue;
     const sockets = await socketInodes(pid);
     const holdsPort = [...sockets].some((i) => onPort.has(i));
-    const isSshd = ['sshd', 'sshd-session'].includes(basename(await readlink(`/proc/${pid}/exe`).catch(() => '')));
     if (!holdsPort && !isSshd) continue;
     const reason = await notTunnelSshd(pid, tunnelUser);
     if (reason !== undefined) {
