@@ -124,6 +124,14 @@ class Run {
     const maxN = Math.max(...CFG.agents, ...CFG.hsRegistries);
     this.hostKey = join(this.tmp, 'ssh_host_ed25519_key');
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'bench-host', '-f', this.hostKey]);
+    // `controller serve` checks the tunnel sshd's rules with `sshd -T`: give it a config that passes (read, never run).
+    this.sshdConfig = join(this.tmp, 'sshd_config');
+    writeFileSync(this.sshdConfig, [
+      `HostKey ${this.hostKey}`, 'PidFile none', 'UsePAM no',
+      'AllowTcpForwarding remote', 'AllowStreamLocalForwarding no', 'AllowAgentForwarding no', 'GatewayPorts no',
+      'PermitTTY no', 'PermitTunnel no', 'PermitUserRC no', 'PermitUserEnvironment no', 'X11Forwarding no',
+      'ForceCommand /bin/false', '',
+    ].join('\n'));
     // one real ssh key, reused by every agent record: only its shape matters here
     this.agentSshKey = readFileSync(`${this.hostKey}.pub`, 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
     const t = performance.now();
@@ -139,6 +147,7 @@ class Run {
     execFileSync(process.execPath, [
       CONTROLLER_BIN, 'init', '--state-dir', dir,
       '--url', 'ws://127.0.0.1:7400', '--listen', '127.0.0.1:0', '--ssh-host-key', `${this.hostKey}.pub`,
+      '--sshd-config', this.sshdConfig,
     ]);
     const now = Date.now();
     const agents = {};

@@ -8,6 +8,7 @@ import {
   type ClientHost,
   type HostSubprocess,
   type ServerHost,
+  type TunnelSshd,
 } from '../harness/index.js';
 
 /** The repository root: the nearest directory above this file with the workspace's package.json. */
@@ -44,6 +45,8 @@ export const CLIENT_GROUP = ['root:x:0:', 'nogroup:x:65534:', 'alice:x:1000:', '
 
 export interface Controller {
   readonly server: ServerHost;
+  /** The tunnel sshd agents dial (its config is the one `controller serve` checks). */
+  readonly sshd: TunnelSshd;
   readonly state: string;
   proc: HostSubprocess;
   /** Runs the controller CLI; never throws: check exitCode. */
@@ -53,10 +56,17 @@ export interface Controller {
   configure(patch: Record<string, unknown>): void;
 }
 
-export async function startController(): Promise<Controller> {
+/**
+ * `tunnelRules`: the tunnel sshd's rules for the tunnel user, given the tunnel
+ * keys file (default: the harness's TUNNEL_RULES).
+ */
+export async function startController(
+  opts: { tunnelRules?: (authorizedKeysFile: string) => readonly string[] } = {},
+): Promise<Controller> {
   const server = await createServerHost();
   const state = join(server.dir, 'state');
-  const sshd = await server.startTunnelSshd({ port: TUNNEL_SSHD_PORT, authorizedKeysFile: join(state, 'tunnel', 'authorized_keys') });
+  const authorizedKeysFile = join(state, 'tunnel', 'authorized_keys');
+  const sshd = await server.startTunnelSshd({ port: TUNNEL_SSHD_PORT, authorizedKeysFile, rules: opts.tunnelRules?.(authorizedKeysFile) });
   const hostKeyFile = join(server.dir, 'tunnel_host_key.pub');
   writeFileSync(hostKeyFile, `${sshd.hostKeyPublic}\n`);
   const cli: Controller['cli'] = async (args, timeout = 120_000) => {
@@ -70,10 +80,13 @@ export async function startController(): Promise<Controller> {
     '--ssh-host', SERVER_ADDRESS,
     '--ssh-port', String(TUNNEL_SSHD_PORT),
     '--ssh-host-key', hostKeyFile,
+    // The tunnel sshd's config, which `controller serve` checks with `sshd -T`.
+    '--sshd-config', sshd.configFile,
   ]);
   if (init.exitCode !== 0) throw new Error(`controller init failed: ${init.stderr}`);
   const ctl: Controller = {
     server,
+    sshd,
     state,
     proc: undefined as unknown as HostSubprocess,
     cli,

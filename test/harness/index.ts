@@ -12,3 +12,4 @@ export { mountsUnder, readMounts, removeDirIfUnmounted } from './mounts.js';
 export { waitFor } from './wait.js';
 export { probeTcp } from './probe.js';
 export { SERVER_ADDRESS } from './netns.js';
+export { TUNNEL_RULES, tunnelSshdConfig } from './sshd-config.js';

@@ -27,6 +27,8 @@ export interface TunnelSshdOptions {
    * (0755 or 0711). Nothing under /tmp (1777 fails StrictModes).
    */
   authorizedKeysFile: string;
+  /** sshd_config lines for the tunnel user (default TUNNEL_RULES in sshd-config.ts). */
+  rules?: readonly string[];
 }
 
 export interface TunnelSshd {
@@ -35,6 +37,8 @@ export interface TunnelSshd {
   pid: number;
   port: number;
   logFile: string;
+  /** Its sshd_config (root-readable; what `controller check` reads with `sshd -T -f`). */
+  configFile: string;
 }
 
 /** Attached client (kept minimal to avoid an import cycle). */
@@ -120,13 +124,14 @@ export class ServerHost implements Stoppable {
       `${this.tunnelUser}:x:${this.tunnelUid}:${this.tunnelGid}:borgpull tunnel:/nonexistent:/usr/sbin/nologin`), { mode: 0o644 });
     writeFileSync(group, withLine(readFileSync('/etc/group', 'utf8'), this.tunnelUser,
       `${this.tunnelUser}:x:${this.tunnelGid}:`), { mode: 0o644 });
-    // A host that has its own (locked, '!') account of that name, e.g. after the README's
-    // quick start, made sshd refuse the tunnel user as locked: give sshd a shadow without it.
+    // And a shadow entry that is not locked: with UsePAM no, sshd refuses a user
+    // whose shadow password starts with '!' ("account is locked"), which is
+    // what `useradd` leaves if this machine happens to have such a user.
     const shadow = join(d, 'shadow');
     writeFileSync(shadow, withLine(readFileSync('/etc/shadow', 'utf8'), this.tunnelUser, `${this.tunnelUser}:*:20000::::::`), { mode: 0o600 });
     const config = join(d, 'sshd_config');
     writeFileSync(config, tunnelSshdConfig({
-      port: opts.port, hostKey, tunnelUser: this.tunnelUser, authorizedKeysFile: opts.authorizedKeysFile,
+      port: opts.port, hostKey, tunnelUser: this.tunnelUser, authorizedKeysFile: opts.authorizedKeysFile, rules: opts.rules,
     }), { mode: 0o644 });
     const logFile = join(this.dir, 'logs', `tunnel-sshd-${opts.port}.log`);
     const script = 'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && mount --bind "$4" /etc/shadow && exec /usr/sbin/sshd -D -e -f "$3"';
@@ -136,7 +141,7 @@ export class ServerHost implements Stoppable {
     await waitFor(`tunnel sshd on port ${opts.port}`, () => this.isListening(opts.port), {
       abortIf: () => (isAlive(pid) ? undefined : `sshd exited:\n${readLog(logFile)}`),
     });
-    return { hostKeyPublic, pid, port: opts.port, logFile };
+    return { hostKeyPublic, pid, port: opts.port, logFile, configFile: config };
   }
 
   /** Concatenated harness logs (sshd etc.), for failure messages. */

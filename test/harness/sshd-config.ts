@@ -5,9 +5,35 @@ export interface TunnelSshdConfig {
   hostKey: string;
   tunnelUser: string;
   authorizedKeysFile: string;
+  /**
+   * What the tunnel user may do, appended after the base settings (a `Match`
+   * block may end it). Default TUNNEL_RULES; a test passes other rules (the
+   * README's snippet, or unsafe ones) to check what they allow.
+   */
+  rules?: readonly string[];
 }
 
-/** The backup server's sshd: tunnel user only, remote forwarding only. */
+/**
+ * The rules the README gives, globally: remote TCP forwarding (the agent's
+ * `-R`, further limited to its own port by its key line) and nothing else:
+ * no Unix-socket forwarding either way, no tun devices, no gateway ports, no
+ * TTY, no command but /bin/false, no ~/.ssh/rc. `controller serve` refuses an
+ * sshd whose effective settings for the tunnel user allow more.
+ */
+export const TUNNEL_RULES: readonly string[] = [
+  'AllowTcpForwarding remote',
+  'AllowStreamLocalForwarding no',
+  'AllowAgentForwarding no',
+  'GatewayPorts no',
+  'PermitTTY no',
+  'PermitTunnel no',
+  'PermitUserRC no',
+  'PermitUserEnvironment no',
+  'X11Forwarding no',
+  'ForceCommand /bin/false',
+];
+
+/** The backup server's sshd: tunnel user only, public keys only, then the forwarding rules. */
 export function tunnelSshdConfig(c: TunnelSshdConfig): string {
   return [
     `ListenAddress 0.0.0.0:${c.port}`,
@@ -21,19 +47,11 @@ export function tunnelSshdConfig(c: TunnelSshdConfig): string {
     'PermitRootLogin no',
     `AllowUsers ${c.tunnelUser}`,
     `AuthorizedKeysFile ${c.authorizedKeysFile}`,
-    'AllowTcpForwarding remote',
-    'AllowAgentForwarding no',
-    'AllowStreamLocalForwarding no',
-    'GatewayPorts no',
-    'PermitTTY no',
-    'PermitTunnel no',
-    'PermitUserRC no',
-    'PermitUserEnvironment no',
-    'X11Forwarding no',
     'StrictModes yes',
     'ClientAliveInterval 15',
     'ClientAliveCountMax 3',
     'LogLevel VERBOSE',
+    ...(c.rules ?? TUNNEL_RULES),
     '',
   ].join('\n');
 }

@@ -27,7 +27,7 @@ import {
   type ControllerMessage,
   type IdentityKeys,
 } from '@borgpull/protocol';
-import { AGENT_BIN, CONTROLLER_BIN, Procs, cli, freePort, oneLineError, waitFor, type CliResult, type Proc } from './procs.js';
+import { AGENT_BIN, CONTROLLER_BIN, Procs, cli, freePort, oneLineError, safeSshdConfig, waitFor, type CliResult, type Proc } from './procs.js';
 import { FrameProxy, RawClient, type Frame } from './wire.js';
 
 interface AgentView {
@@ -48,6 +48,7 @@ const procs = new Procs();
 const cleanups: Array<() => Promise<void> | void> = [];
 let tmp = '';
 let hostKeyFile = '';
+let sshdConfig = '';
 let seq = 0;
 
 /**
@@ -75,6 +76,7 @@ beforeAll(async () => {
   hostKeyFile = join(tmp, 'ssh_host_ed25519_key');
   // A host key of our own, so nothing depends on this machine's sshd.
   await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'test-host', '-f', hostKeyFile]);
+  sshdConfig = safeSshdConfig(tmp, hostKeyFile);
 
   const c = await startController({ owner: slowProcs });
   const dir = await enrollAgent(c, 'steady');
@@ -155,7 +157,7 @@ async function startController(opts: { url?: string; listen?: string; owner?: Pr
   if (opts.owner) c.owner = opts.owner;
   c.port = opts.url ? Number(new URL(opts.url).port) : await freePort();
   const url = opts.url ?? `ws://127.0.0.1:${c.port}`;
-  const args = ['init', '--url', url, '--ssh-host-key', `${hostKeyFile}.pub`];
+  const args = ['init', '--url', url, '--ssh-host-key', `${hostKeyFile}.pub`, '--sshd-config', sshdConfig];
   if (opts.listen) args.push('--listen', opts.listen);
   const init = await c.run(...args);
   expect(init.exitCode, init.stderr).toBe(0);

@@ -4,7 +4,9 @@
  * pino JSON log lines, wait for conditions by polling (never a fixed sleep),
  * and kill everything a test started, by pid.
  */
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
@@ -18,6 +20,34 @@ export function cleanEnv(extra: Record<string, string> = {}): Record<string, str
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('BORGPULL_')) env[k] = v;
   return { ...env, ...extra };
+}
+
+/**
+ * Writes an sshd_config (never run, only read by `sshd -T`) whose rules for
+ * the tunnel user pass `controller check`, with `hostKey` (a private key file
+ * of the test's own) so that `sshd -T` loads; returns its path. Pass it to
+ * `controller init --sshd-config`: `controller serve` refuses to start on
+ * this machine's own sshd unless its rules are the README's.
+ */
+export function safeSshdConfig(dir: string, hostKey: string): string {
+  const file = join(dir, 'sshd_config');
+  writeFileSync(file, [
+    `HostKey ${hostKey}`,
+    'PidFile none',
+    'UsePAM no',
+    'AllowTcpForwarding remote',
+    'AllowStreamLocalForwarding no',
+    'AllowAgentForwarding no',
+    'GatewayPorts no',
+    'PermitTTY no',
+    'PermitTunnel no',
+    'PermitUserRC no',
+    'PermitUserEnvironment no',
+    'X11Forwarding no',
+    'ForceCommand /bin/false',
+    '',
+  ].join('\n'), { mode: 0o644 });
+  return file;
 }
 
 export interface CliResult {

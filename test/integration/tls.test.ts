@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import { AGENT_BIN, CONTROLLER_BIN, Procs, cli, freePort, waitFor } from './procs.js';
+import { AGENT_BIN, CONTROLLER_BIN, Procs, cli, freePort, safeSshdConfig, waitFor } from './procs.js';
 
 const procs = new Procs();
 let tmp = '';
@@ -29,7 +29,7 @@ describe('wss://', () => {
     const port = await freePort();
     const c = join(tmp, 'controller');
     const init = await cli(CONTROLLER_BIN, ['init', '--url', `wss://localhost:${port}`, '--listen', `127.0.0.1:${port}`,
-      '--tls-cert', cert, '--tls-key', key, '--ssh-host-key', join(tmp, 'hostkey.pub'), '--state-dir', c]);
+      '--tls-cert', cert, '--tls-key', key, '--ssh-host-key', join(tmp, 'hostkey.pub'), '--sshd-config', safeSshdConfig(tmp, join(tmp, 'hostkey')), '--state-dir', c]);
     expect(init.exitCode, init.stderr).toBe(0);
     const serve = procs.spawn('controller', CONTROLLER_BIN, ['serve', '--state-dir', c]);
     await serve.waitForLog({ msg: 'listening for agents' });

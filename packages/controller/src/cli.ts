@@ -10,6 +10,7 @@ import { initController } from './init.js';
 import { registerJobs } from './jobs/register.js';
 import { backupCommand, archivesCommand, jobsCommand } from './cli-backup.js';
 import { restoreCommand } from './cli-restore.js';
+import { checkCommand } from './cli-check.js';
 
 /** Parsed flags: string or boolean values by flag name. */
 export interface Parsed {
@@ -21,10 +22,11 @@ const USAGE = `usage: controller <command> [options]
 
 commands:
   init --url ws://HOST:PORT [--listen HOST:PORT] [--ssh-host HOST] [--ssh-port N]
-       [--tunnel-user USER] [--ssh-host-key FILE] [--exclude PATTERN]...
+       [--tunnel-user USER] [--ssh-host-key FILE] [--sshd-config FILE] [--exclude PATTERN]...
        [--isolation namespace|chroot] [--parallel N]  create the state directory
        [--time-limit 24h] [--quota SIZE|none] [--min-free-space 2G]  job and disk limits
   serve                                 run the daemon (agents, admin socket, jobs)
+  check [--json]                        check the tunnel sshd's rules for the tunnel user (ok/FAIL)
   token NAME [--ttl MINUTES]            print a one-time enrollment token for agent NAME
   agents [--json]                       list agents
   agents revoke NAME                    cut an agent off at once and for good
@@ -112,6 +114,8 @@ export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
       return initController(rest, io);
     case 'serve':
       return serve(rest);
+    case 'check':
+      return checkCommand(rest, io);
     case 'token':
       return token(rest, io);
     case 'agents':

@@ -51,6 +51,8 @@ export interface ControllerConfig {
   readonly tunnelUser: string;
   /** Public host key of that sshd, pinned by every agent. */
   readonly sshHostKeyFile: string;
+  /** That sshd's config, checked with `sshd -T` before the daemon starts (sshd-check.ts). */
+  readonly sshdConfig: string;
   /** First port handed out to agents for their reverse tunnels. */
   readonly tunnelPortBase: number;
   /** How many agents are backed up at once. */
@@ -162,6 +164,7 @@ export function validateConfig(raw: unknown): ControllerConfig {
     sshPort: int(o, 'sshPort', 22, 1, 65535),
     tunnelUser: str(o, 'tunnelUser', 'borgpull'),
     sshHostKeyFile: str(o, 'sshHostKeyFile', '/etc/ssh/ssh_host_ed25519_key.pub'),
+    sshdConfig: str(o, 'sshdConfig', '/etc/ssh/sshd_config'),
     tunnelPortBase: int(o, 'tunnelPortBase', 40000, 1024, 65000),
     parallel: int(o, 'parallel', 4, 1, 256),
     isolation: isolation(o['isolation'] ?? 'namespace', 'isolation'),
@@ -173,6 +176,7 @@ export function validateConfig(raw: unknown): ControllerConfig {
     minFreeSpace: o['minFreeSpace'] === undefined ? DEFAULT_MIN_FREE_SPACE : size(o['minFreeSpace'], 'minFreeSpace'),
   };
   if (cfg.tlsCert !== undefined && cfg.tlsKey === undefined) bad('tlsKey', 'is required with tlsCert');
+  if (!cfg.sshdConfig.startsWith('/')) bad('sshdConfig', 'must be an absolute path');
   return Object.freeze(cfg);
 }
 

@@ -17,7 +17,9 @@ import { loadConfig, type ControllerConfig } from './config.js';
 import { ControllerError } from './errors.js';
 import { Registry, checkAgentName } from './registry.js';
 import { loadIdentity, readSshPublicKey, statePaths, type StatePaths } from './state.js';
+import { requireSafeSshd } from './sshd-check.js';
 import { checkSshPublicKey, readHostKey, writeTunnelKeys } from './tunnel-keys.js';
+import { endTunnelSession } from './tunnel-sessions.js';
 
 export type DaemonState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -72,6 +74,11 @@ export class ControllerDaemon {
   async start(): Promise<{ host: string; port: number }> {
     this.transition('starting');
     this.config = await loadConfig(this.paths.root);
+    // The tunnel keys only limit what sshd's own rules allow: refuse to hand
+    // out any while that sshd would let a client forward Unix sockets, other
+    // ports, or run a command (sshd-check.ts).
+    const sshd = await requireSafeSshd({ sshdConfig: this.config.sshdConfig, tunnelUser: this.config.tunnelUser, sshPort: this.config.sshPort });
+    this.log.info({ sshd: sshd.sshd, sshdConfig: sshd.sshdConfig, checks: sshd.checks.length }, 'tunnel sshd rules checked');
     this.identity = await loadIdentity(this.paths);
     this.registry = await Registry.open(this.paths.root);
     await writeTunnelKeys(this.paths.tunnelAuthorizedKeys, this.registry.agents());
@@ -247,7 +254,9 @@ export class ControllerDaemon {
         const rec = await this.registry.revoke(name);
         await writeTunnelKeys(this.paths.tunnelAuthorizedKeys, this.registry.agents());
         this.links.get(name)?.close(1008, 'E_AUTH_REVOKED');
-        this.log.warn({ agentId: name }, 'agent revoked');
+        // Its key line is gone, but a tunnel it already holds stays up until ended here.
+        const tunnel = await endTunnelSession(rec.port, this.config.tunnelUser, this.log.child({ component: 'revoke', agentId: name }));
+        this.log.warn({ agentId: name, tunnelSessionsEnded: tunnel.ended.length }, 'agent revoked');
         return { name: rec.name, revokedAt: rec.revokedAt };
       },
     };

@@ -14,6 +14,7 @@ export async function initController(argv: string[], io: Io): Promise<number> {
     'ssh-port': { type: 'string' },
     'tunnel-user': { type: 'string' },
     'ssh-host-key': { type: 'string' },
+    'sshd-config': { type: 'string' },
     'tunnel-port-base': { type: 'string' },
     parallel: { type: 'string' },
     isolation: { type: 'string' },
@@ -47,6 +48,7 @@ export async function initController(argv: string[], io: Io): Promise<number> {
     sshPort: num('ssh-port'),
     tunnelUser: values['tunnel-user'],
     sshHostKeyFile: values['ssh-host-key'],
+    sshdConfig: values['sshd-config'],
     tunnelPortBase: num('tunnel-port-base'),
     parallel: num('parallel'),
     isolation: values['isolation'],
@@ -66,7 +68,7 @@ export async function initController(argv: string[], io: Io): Promise<number> {
   io.out(`initialized ${stateDir}`);
   io.out(`controller key ${encodePublicKey(id.publicKey)} (fingerprint ${keyFingerprint(id.publicKey)})`);
   io.out(`agents dial ${cfg.url}; tunnels go to ${cfg.tunnelUser}@${cfg.sshHost}:${cfg.sshPort}`);
-  io.out(`next: 'controller serve', then 'controller token NAME' for each client`);
+  io.out(`next: 'controller check' (the tunnel sshd's rules), 'controller serve', then 'controller token NAME' for each client`);
   return 0;
 }
 
