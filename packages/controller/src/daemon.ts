@@ -3,6 +3,7 @@ import {
   BorgpullError,
   createToken,
   encodePublicKey,
+  escapeControl,
   verifyTokenProof,
   type AgentCheck,
   type AgentMessage,
@@ -168,7 +169,7 @@ export class ControllerDaemon {
           }
           const rec = await this.registry.enroll(
             tokenId,
-            { name: tok.name, publicKey: encodePublicKey(agentKey), enrolledAt: Date.now(), sshKey, software },
+            { name: tok.name, publicKey: encodePublicKey(agentKey), enrolledAt: Date.now(), sshKey, software: escapeControl(software) },
             this.config.tunnelPortBase,
           );
           await writeTunnelKeys(this.paths.tunnelAuthorizedKeys, this.registry.agents());
@@ -196,8 +197,10 @@ export class ControllerDaemon {
       old.close(1000, 'replaced by a newer connection');
     }
     this.links.set(link.name, link);
-    this.log.info({ agentId: link.name, address: link.address, software: link.software }, 'agent connected');
-    this.registry.touch(link.name, { lastSeen: Date.now(), lastAddress: link.address, software: link.software });
+    // The agent's own words: escaped before a log, the registry or 'controller agents' shows them.
+    const software = escapeControl(link.software);
+    this.log.info({ agentId: link.name, address: link.address, software }, 'agent connected');
+    this.registry.touch(link.name, { lastSeen: Date.now(), lastAddress: link.address, software });
     link.onClose((reason) => {
       if (this.links.get(link.name) === link) this.links.delete(link.name);
       this.log.info({ agentId: link.name, reason }, 'agent disconnected');
@@ -224,7 +227,7 @@ export class ControllerDaemon {
         since: l ? l.connectedAt : null,
         lastSeen: l ? l.lastSeen : (a.lastSeen ?? null),
         address: l ? l.address : (a.lastAddress ?? null),
-        version: l ? l.software : (a.software ?? null),
+        version: l ? escapeControl(l.software) : (a.software ?? null),
         port: a.port,
         revoked: a.revokedAt !== undefined,
       };

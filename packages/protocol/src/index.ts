@@ -70,3 +70,4 @@ export type { OpenedFrame } from './session.js';
 export { Channel, CLOSE_POLICY_VIOLATION, CLOSE_NORMAL } from './channel.js';
 export type { FrameSocket, ChannelOptions } from './channel.js';
 export { writeFileAtomic } from './fs-atomic.js';
+export { escapeControl, terminalSafe } from './text.js';

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { writeFileAtomic } from '@borgpull/protocol';
+import { terminalSafe, writeFileAtomic } from '@borgpull/protocol';
 
 export type JobKind = 'backup' | 'restore';
 export type JobStatus = 'running' | 'succeeded' | 'warning' | 'failed' | 'offline';
@@ -42,7 +42,9 @@ export function markFailed(job: JobRecord, err: unknown): boolean {
   job.status = 'failed';
   const code = typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : undefined;
   job.code = code ?? 'E_JOB_INTERNAL';
-  job.reason = err instanceof Error ? err.message : String(err);
+  // A message may carry a peer's text (an agent's error, tar's stderr): stored
+  // and later printed, so nothing in it may act on a terminal.
+  job.reason = terminalSafe(err instanceof Error ? err.message : String(err));
   return code === undefined;
 }
 

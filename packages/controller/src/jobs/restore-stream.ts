@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { randomInt } from 'node:crypto';
 import { execa } from 'execa';
-import type { AgentMessage } from '@borgpull/protocol';
+import { escapeControl, type AgentMessage } from '@borgpull/protocol';
 import type { AgentLink } from '../agent-link.js';
 import { ControllerError } from '../errors.js';
 import type { StatePaths } from '../state.js';
@@ -81,10 +81,11 @@ export async function streamExportTar(opts: {
   });
   try {
     const res = await borg;
-    if (lost !== undefined) throw new ControllerError('E_JOB_CONNECTION_LOST', `the connection to the agent was lost during the restore (${lost})`);
+    if (lost !== undefined) throw new ControllerError('E_JOB_CONNECTION_LOST', `the connection to the agent was lost during the restore (${escapeControl(lost)})`);
     if (signal.aborted) throw new ControllerError('E_JOB_CANCELLED', 'the restore was cancelled');
     if (res.exitCode !== 0) {
-      const text = String(res.stderr ?? '').trim().split('\n').slice(-3).join('; ');
+      // borg's stderr names archived (client-chosen) paths: escaped before any terminal or record.
+      const text = escapeControl(String(res.stderr ?? '').trim().split('\n').slice(-3).join('; '));
       throw new ControllerError('E_JOB_BORG', `borg export-tar failed (exit ${res.exitCode ?? res.signal}): ${text}`);
     }
     const sha = hash.digest();
@@ -95,7 +96,7 @@ export async function streamExportTar(opts: {
     if (!result.ok) {
       throw new ControllerError(
         'E_JOB_TAR',
-        `the agent's tar did not restore cleanly (tar exit ${result.tarExit ?? 'killed'}): ${result.stderr.trim().split('\n').slice(-3).join('; ')}`,
+        `the agent's tar did not restore cleanly (tar exit ${result.tarExit ?? 'killed'}): ${escapeControl(result.stderr.trim().split('\n').slice(-3).join('; '))}`,
       );
     }
     return { bytes: result.bytes, files: result.files, sha256: sha.toString('hex') };

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { escapeControl } from '@borgpull/protocol';
 import type { ControllerDaemon } from '../daemon.js';
 import { ControllerError } from '../errors.js';
 import { borg } from './borg.js';
@@ -56,8 +57,9 @@ export function checkRestore(raw: Record<string, unknown>): RestoreRequest {
 async function dryRun(ctx: RestoreContext, req: RestoreRequest): Promise<string[]> {
   const p = ctx.daemon.paths;
   const res = await borg(p, req.agent, ['list', '--format', '{path}{NUL}', `${p.repo(req.agent)}::${req.archive}`, ...req.paths]);
-  if (res.exitCode !== 0) throw new ControllerError('E_JOB_BORG', `cannot list ${req.archive}: ${String(res.stderr).trim().split('\n').pop()}`);
-  return String(res.stdout).split('\0').filter(Boolean).slice(0, MAX_LISTED);
+  if (res.exitCode !== 0) throw new ControllerError('E_JOB_BORG', `cannot list ${req.archive}: ${escapeControl(String(res.stderr).trim().split('\n').pop() ?? '')}`);
+  // Archived paths are the client's file names: escaped before the CLI prints them.
+  return String(res.stdout).split('\0').filter(Boolean).slice(0, MAX_LISTED).map(escapeControl);
 }
 
 async function archiveSize(ctx: RestoreContext, req: RestoreRequest): Promise<number | undefined> {
