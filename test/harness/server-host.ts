@@ -120,14 +120,18 @@ export class ServerHost implements Stoppable {
       `${this.tunnelUser}:x:${this.tunnelUid}:${this.tunnelGid}:borgpull tunnel:/nonexistent:/usr/sbin/nologin`), { mode: 0o644 });
     writeFileSync(group, withLine(readFileSync('/etc/group', 'utf8'), this.tunnelUser,
       `${this.tunnelUser}:x:${this.tunnelGid}:`), { mode: 0o644 });
+    // The machine's own shadow may lock a user of that name ('!' from useradd): sshd
+    // then calls it invalid. Tests must not depend on this machine's users.
+    const shadow = join(d, 'shadow');
+    writeFileSync(shadow, withLine(readFileSync('/etc/shadow', 'utf8'), this.tunnelUser, `${this.tunnelUser}:*:1::::::`), { mode: 0o600 });
     const config = join(d, 'sshd_config');
     writeFileSync(config, tunnelSshdConfig({
       port: opts.port, hostKey, tunnelUser: this.tunnelUser, authorizedKeysFile: opts.authorizedKeysFile,
     }), { mode: 0o644 });
     const logFile = join(this.dir, 'logs', `tunnel-sshd-${opts.port}.log`);
-    const script = 'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && exec /usr/sbin/sshd -D -e -f "$3"';
+    const script = 'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && mount --bind "$4" /etc/shadow && exec /usr/sbin/sshd -D -e -f "$3"';
     const sub = this.runner.spawnLogged(
-      ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', passwd, group, config], logFile);
+      ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', passwd, group, config, shadow], logFile);
     const pid = sub.pid ?? 0;
     await waitFor(`tunnel sshd on port ${opts.port}`, () => this.isListening(opts.port), {
       abortIf: () => (isAlive(pid) ? undefined : `sshd exited:\n${readLog(logFile)}`),

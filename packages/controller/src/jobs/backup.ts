@@ -79,7 +79,8 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
     job.archive = archive;
     env['ARCHIVE'] = archive;
     const excludes = [...mountExcludes(parseMounts(id.mounts)), ...config.exclude, ...(settings?.exclude ?? [])];
-    const args = excludes.flatMap((x) => ['--exclude', x]);
+    // `--exclude=X` in one word: a pattern starting with '-' is still a pattern.
+    const args = excludes.map((x) => `--exclude=${x}`);
     say({ phase: 'borg', message: `${isolation} isolation, ${excludes.length} excludes` });
     let last = 0;
     const reader = new BorgLogReader((pr) => {

@@ -39,7 +39,9 @@ export async function streamExportTar(opts: {
 
   const ac = new AbortController();
   const both = AbortSignal.any([signal, ac.signal]);
-  const borg = execa('/bin/sh', ['-c', 'exec borg export-tar "$@" 3<"$PASSPHRASE_FILE"', 'borg', `${p.repo(agent)}::${opts.archive}`, '-', ...opts.paths], {
+  // `--` first: a PATH such as `--tar-filter=CMD` (borg runs that command) is a path, never an option.
+  const args = ['--', `${p.repo(agent)}::${opts.archive}`, '-', ...opts.paths];
+  const borg = execa('/bin/sh', ['-c', 'exec borg export-tar "$@" 3<"$PASSPHRASE_FILE"', 'borg', ...args], {
     env: borgEnv(p, { PASSPHRASE_FILE: p.passphrase(agent) }),
     extendEnv: false,
     stdin: 'ignore',
