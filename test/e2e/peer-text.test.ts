@@ -65,13 +65,13 @@ describe('peer text and borg arguments', () => {
     const r = await ctl.server.exec(['script', '-qefc', cmd, '/dev/null'], { reject: false, timeout: 300_000 });
     const out = r.stdout + r.stderr;
     expect(r.exitCode, out + ctl.server.logs()).toBe(0);
+    const list = await ctl.cli(['archives', 'pc1', '--json']);
+    archive = (JSON.parse(list.stdout) as Array<{ name: string }>).at(-1)!.name;
     // The CLI's own cursor movement is ESC [ ... ; an OSC (ESC ]), BEL or C1 can only come from a name.
     expect(out).not.toContain('\x1b]');
     expect(out).not.toContain('\x07');
     expect(out).not.toContain('\u009b');
     expect(out).toContain(`${HOSTILE_DIR.replace(OSC, OSC_ESCAPED)}/`);
-    const list = await ctl.cli(['archives', 'pc1', '--json']);
-    archive = (JSON.parse(list.stdout) as Array<{ name: string }>).at(-1)!.name;
   }, 300_000);
 
   it('a dry run lists them escaped, one line each', async () => {
