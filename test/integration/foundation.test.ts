@@ -4,8 +4,8 @@
  * raw WebSocket clients and a frame proxy for what a hostile peer would send.
  * Needs a build (`npx tsc -b`): the executables run dist/.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -21,7 +21,7 @@ import {
   generateIdentity,
   parseIdentity,
   parseToken,
-  tokenProofKey,
+  tokenSigningKey,
   type AgentMessage,
   type ControllerMessage,
   type IdentityKeys,
@@ -311,7 +311,7 @@ describe('foundation over loopback (real processes)', () => {
       identity: generateIdentity(),
       controllerKey: tok.controllerKey,
       software: 'test',
-      enroll: { tokenId: tok.id, proofKey: tokenProofKey(tok.secret) },
+      enroll: { tokenId: tok.id, tokenKey: tokenSigningKey(tok.secret) },
     });
     const rc = await rawClient(c);
     rc.send(hs.hello());
@@ -330,6 +330,27 @@ describe('foundation over loopback (real processes)', () => {
 
     const names = (await c.agents()).map((a) => a.name);
     expect(names).toEqual(['web1', 'web2']);
+  });
+
+  it('refuses a token whose record an older controller wrote (a secretHash, no verifier), in one line, and drops that hash', async () => {
+    const c = await startController();
+    const { token } = await c.token('legacy1');
+    await c.serve.kill('SIGTERM');
+    // What registry.json held before tokens had verifiers: sha256(secret), which was the HMAC key itself.
+    const file = join(c.dir, 'registry.json');
+    const reg = JSON.parse(await readFile(file, 'utf8')) as { tokens: Array<Record<string, unknown>> };
+    const secretHash = createHash('sha256').update(parseToken(token).secret).digest('hex');
+    reg.tokens = reg.tokens.map(({ verifier: _v, ...t }) => ({ ...t, secretHash }));
+    await writeFile(file, JSON.stringify(reg));
+    await c.start();
+    const from = c.serve.mark();
+    const r = await enrollCli(token, agentDir());
+    expect(oneLineError(r)).toMatch(/^agent: .*issued by an older controller.*controller token NAME/);
+    expect((await c.serve.waitForLog({ msg: 'connection rejected' }, { from })).code).toBe('E_AUTH_TOKEN_FORMAT');
+    // A new token works; the registry written for it no longer holds the old key.
+    const fresh = await enrollCli((await c.token('legacy2')).token, agentDir());
+    expect(fresh.exitCode, fresh.stderr).toBe(0);
+    expect(await readFile(file, 'utf8')).not.toContain(secretHash);
   });
 
   it('revoke cuts a connected agent off and refuses its reconnects', async () => {
@@ -450,7 +471,7 @@ describe('foundation over loopback (real processes)', () => {
       const controllerKey = controllerKeyOf(c);
       // A pending token for another machine: we know its id (it is logged), not its secret.
       const victim = parseToken((await c.token('web2')).token);
-      const hs = new AgentHandshake({ identity, controllerKey, software: 'test', enroll: { tokenId: victim.id, proofKey: randomBytes(32) } });
+      const hs = new AgentHandshake({ identity, controllerKey, software: 'test', enroll: { tokenId: victim.id, tokenKey: generateIdentity() } });
       const rc = await rawClient(c);
       rc.send(hs.hello());
       let refusedWith: string | undefined;

@@ -4,6 +4,7 @@ import {
   createToken,
   encodePublicKey,
   escapeControl,
+  legacyToken,
   verifyTokenProof,
   type AgentCheck,
   type AgentMessage,
@@ -131,7 +132,8 @@ export class ControllerDaemon {
     if (!tok) throw new ControllerError('E_AUTH_TOKEN', 'unknown enrollment token');
     if (tok.usedAt !== undefined) throw new ControllerError('E_AUTH_TOKEN', 'enrollment token was already used');
     if (tok.expiresAt <= Date.now()) throw new ControllerError('E_AUTH_TOKEN', 'enrollment token has expired');
-    if (!verifyTokenProof(tok.secretHash, enroll.proofInput, enroll.proof)) {
+    if (tok.verifier === undefined) throw legacyToken();
+    if (!verifyTokenProof(tok.verifier, enroll.proofInput, enroll.proof)) {
       throw new ControllerError('E_AUTH_TOKEN', 'enrollment token proof is invalid (forged token)');
     }
   };

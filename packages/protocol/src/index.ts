@@ -15,10 +15,11 @@ export type { IdentityKeys } from './keys.js';
 export {
   createToken,
   parseToken,
-  tokenProofKey,
+  tokenSigningKey,
   tokenProof,
   verifyTokenProof,
   checkEnrollment,
+  legacyToken,
   TOKEN_PREFIX,
 } from './token.js';
 export type { TokenRecord, ParsedToken } from './token.js';
