@@ -353,6 +353,26 @@ describe('foundation over loopback (real processes)', () => {
     expect(await readFile(file, 'utf8')).not.toContain(secretHash);
   });
 
+  it("shows an agent's software string with its control characters escaped", async () => {
+    const c = await startController();
+    const dir = await enrollAgent(c, 'web1');
+    const identity = parseIdentity(await readFile(join(dir, 'identity.json'), 'utf8'));
+    // C0 and DEL are refused by the decoder; C1 (U+009B is CSI to xterm) and bidi controls are not.
+    const software = 'evil\u009b2J\u009d0;pwned\u202e';
+    const hs = new AgentHandshake({ identity, controllerKey: controllerKeyOf(c), software });
+    const rc = await rawClient(c);
+    const from = c.serve.mark();
+    rc.send(hs.hello());
+    rc.send(hs.onWelcome((await rc.nextFrame()).data));
+    await c.serve.waitForLog({ msg: 'agent connected', agentId: 'web1' }, { from });
+    const raw = /[\u0000-\u001f\u007f-\u009f\u202e]/;
+    expect((await c.agent('web1')).version).toBe('evil\\x9b2J\\x9d0;pwned\\u202e');
+    const table = await c.run('agents');
+    expect(table.stdout).toContain('evil\\x9b2J');
+    expect(raw.test(table.stdout.replaceAll('\n', ''))).toBe(false);
+    expect(raw.test(c.serve.find({ msg: 'agent connected', agentId: 'web1' }, from)?.['software'] as string)).toBe(false);
+  });
+
   it('revoke cuts a connected agent off and refuses its reconnects', async () => {
     const c = await startController();
     const dir = await enrollAgent(c, 'web1');
