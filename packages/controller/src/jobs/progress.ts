@@ -56,7 +56,7 @@ export class BorgLogReader {
       this.outcome.connection = result[2] === '1';
       return;
     }
-    const setup = /^BORGPULL-ERROR (\S+) (.*)$/.exec(line);
+    const setup = /^BORGPULL-ERROR (E_[A-Z0-9_]{1,64}) (.*)$/.exec(line);
     if (setup) {
       this.outcome.setupError = { code: setup[1] ?? 'E_JOB_SETUP', message: escapeControl(setup[2] ?? '') };
       return;
