@@ -10,7 +10,7 @@ import { hkdfSync } from 'node:crypto';
 import nacl from 'tweetnacl';
 import { packValue, unpackUntrusted } from './codec.js';
 import { BorgpullError } from './errors.js';
-import { signMessage, verifySignature, type IdentityKeys } from './keys.js';
+import { identityFromSeed, signMessage, verifySignature, type IdentityKeys } from './keys.js';
 
 export const TOKEN_PREFIX = 'bpt1.';
 
@@ -105,9 +105,7 @@ const KEY_INFO = 'borgpull-enroll-key-v1';
 /** The token's ed25519 key pair: seed = HKDF-SHA256(secret, info "borgpull-enroll-key-v1"). Only the agent has it. */
 export function tokenSigningKey(secret: Uint8Array): IdentityKeys {
   if (secret.length !== 32) throw new BorgpullError('E_AUTH_TOKEN', 'a token secret is 32 bytes');
-  const seed = new Uint8Array(hkdfSync('sha256', secret, new Uint8Array(0), KEY_INFO, 32));
-  const kp = nacl.sign.keyPair.fromSeed(seed);
-  return { publicKey: kp.publicKey, secretKey: kp.secretKey };
+  return identityFromSeed(new Uint8Array(hkdfSync('sha256', secret, new Uint8Array(0), KEY_INFO, 32)));
 }
 
 /** The enrollment proof: an ed25519 signature (64 bytes) of the handshake's proof input. */
