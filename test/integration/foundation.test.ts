@@ -5,8 +5,8 @@
  * Needs a build (`npx tsc -b`): the executables run dist/.
  */
 import { existsSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -22,7 +22,7 @@ import {
   generateIdentity,
   parseIdentity,
   parseToken,
-  tokenProofKey,
+  tokenSigningKey,
   type AgentMessage,
   type ControllerMessage,
   type IdentityKeys,
@@ -314,7 +314,7 @@ describe('foundation over loopback (real processes)', () => {
       identity: generateIdentity(),
       controllerKey: tok.controllerKey,
       software: 'test',
-      enroll: { tokenId: tok.id, proofKey: tokenProofKey(tok.secret) },
+      enroll: { tokenId: tok.id, tokenKey: tokenSigningKey(tok.secret) },
     });
     const rc = await rawClient(c);
     rc.send(hs.hello());
@@ -333,6 +333,47 @@ describe('foundation over loopback (real processes)', () => {
 
     const names = (await c.agents()).map((a) => a.name);
     expect(names).toEqual(['web1', 'web2']);
+  });
+
+  it('refuses a token whose record an older controller wrote (a secretHash, no verifier), in one line, and drops that hash', async () => {
+    const c = await startController();
+    const { token } = await c.token('legacy1');
+    await c.serve.kill('SIGTERM');
+    // What registry.json held before tokens had verifiers: sha256(secret), which was the HMAC key itself.
+    const file = join(c.dir, 'registry.json');
+    const reg = JSON.parse(await readFile(file, 'utf8')) as { tokens: Array<Record<string, unknown>> };
+    const secretHash = createHash('sha256').update(parseToken(token).secret).digest('hex');
+    reg.tokens = reg.tokens.map(({ verifier: _v, ...t }) => ({ ...t, secretHash }));
+    await writeFile(file, JSON.stringify(reg));
+    await c.start();
+    const from = c.serve.mark();
+    const r = await enrollCli(token, agentDir());
+    expect(oneLineError(r)).toMatch(/^agent: .*issued by an older controller.*controller token NAME/);
+    expect((await c.serve.waitForLog({ msg: 'connection rejected' }, { from })).code).toBe('E_AUTH_TOKEN_FORMAT');
+    // A new token works; the registry written for it no longer holds the old key.
+    const fresh = await enrollCli((await c.token('legacy2')).token, agentDir());
+    expect(fresh.exitCode, fresh.stderr).toBe(0);
+    expect(await readFile(file, 'utf8')).not.toContain(secretHash);
+  });
+
+  it("shows an agent's software string with its control characters escaped", async () => {
+    const c = await startController();
+    const dir = await enrollAgent(c, 'web1');
+    const identity = parseIdentity(await readFile(join(dir, 'identity.json'), 'utf8'));
+    // C0 and DEL are refused by the decoder; C1 (U+009B is CSI to xterm) and bidi controls are not.
+    const software = 'evil\u009b2J\u009d0;pwned\u202e';
+    const hs = new AgentHandshake({ identity, controllerKey: controllerKeyOf(c), software });
+    const rc = await rawClient(c);
+    const from = c.serve.mark();
+    rc.send(hs.hello());
+    rc.send(hs.onWelcome((await rc.nextFrame()).data));
+    await c.serve.waitForLog({ msg: 'agent connected', agentId: 'web1' }, { from });
+    const raw = /[\u0000-\u001f\u007f-\u009f\u202e]/;
+    expect((await c.agent('web1')).version).toBe('evil\\x9b2J\\x9d0;pwned\\u202e');
+    const table = await c.run('agents');
+    expect(table.stdout).toContain('evil\\x9b2J');
+    expect(raw.test(table.stdout.replaceAll('\n', ''))).toBe(false);
+    expect(raw.test(c.serve.find({ msg: 'agent connected', agentId: 'web1' }, from)?.['software'] as string)).toBe(false);
   });
 
   it('revoke cuts a connected agent off and refuses its reconnects', async () => {
@@ -453,7 +494,7 @@ describe('foundation over loopback (real processes)', () => {
       const controllerKey = controllerKeyOf(c);
       // A pending token for another machine: we know its id (it is logged), not its secret.
       const victim = parseToken((await c.token('web2')).token);
-      const hs = new AgentHandshake({ identity, controllerKey, software: 'test', enroll: { tokenId: victim.id, proofKey: randomBytes(32) } });
+      const hs = new AgentHandshake({ identity, controllerKey, software: 'test', enroll: { tokenId: victim.id, tokenKey: generateIdentity() } });
       const rc = await rawClient(c);
       rc.send(hs.hello());
       let refusedWith: string | undefined;

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { pino } from 'pino';
-import { BorgpullError } from '@borgpull/protocol';
+import { BorgpullError, terminalSafe } from '@borgpull/protocol';
 import { enroll } from './enroll.js';
 import { describePolicy, formatPolicy, loadPolicy, parsePolicy, savePolicy, type RestorePolicy } from './restore-policy.js';
 import { AgentService } from './service.js';
@@ -121,7 +121,7 @@ export async function run(argv: string[]): Promise<number> {
         force: values['force'] === true,
         restores,
       });
-      process.stdout.write(`enrolled as '${e.name}' with ${e.url}\n`);
+      process.stdout.write(`enrolled as '${terminalSafe(e.name)}' with ${terminalSafe(e.url)}\n`);
       process.stdout.write(`installed the controller's read-only SFTP key in ${e.authorizedKeys}\n`);
       const policy = await loadPolicy(paths.restorePolicy);
       process.stdout.write(`restore policy: ${policy.policy ? describePolicy(policy.policy) : 'damaged (every restore refused)'} (change with 'agent restores')\n`);
@@ -184,7 +184,8 @@ export async function main(argv: string[]): Promise<void> {
     process.exitCode = await run(argv);
   } catch (err) {
     const code = err instanceof BorgpullError ? err.code : 'E_INTERNAL';
-    process.stderr.write(`agent: ${err instanceof Error ? err.message : String(err)}${code === 'E_INTERNAL' ? ' (internal error)' : ''}\n`);
+    // An error may quote the controller's words (a refused enrollment): nothing in it may act on the terminal.
+    process.stderr.write(`agent: ${terminalSafe(err instanceof Error ? err.message : String(err))}${code === 'E_INTERNAL' ? ' (internal error)' : ''}\n`);
     if (code === 'E_INTERNAL' && process.env['BORGPULL_DEBUG']) process.stderr.write(`${(err as Error).stack}\n`);
     process.exitCode = code === 'E_USAGE' ? 2 : 1;
   }

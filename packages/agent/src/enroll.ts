@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import { AgentHandshake, parseToken, tokenProofKey, type ControllerMessage } from '@borgpull/protocol';
+import { AgentHandshake, parseToken, tokenSigningKey, type ControllerMessage } from '@borgpull/protocol';
 import { installBackupKey } from './authorized-keys.js';
 import { dialSession } from './dial.js';
 import { AgentError } from './errors.js';
@@ -37,7 +37,7 @@ export async function enroll(opts: EnrollOptions): Promise<Enrollment> {
     identity,
     controllerKey: tok.controllerKey,
     software: opts.software,
-    enroll: { tokenId: tok.id, proofKey: tokenProofKey(tok.secret) },
+    enroll: { tokenId: tok.id, tokenKey: tokenSigningKey(tok.secret) },
   });
   const ac = new AbortController();
   const { ws, channel } = await dialSession(tok.url, hs, ac.signal);

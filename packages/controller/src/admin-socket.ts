@@ -1,5 +1,5 @@
 import { createServer, createConnection, type Server, type Socket } from 'node:net';
-import { chmod, unlink } from 'node:fs/promises';
+import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -15,8 +15,33 @@ export type AdminHandler = (args: Record<string, unknown>, emit: (event: unknown
 
 const MAX_REQUEST = 64 * 1024;
 
+/**
+ * STATE/admin/admin.sock. The socket lives in a root-only (0700) directory of
+ * its own: listen() creates it with the process's umask and only a chmod
+ * after makes it 0600, a window in which another local user could connect
+ * (the state dir itself is 0711 for sshd). Inside a 0700 directory there is
+ * no such window, whatever the umask, and no process-wide umask to juggle.
+ */
 export function adminSocketPath(stateDir: string): string {
-  return join(stateDir, 'admin.sock');
+  return join(stateDir, 'admin', 'admin.sock');
+}
+
+/** The state directory an admin socket path belongs to. */
+function stateDirOfSocket(path: string): string {
+  return dirname(dirname(path));
+}
+
+/** Makes `dir` a directory only this user can enter, refusing anything else at that path (a link, a file, another owner's). */
+async function privateDir(dir: string): Promise<void> {
+  await mkdir(dir, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw err;
+  });
+  const st = await lstat(dir);
+  const uid = process.getuid?.() ?? 0;
+  if (!st.isDirectory() || st.uid !== uid) {
+    throw new ControllerError('E_STATE_ADMIN_DIR', `${dir} must be a directory owned by uid ${uid}: move it away and start again`);
+  }
+  if ((st.mode & 0o777) !== 0o700) await chmod(dir, 0o700);
 }
 
 export class AdminServer {
@@ -30,6 +55,7 @@ export class AdminServer {
   ) {}
 
   async start(): Promise<void> {
+    await privateDir(dirname(this.path));
     // A connectable socket means another daemon owns this state directory.
     if (await isListening(this.path)) {
       throw new ControllerError('E_DAEMON_RUNNING', `a controller is already running on ${this.path}`);
@@ -41,6 +67,7 @@ export class AdminServer {
       server.once('error', reject);
       server.listen(this.path, () => resolve());
     });
+    // Not what keeps others out (the directory does), but the socket says what it is.
     await chmod(this.path, 0o600);
   }
 
@@ -129,11 +156,12 @@ export function adminRequest(
     sock.on('error', (err: NodeJS.ErrnoException) => {
       if (done) return;
       done = true;
-      if (err.code === 'ENOENT' && !existsSync(join(dirname(path), 'config.json'))) {
+      const stateDir = stateDirOfSocket(path);
+      if (err.code === 'ENOENT' && !existsSync(join(stateDir, 'config.json'))) {
         reject(
           new ControllerError(
             'E_CONFIG_MISSING',
-            `no controller state in ${dirname(path)}: run 'controller init --url ws://HOST:PORT' first (or pass --state-dir)`,
+            `no controller state in ${stateDir}: run 'controller init --url ws://HOST:PORT' first (or pass --state-dir)`,
           ),
         );
       } else if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {

@@ -1,3 +1,4 @@
+import { terminalSafe } from '@borgpull/protocol';
 import { adminRequest, adminSocketPath } from './admin-socket.js';
 import { parse, stateDirOf, UsageError, type Io } from './cli.js';
 import { bytes, duration, isoSeconds, table } from './format.js';
@@ -17,7 +18,8 @@ export class ProgressView {
   ) {}
 
   update(e: JobEvent): void {
-    const line = describeEvent(e);
+    // The daemon escapes a client's paths and messages; this is the last line of defence.
+    const line = terminalSafe(describeEvent(e));
     this.lines.set(e.agent, line);
     if (this.tty) {
       this.redraw();

@@ -1,3 +1,4 @@
+import { terminalSafe } from '@borgpull/protocol';
 import { adminRequest, adminSocketPath } from './admin-socket.js';
 import { parse, stateDirOf, UsageError, type Io } from './cli.js';
 import { ProgressView } from './cli-backup.js';
@@ -37,18 +38,19 @@ export async function restoreCommand(argv: string[], io: Io): Promise<number> {
   if (values['json']) {
     io.out(JSON.stringify(job, null, 2));
   } else if (dryRun) {
-    for (const path of job.wouldWrite ?? []) io.out(path);
+    // Client file names: escaped by the daemon, and once more here should one slip through.
+    for (const path of job.wouldWrite ?? []) io.out(terminalSafe(path));
     io.out(`dry run: ${job.wouldWrite?.length ?? 0} items of ${archive} would be written under ${target} on ${agent} (--method ${method}); nothing was written`);
   } else if (job.status === 'succeeded' || job.status === 'warning') {
     const s = job.stats ?? {};
     const what = s.bytes !== undefined ? `${s.files ?? 0} ${s.files === 1 ? "entry" : "entries"}, ${bytes(s.bytes)} (sha256 ${s.sha256?.slice(0, 16)}…, verified by the agent)` : 'done';
     io.out(`restored ${archive} to ${agent}:${target} by ${method} in ${duration((job.endedAt ?? job.startedAt) - job.startedAt)}: ${what}`);
-    if (job.status === 'warning') io.out(`warnings: ${job.reason ?? ''}`);
+    if (job.status === 'warning') io.out(`warnings: ${terminalSafe(job.reason ?? '')}`);
   } else if (job.code === 'E_RESTORE_REFUSED') {
     // The client's own decision, not a failure of the job: said as such, in one line.
-    io.err(`${job.reason ?? `restore refused by ${agent}'s restore policy`} (job ${job.id})`);
+    io.err(`${terminalSafe(job.reason ?? `restore refused by ${agent}'s restore policy`)} (job ${job.id})`);
   } else {
-    io.err(`restore failed: ${job.reason ?? job.code ?? 'unknown reason'} (job ${job.id})`);
+    io.err(`restore failed: ${terminalSafe(job.reason ?? job.code ?? 'unknown reason')} (job ${job.id})`);
   }
   return job.status === 'succeeded' || job.status === 'warning' ? 0 : 1;
 }

@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { pino } from 'pino';
-import { BorgpullError } from '@borgpull/protocol';
+import { BorgpullError, terminalSafe } from '@borgpull/protocol';
 import { adminRequest, adminSocketPath } from './admin-socket.js';
 import { DEFAULT_STATE_DIR } from './config.js';
 import { ControllerDaemon, type AgentView } from './daemon.js';
@@ -214,7 +214,8 @@ export async function main(argv: string[]): Promise<void> {
     process.exitCode = await run(argv);
   } catch (err) {
     const code = err instanceof BorgpullError ? err.code : 'E_INTERNAL';
-    process.stderr.write(`controller: ${describe(err)}${code === 'E_INTERNAL' ? ' (internal error)' : ''}\n`);
+    // A daemon's error may quote an agent's words: nothing in it may act on the terminal.
+    process.stderr.write(`controller: ${terminalSafe(describe(err))}${code === 'E_INTERNAL' ? ' (internal error)' : ''}\n`);
     if (code === 'E_INTERNAL' && process.env['BORGPULL_DEBUG']) process.stderr.write(`${(err as Error).stack}\n`);
     process.exitCode = code === 'E_USAGE' ? 2 : 1;
   }

@@ -3,6 +3,8 @@ import {
   BorgpullError,
   createToken,
   encodePublicKey,
+  escapeControl,
+  legacyToken,
   verifyTokenProof,
   type AgentCheck,
   type AgentMessage,
@@ -137,7 +139,8 @@ export class ControllerDaemon {
     if (!tok) throw new ControllerError('E_AUTH_TOKEN', 'unknown enrollment token');
     if (tok.usedAt !== undefined) throw new ControllerError('E_AUTH_TOKEN', 'enrollment token was already used');
     if (tok.expiresAt <= Date.now()) throw new ControllerError('E_AUTH_TOKEN', 'enrollment token has expired');
-    if (!verifyTokenProof(tok.secretHash, enroll.proofInput, enroll.proof)) {
+    if (tok.verifier === undefined) throw legacyToken();
+    if (!verifyTokenProof(tok.verifier, enroll.proofInput, enroll.proof)) {
       throw new ControllerError('E_AUTH_TOKEN', 'enrollment token proof is invalid (forged token)');
     }
   };
@@ -175,7 +178,7 @@ export class ControllerDaemon {
           }
           const rec = await this.registry.enroll(
             tokenId,
-            { name: tok.name, publicKey: encodePublicKey(agentKey), enrolledAt: Date.now(), sshKey, software },
+            { name: tok.name, publicKey: encodePublicKey(agentKey), enrolledAt: Date.now(), sshKey, software: escapeControl(software) },
             this.config.tunnelPortBase,
           );
           await writeTunnelKeys(this.paths.tunnelAuthorizedKeys, this.registry.agents());
@@ -203,8 +206,10 @@ export class ControllerDaemon {
       old.close(1000, 'replaced by a newer connection');
     }
     this.links.set(link.name, link);
-    this.log.info({ agentId: link.name, address: link.address, software: link.software }, 'agent connected');
-    this.registry.touch(link.name, { lastSeen: Date.now(), lastAddress: link.address, software: link.software });
+    // The agent's own words: escaped before a log, the registry or 'controller agents' shows them.
+    const software = escapeControl(link.software);
+    this.log.info({ agentId: link.name, address: link.address, software }, 'agent connected');
+    this.registry.touch(link.name, { lastSeen: Date.now(), lastAddress: link.address, software });
     link.onClose((reason) => {
       if (this.links.get(link.name) === link) this.links.delete(link.name);
       this.log.info({ agentId: link.name, reason }, 'agent disconnected');
@@ -231,7 +236,7 @@ export class ControllerDaemon {
         since: l ? l.connectedAt : null,
         lastSeen: l ? l.lastSeen : (a.lastSeen ?? null),
         address: l ? l.address : (a.lastAddress ?? null),
-        version: l ? l.software : (a.software ?? null),
+        version: l ? escapeControl(l.software) : (a.software ?? null),
         port: a.port,
         revoked: a.revokedAt !== undefined,
       };

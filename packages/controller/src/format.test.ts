@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { duration } from './format.js';
+import { duration, table } from './format.js';
 
 describe('duration', () => {
   it.each([
@@ -15,5 +15,27 @@ describe('duration', () => {
     [-5, '0.0s'],
   ])('%d ms is %s', (ms, text) => {
     expect(duration(ms)).toBe(text);
+  });
+});
+
+describe('table', () => {
+  it("prints a peer's raw control characters escaped, and clean or already-escaped cells as they are", () => {
+    const out = table(
+      ['AGENT', 'RESULT'],
+      [
+        ['pc1', 'FAILED: tar: \x1b]0;pwned\x07: Cannot open'],
+        ['pc2', 'FAILED: tar: \\x1b]0;x\\x07 (escaped by the daemon)'],
+        ['pc3', 'ok'],
+      ],
+    );
+    expect(out).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+    const lines = out.split('\n');
+    expect(lines).toHaveLength(4);
+    expect(lines[1]).toContain('tar: \\x1b]0;pwned\\x07: Cannot open');
+    expect(lines[2]).toContain('tar: \\x1b]0;x\\x07 (escaped by the daemon)');
+  });
+
+  it('a newline in a cell does not break the table into more rows', () => {
+    expect(table(['A'], [['one\ntwo']]).split('\n')).toEqual(['A', 'one\\x0atwo']);
   });
 });

@@ -1,5 +1,9 @@
 /** Plain-text tables and durations for the CLI. */
-export function table(headers: string[], rows: string[][]): string {
+import { terminalSafe } from '@borgpull/protocol';
+
+/** Cells may hold a peer's text (a job's reason, an agent's version): nothing in them acts on a terminal. */
+export function table(headers: string[], rawRows: string[][]): string {
+  const rows = rawRows.map((r) => r.map(terminalSafe));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string =>
     cells

@@ -15,7 +15,7 @@ function dir(): string {
   return d;
 }
 
-const token = (id: string, name: string) => ({ id, name, secretHash: '00'.repeat(32), expiresAt: Date.now() + 60_000 });
+const token = (id: string, name: string) => ({ id, name, verifier: 'A'.repeat(43), expiresAt: Date.now() + 60_000 });
 
 describe('Registry', () => {
   it('persists enrollments at once and finds agents by key after a reopen', async () => {
@@ -52,5 +52,20 @@ describe('Registry', () => {
     });
     await reg.revoke('pc1');
     expect(reg.isRevokedKey('bp-ed25519:K1')).toBe(true);
+  });
+});
+
+describe('Registry and token records from before verifiers', () => {
+  it("drops an old record's secretHash (the HMAC key itself) and keeps the record, without a verifier", async () => {
+    const d = dir();
+    const { writeFileSync } = await import('node:fs');
+    const old = { id: 'old1', name: 'pc9', secretHash: 'ab'.repeat(32), expiresAt: Date.now() + 60_000 };
+    writeFileSync(join(d, 'registry.json'), JSON.stringify({ agents: {}, tokens: [old, { junk: true }], revokedKeys: [] }));
+    const reg = await Registry.open(d);
+    expect(reg.token('old1')).toEqual({ id: 'old1', name: 'pc9', expiresAt: old.expiresAt });
+    await reg.addToken(token('t1', 'pc1'));
+    const file = readFileSync(join(d, 'registry.json'), 'utf8');
+    expect(file).not.toContain('secretHash');
+    expect(file).not.toContain('ab'.repeat(32));
   });
 });

@@ -18,8 +18,29 @@ export interface AgentRecord {
   readonly software?: string;
 }
 
-export interface StoredToken extends TokenRecord {
+export interface StoredToken extends Omit<TokenRecord, 'verifier'> {
+  /** Missing in a record written before tokens had verifiers: such a token is refused (E_AUTH_TOKEN_FORMAT). */
+  readonly verifier?: string;
   readonly usedAt?: number;
+}
+
+/**
+ * A token record as read from registry.json: known fields only. An old
+ * record's `secretHash` was the very key its proof was made with; it is
+ * dropped here, so the next write takes it off the disk.
+ */
+function readToken(v: unknown): StoredToken | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  const r = v as Record<string, unknown>;
+  const { id, name, verifier, expiresAt, usedAt } = r;
+  if (typeof id !== 'string' || typeof name !== 'string' || typeof expiresAt !== 'number') return undefined;
+  return {
+    id,
+    name,
+    expiresAt,
+    ...(typeof verifier === 'string' ? { verifier } : {}),
+    ...(typeof usedAt === 'number' ? { usedAt } : {}),
+  };
 }
 
 interface RegistryFile {
@@ -62,7 +83,8 @@ export class Registry {
     const reg = new Registry(join(stateDir, 'registry.json'));
     try {
       const raw = JSON.parse(await readFile(reg.path, 'utf8')) as Partial<RegistryFile>;
-      reg.data = { agents: raw.agents ?? {}, tokens: raw.tokens ?? [], revokedKeys: raw.revokedKeys ?? [] };
+      const tokens = Array.isArray(raw.tokens) ? raw.tokens.map(readToken).filter((t) => t !== undefined) : [];
+      reg.data = { agents: raw.agents ?? {}, tokens, revokedKeys: raw.revokedKeys ?? [] };
       for (const a of Object.values(reg.data.agents)) reg.keyIndex.set(a.publicKey, a.name);
       reg.revoked = new Set(reg.data.revokedKeys);
     } catch (err) {

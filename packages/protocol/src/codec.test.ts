@@ -65,7 +65,7 @@ const agentMessages: AgentMessage[] = [
 
 const handshakeMessages: HandshakeMessage[] = [
   { type: 'hello', v: 1, agentKey: b32, eph: b32, nonce: b32, software: '0.1.0' },
-  { type: 'hello', v: 1, agentKey: b32, eph: b32, nonce: b32, software: '0.1.0', enroll: { tokenId: '0123456789abcdef', proof: b32 } },
+  { type: 'hello', v: 1, agentKey: b32, eph: b32, nonce: b32, software: '0.1.0', enroll: { tokenId: '0123456789abcdef', proof: b64 } },
   { type: 'welcome', v: 1, controllerKey: b32, eph: b32, nonce: b32, sig: b64 },
   { type: 'auth', sig: b64 },
   { type: 'error', code: 'E_AUTH_UNKNOWN_KEY', message: 'enroll first' },
@@ -225,6 +225,8 @@ const hostileHandshakeFrames: [string, Uint8Array, string][] = [
   ['hello v string', packValue({ ...hello, v: '1' }), 'E_PROTO_BAD_FIELD'],
   ['hello enroll not a map', packValue({ ...hello, enroll: 'token' }), 'E_PROTO_BAD_FIELD'],
   ['hello enroll proof short', packValue({ ...hello, enroll: { tokenId: 'a', proof: Buffer.alloc(16) } }), 'E_PROTO_BAD_FIELD'],
+  ['hello enroll proof 32 bytes (the old HMAC size)', packValue({ ...hello, enroll: { tokenId: 'a', proof: Buffer.alloc(32) } }), 'E_PROTO_BAD_FIELD'],
+  ['hello enroll proof 65 bytes', packValue({ ...hello, enroll: { tokenId: 'a', proof: Buffer.alloc(65) } }), 'E_PROTO_BAD_FIELD'],
   ['welcome sig 63 bytes', packValue({ ...handshakeMessages[2], sig: Buffer.alloc(63) }), 'E_PROTO_BAD_FIELD'],
   ['structured-clone refs (same bin twice)', new Packr({ structuredClone: true }).pack({ ...hello, eph: b32, nonce: b32 }), 'E_PROTO_DECODE'],
   ['auth sig missing', packValue({ type: 'auth' }), 'E_PROTO_BAD_FIELD'],

@@ -142,7 +142,7 @@ export function decodeHandshake(bytes: Uint8Array): HandshakeMessage {
       };
       const e = optSub(r, 'enroll');
       if (e) {
-        m.enroll = nested('enroll', () => ({ tokenId: str(e, 'tokenId', nameStr), proof: bin(e, 'proof', 32) }));
+        m.enroll = nested('enroll', () => ({ tokenId: str(e, 'tokenId', nameStr), proof: bin(e, 'proof', 64) }));
       }
       return m;
     }

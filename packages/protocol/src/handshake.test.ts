@@ -3,7 +3,7 @@ import { decodeAgentMessage, decodeControllerMessage, decodeHandshake, encodeMes
 import { BorgpullError } from './errors.js';
 import { AgentHandshake, ControllerHandshake, encodeHandshakeError, type AgentCheck } from './handshake.js';
 import { generateIdentity, type IdentityKeys } from './keys.js';
-import { checkEnrollment, createToken, parseToken, tokenProofKey, type TokenRecord } from './token.js';
+import { checkEnrollment, createToken, parseToken, tokenSigningKey, type TokenRecord } from './token.js';
 
 const controller = generateIdentity();
 const agent = generateIdentity();
@@ -183,13 +183,13 @@ describe('enrollment', () => {
     };
   }
 
-  function enrollingAgent(token: string, identity: IdentityKeys = generateIdentity(), proofKey?: Uint8Array): AgentHandshake {
+  function enrollingAgent(token: string, identity: IdentityKeys = generateIdentity(), tokenKey?: IdentityKeys): AgentHandshake {
     const t = parseToken(token);
     return new AgentHandshake({
       identity,
       controllerKey: t.controllerKey,
       software: '0.1.0',
-      enroll: { tokenId: t.id, proofKey: proofKey ?? tokenProofKey(t.secret) },
+      enroll: { tokenId: t.id, tokenKey: tokenKey ?? tokenSigningKey(t.secret) },
     });
   }
 
@@ -225,8 +225,19 @@ describe('enrollment', () => {
     const ctl = makeController(() => 0);
     const { token, record } = createToken({ url: 'ws://h', controllerKey: controller.publicKey, name: 'n', ttlMs: 1000, now: 0 });
     ctl.store.set(record.id, record);
-    const forger = enrollingAgent(token, generateIdentity(), Buffer.alloc(32, 3));
+    const forger = enrollingAgent(token, generateIdentity(), generateIdentity());
     expect(() => ctl.handshake().onHello(forger.hello())).toThrow(/forged/);
+  });
+
+  it("a proof made with the controller's stored verifier is refused", () => {
+    const ctl = makeController(() => 0);
+    const { token, record } = createToken({ url: 'ws://h', controllerKey: controller.publicKey, name: 'n', ttlMs: 1000, now: 0 });
+    ctl.store.set(record.id, record);
+    // Someone who read the registry: the verifier as a token secret, and as a signing key's seed.
+    const stolen = Buffer.from(record.verifier, 'base64url');
+    for (const key of [tokenSigningKey(stolen), { publicKey: stolen, secretKey: Buffer.concat([stolen, stolen]) }]) {
+      expect(() => ctl.handshake().onHello(enrollingAgent(token, generateIdentity(), key).hello())).toThrow(/forged/);
+    }
   });
 
   it('a proof bound to one agent key cannot be reused with another', () => {

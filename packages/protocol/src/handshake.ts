@@ -14,7 +14,9 @@
  * sig_a = ed25519(agent, sha256("borgpull-agent-sig" || th || sig_c))
  * keys  = HKDF-SHA256(ikm = X25519(eph_a, eph_c), salt = th,
  *                     info = "borgpull a2c" | "borgpull c2a", 32 bytes each)
- * enroll.proof = HMAC-SHA256(sha256(secret), sha256("borgpull-enroll" || agentKey || eph_a || nonce_a))
+ * enroll.proof = ed25519(tokenKey, sha256("borgpull-enroll" || agentKey || eph_a || nonce_a))
+ *         tokenKey: the key pair derived from the token's secret (token.ts); the
+ *         controller holds only its public half, which cannot make a proof.
  */
 import {
   createHash,
@@ -108,7 +110,7 @@ export class AgentHandshake {
     identity: IdentityKeys;
     controllerKey: Uint8Array;
     software: string;
-    enroll?: { tokenId: string; proofKey: Uint8Array };
+    enroll?: { tokenId: string; tokenKey: IdentityKeys };
   };
   readonly #eph = ephemeral();
   #helloBytes: Buffer | undefined;
@@ -118,7 +120,7 @@ export class AgentHandshake {
     identity: IdentityKeys;
     controllerKey: Uint8Array;
     software: string;
-    enroll?: { tokenId: string; proofKey: Uint8Array };
+    enroll?: { tokenId: string; tokenKey: IdentityKeys };
   }) {
     this.#opts = opts;
   }
@@ -130,7 +132,7 @@ export class AgentHandshake {
     const m: HelloMessage = { type: 'hello', v: PROTOCOL_VERSION, agentKey: identity.publicKey, eph: this.#eph.publicRaw, nonce, software };
     if (enroll) {
       const input = enrollProofInput(identity.publicKey, this.#eph.publicRaw, nonce);
-      m.enroll = { tokenId: enroll.tokenId, proof: tokenProof(enroll.proofKey, input) };
+      m.enroll = { tokenId: enroll.tokenId, proof: tokenProof(enroll.tokenKey, input) };
     }
     this.#helloBytes = Buffer.from(encodeMessage(m));
     return this.#helloBytes;

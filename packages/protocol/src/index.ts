@@ -15,10 +15,11 @@ export type { IdentityKeys } from './keys.js';
 export {
   createToken,
   parseToken,
-  tokenProofKey,
+  tokenSigningKey,
   tokenProof,
   verifyTokenProof,
   checkEnrollment,
+  legacyToken,
   TOKEN_PREFIX,
 } from './token.js';
 export type { TokenRecord, ParsedToken } from './token.js';
@@ -71,3 +72,4 @@ export type { OpenedFrame } from './session.js';
 export { Channel, CLOSE_POLICY_VIOLATION, CLOSE_NORMAL } from './channel.js';
 export type { FrameSocket, ChannelOptions } from './channel.js';
 export { writeFileAtomic } from './fs-atomic.js';
+export { escapeControl, terminalSafe } from './text.js';

@@ -5,6 +5,7 @@ import {
   decodePublicKey,
   encodePublicKey,
   generateIdentity,
+  identityFromSeed,
   keyFingerprint,
   parseIdentity,
   serializeIdentity,
@@ -78,6 +79,13 @@ describe('keys', () => {
     const k = generateIdentity();
     expect(keyFingerprint(k.publicKey)).toMatch(/^[0-9a-f]{16}$/);
     expect(keyFingerprint(k.publicKey)).toBe(keyFingerprint(new Uint8Array(k.publicKey)));
+  });
+
+  it('identityFromSeed gives the key pair tweetnacl gives for that seed', () => {
+    const seed = nacl.randomBytes(32);
+    const kp = nacl.sign.keyPair.fromSeed(seed);
+    expect(identityFromSeed(seed)).toEqual({ publicKey: kp.publicKey, secretKey: kp.secretKey });
+    expect(() => identityFromSeed(seed.subarray(0, 31))).toThrow(BorgpullError);
   });
 
   it('native signatures interoperate with tweetnacl', () => {

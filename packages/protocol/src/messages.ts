@@ -21,6 +21,7 @@ export interface HelloMessage {
   /** agent software version */
   software: string;
   /** present only when enrolling with a token */
+  /** proof: 64-byte ed25519 signature by the token's key (see handshake.ts) */
   enroll?: { tokenId: string; proof: Uint8Array };
 }
 

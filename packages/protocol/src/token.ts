@@ -1,12 +1,16 @@
 /**
- * One-time enrollment tokens. The controller keeps only a TokenRecord
- * (sha256 of the secret); the agent proves knowledge of the secret with
- * HMAC-SHA256(key = sha256(secret), proofInput) bound to its handshake.
+ * One-time enrollment tokens. The token carries a 32-byte secret; an ed25519
+ * key pair is derived from it (HKDF-SHA256 -> seed). The agent signs its
+ * handshake's proof input with that key; the controller keeps only the
+ * public half (the verifier) in its TokenRecord. Whoever reads the registry
+ * can check a proof but cannot make one (the old record held sha256(secret),
+ * which was itself the HMAC key the proof was made with).
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { hkdfSync } from 'node:crypto';
 import nacl from 'tweetnacl';
 import { packValue, unpackUntrusted } from './codec.js';
 import { BorgpullError } from './errors.js';
+import { identityFromSeed, signMessage, verifySignature, type IdentityKeys } from './keys.js';
 
 export const TOKEN_PREFIX = 'bpt1.';
 
@@ -15,8 +19,8 @@ export interface TokenRecord {
   id: string;
   /** agent name chosen by the admin */
   name: string;
-  /** hex sha256 of the secret; also the HMAC key for proofs */
-  secretHash: string;
+  /** base64url of the token key's ed25519 public key: verifies proofs, cannot make one */
+  verifier: string;
   /** ms since epoch */
   expiresAt: number;
 }
@@ -54,7 +58,7 @@ export function createToken(opts: {
   const record: TokenRecord = {
     id,
     name: opts.name,
-    secretHash: Buffer.from(tokenProofKey(secret)).toString('hex'),
+    verifier: Buffer.from(tokenSigningKey(secret).publicKey).toString('base64url'),
     expiresAt,
   };
   return { token, record };
@@ -95,21 +99,24 @@ function isUrl(u: string): boolean {
   }
 }
 
-/** The HMAC key for proofs: sha256(secret). The controller has it as Buffer.from(record.secretHash, 'hex'). */
-export function tokenProofKey(secret: Uint8Array): Uint8Array {
-  return createHash('sha256').update(secret).digest();
+const VERIFIER_RE = /^[A-Za-z0-9_-]{43}$/;
+const KEY_INFO = 'borgpull-enroll-key-v1';
+
+/** The token's ed25519 key pair: seed = HKDF-SHA256(secret, info "borgpull-enroll-key-v1"). Only the agent has it. */
+export function tokenSigningKey(secret: Uint8Array): IdentityKeys {
+  if (secret.length !== 32) throw new BorgpullError('E_AUTH_TOKEN', 'a token secret is 32 bytes');
+  return identityFromSeed(new Uint8Array(hkdfSync('sha256', secret, new Uint8Array(0), KEY_INFO, 32)));
 }
 
-/** HMAC-SHA256(key, transcript). */
-export function tokenProof(key: Uint8Array, transcript: Uint8Array): Uint8Array {
-  return createHmac('sha256', key).update(transcript).digest();
+/** The enrollment proof: an ed25519 signature (64 bytes) of the handshake's proof input. */
+export function tokenProof(key: IdentityKeys, proofInput: Uint8Array): Uint8Array {
+  return signMessage(key, proofInput);
 }
 
-/** Constant-time check of a proof against the record's secretHash (hex). */
-export function verifyTokenProof(keyHex: string, proofInput: Uint8Array, proof: Uint8Array): boolean {
-  if (typeof keyHex !== 'string' || !/^[0-9a-f]{64}$/i.test(keyHex) || proof.length !== 32) return false;
-  const expected = tokenProof(Buffer.from(keyHex, 'hex'), proofInput);
-  return timingSafeEqual(expected, proof);
+/** Checks a proof against a record's verifier (base64url public key); false for anything malformed. */
+export function verifyTokenProof(verifier: unknown, proofInput: Uint8Array, proof: Uint8Array): boolean {
+  if (typeof verifier !== 'string' || !VERIFIER_RE.test(verifier) || proof.length !== 64) return false;
+  return verifySignature(Buffer.from(verifier, 'base64url'), proofInput, proof);
 }
 
 /**
@@ -127,7 +134,16 @@ export function checkEnrollment(
     throw new BorgpullError('E_AUTH_TOKEN', 'unknown or already used enrollment token');
   }
   if (now >= record.expiresAt) throw new BorgpullError('E_AUTH_TOKEN', 'enrollment token expired');
-  if (!verifyTokenProof(record.secretHash, enroll.proofInput, enroll.proof)) {
+  if (typeof (record as { verifier?: unknown }).verifier !== 'string') throw legacyToken();
+  if (!verifyTokenProof(record.verifier, enroll.proofInput, enroll.proof)) {
     throw new BorgpullError('E_AUTH_TOKEN', 'enrollment token proof is forged');
   }
+}
+
+/** A record written before tokens had verifiers (it holds a `secretHash`): it can no longer be checked. */
+export function legacyToken(): BorgpullError {
+  return new BorgpullError(
+    'E_AUTH_TOKEN_FORMAT',
+    "this enrollment token was issued by an older controller and cannot be checked any more: issue a new one ('controller token NAME')",
+  );
 }

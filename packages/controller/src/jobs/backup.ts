@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { BorgpullError } from '@borgpull/protocol';
+import { escapeControl, type BorgpullError } from '@borgpull/protocol';
 import type { ControllerDaemon } from '../daemon.js';
 import { ControllerError } from '../errors.js';
 import { applyQuota, breakStaleJobLock, discardArchive, ensureRepo } from './borg.js';
@@ -86,7 +86,8 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
     job.archive = archive;
     env['ARCHIVE'] = archive;
     const excludes = [...mountExcludes(parseMounts(id.mounts)), ...config.exclude, ...(settings?.exclude ?? [])];
-    const args = excludes.flatMap((x) => ['--exclude', x]);
+    // `--exclude=X` in one word: a pattern starting with '-' is still a pattern.
+    const args = excludes.map((x) => `--exclude=${x}`);
     say({ phase: 'borg', message: `${isolation} isolation, ${excludes.length} excludes` });
     let last = 0;
     const reader = new QuotaWatchingReader((pr) => {
@@ -98,10 +99,11 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
     // The tunnel dying mid-job is one more sign the archive is cut short.
     let tunnelLost: string | undefined;
     const offTunnel = link.onMessage((m) => {
-      if (m.type === 'tunnel.closed') tunnelLost = m.reason;
+      // The agent's words (ssh's stderr, say): escaped before they reach a record or a terminal.
+      if (m.type === 'tunnel.closed') tunnelLost = escapeControl(m.reason);
     });
     const offClose = link.onClose((reason) => {
-      tunnelLost ??= `agent disconnected: ${reason}`;
+      tunnelLost ??= `agent disconnected: ${escapeControl(reason)}`;
     });
     const res = await runJobScript({ script: isolation === 'chroot' ? CHROOT_CREATE : NAMESPACE_CREATE, args, env, signal, reader }).finally(() => {
       offTunnel();

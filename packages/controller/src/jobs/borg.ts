@@ -30,6 +30,8 @@ export function borgEnv(p: StatePaths, extra: Record<string, string> = {}): Reco
 /**
  * Runs a borg command on an agent's repository, the passphrase on fd 3 (opened
  * by the shell from the root-only file, so it never sits in an argument or env).
+ * Callers end the options with `--`: no repository, archive or path is ever
+ * read as an option.
  */
 export async function borg(p: StatePaths, agent: string, args: string[], opts: { cancelSignal?: AbortSignal } = {}) {
   return execa('/bin/sh', ['-c', 'exec borg "$@" 3<"$PASSPHRASE_FILE"', 'borg', ...args], {
@@ -60,7 +62,7 @@ export async function ensureRepo(p: StatePaths, agent: string): Promise<void> {
   } catch {
     await writeFileAtomic(p.passphrase(agent), randomBytes(32).toString('base64url'), 0o600);
   }
-  const res = await borg(p, agent, ['init', '--encryption', 'repokey', p.repo(agent)]);
+  const res = await borg(p, agent, ['init', '--encryption', 'repokey', '--', p.repo(agent)]);
   if (res.exitCode !== 0) throw borgFailure(`creating the repository of '${agent}'`, res);
 }
 
@@ -76,7 +78,7 @@ export async function listArchives(p: StatePaths, agent: string): Promise<Archiv
   } catch {
     return [];
   }
-  const res = await borg(p, agent, ['list', '--json', p.repo(agent)]);
+  const res = await borg(p, agent, ['list', '--json', '--', p.repo(agent)]);
   if (res.exitCode !== 0) throw borgFailure(`listing the archives of '${agent}'`, res);
   const parsed = JSON.parse(String(res.stdout)) as { archives?: Array<{ name: string; start: string; id: string }> };
   return (parsed.archives ?? []).map((a) => ({ name: a.name, start: a.start, id: a.id }));
@@ -88,13 +90,13 @@ export async function listArchives(p: StatePaths, agent: string): Promise<Archiv
  * Returns the names deleted.
  */
 export async function discardArchive(p: StatePaths, agent: string, archive: string): Promise<string[]> {
-  const res = await borg(p, agent, ['list', '--json', '--consider-checkpoints', p.repo(agent)]);
+  const res = await borg(p, agent, ['list', '--json', '--consider-checkpoints', '--', p.repo(agent)]);
   if (res.exitCode !== 0) throw borgFailure(`listing the archives of '${agent}'`, res);
   const names = new Set(((JSON.parse(String(res.stdout)) as { archives?: Array<{ name: string }> }).archives ?? []).map((a) => a.name));
   const gone: string[] = [];
   for (const name of [archive, `${archive}.checkpoint`]) {
     if (!names.has(name)) continue;
-    const del = await borg(p, agent, ['delete', `${p.repo(agent)}::${name}`]);
+    const del = await borg(p, agent, ['delete', '--', `${p.repo(agent)}::${name}`]);
     if (del.exitCode !== 0) throw borgFailure(`deleting archive ${name}`, del);
     gone.push(name);
   }
@@ -118,7 +120,7 @@ export async function breakStaleJobLock(p: StatePaths, agent: string, isRunning:
   if (holders.length === 0) return false;
   const ours = holders.every((h) => h.startsWith(JOB_HOST_PREFIX) && !isRunning(h.slice(JOB_HOST_PREFIX.length).split('@')[0] ?? ''));
   if (!ours) return false;
-  const res = await borg(p, agent, ['break-lock', p.repo(agent)]);
+  const res = await borg(p, agent, ['break-lock', '--', p.repo(agent)]);
   if (res.exitCode !== 0) throw borgFailure('breaking a stale lock', res);
   return true;
 }

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { writeFileAtomic } from '@borgpull/protocol';
+import { terminalSafe, writeFileAtomic } from '@borgpull/protocol';
 
 export type JobKind = 'backup' | 'restore';
 export type JobStatus = 'running' | 'succeeded' | 'warning' | 'failed' | 'offline';
@@ -41,8 +41,11 @@ const KEEP = 1000;
 export function markFailed(job: JobRecord, err: unknown): boolean {
   job.status = 'failed';
   const code = typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : undefined;
-  job.code = code ?? 'E_JOB_INTERNAL';
-  job.reason = err instanceof Error ? err.message : String(err);
+  // A code may be a peer's (an agent's error reply): only the E_ form is kept, so nothing else is printed or branched on.
+  job.code = code === undefined ? 'E_JOB_INTERNAL' : /^E_[A-Z0-9_]{1,64}$/.test(code) ? code : 'E_JOB_PEER_CODE';
+  // A message may carry a peer's text (an agent's error, tar's stderr): stored
+  // and later printed, so nothing in it may act on a terminal.
+  job.reason = terminalSafe(err instanceof Error ? err.message : String(err));
   return code === undefined;
 }
 

@@ -1,3 +1,5 @@
+import { escapeControl } from '@borgpull/protocol';
+
 /** What a job tells the CLI while it runs (admin socket events). */
 export interface JobEvent {
   readonly agent: string;
@@ -27,6 +29,9 @@ export interface BorgOutcome {
 /**
  * Reads borg's --log-json stderr (plus the job script's own result lines)
  * line by line: progress goes to `onProgress`, messages are kept by level.
+ * Paths and messages name the client's files (and what its sftp-server
+ * answered): they are escaped here, where they enter, before any terminal
+ * or job record sees them.
  */
 export class BorgLogReader {
   private buf = '';
@@ -51,9 +56,9 @@ export class BorgLogReader {
       this.outcome.connection = result[2] === '1';
       return;
     }
-    const setup = /^BORGPULL-ERROR (\S+) (.*)$/.exec(line);
+    const setup = /^BORGPULL-ERROR (E_[A-Z0-9_]{1,64}) (.*)$/.exec(line);
     if (setup) {
-      this.outcome.setupError = { code: setup[1] ?? 'E_JOB_SETUP', message: setup[2] ?? '' };
+      this.outcome.setupError = { code: setup[1] ?? 'E_JOB_SETUP', message: escapeControl(setup[2] ?? '') };
       return;
     }
     if (!line.startsWith('{')) {
@@ -71,7 +76,7 @@ export class BorgLogReader {
         nfiles: num(m['nfiles']),
         originalSize: num(m['original_size']),
         deduplicatedSize: num(m['deduplicated_size']),
-        path: typeof m['path'] === 'string' ? m['path'] : '',
+        path: typeof m['path'] === 'string' ? escapeControl(m['path'].slice(0, 4096)) : '',
       });
     } else if (m['type'] === 'file_status') {
       if (m['status'] === 'E') this.outcome.errorFiles++;
@@ -85,7 +90,7 @@ export class BorgLogReader {
   }
 
   private keep(list: string[], msg: string): void {
-    if (list.length < 50) list.push(msg.slice(0, 500));
+    if (list.length < 50) list.push(escapeControl(msg.slice(0, 500)));
   }
 }
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { randomInt } from 'node:crypto';
 import { execa } from 'execa';
-import { MAX_RESTORE_PATHS, type AgentMessage } from '@borgpull/protocol';
+import { MAX_RESTORE_PATHS, escapeControl, type AgentMessage } from '@borgpull/protocol';
 import type { AgentLink } from '../agent-link.js';
 import { ControllerError, isCoded } from '../errors.js';
 import type { StatePaths } from '../state.js';
@@ -10,9 +10,9 @@ import { borgEnv } from './borg.js';
 /** Bytes the controller may have in flight to the agent before borg's output is paused. */
 export const WINDOW_BYTES = 8 * 1024 * 1024;
 
-/** A peer's message on one line: control characters (C0, DEL, C1) shown as \xNN, bounded. */
+/** A peer's message on one line: control characters escaped, bounded. */
 function oneLine(s: string): string {
-  const e = s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  const e = escapeControl(s);
   return e.length > 400 ? `${e.slice(0, 399)}…` : e;
 }
 
@@ -66,7 +66,9 @@ export async function streamExportTar(opts: {
 
   const ac = new AbortController();
   const both = AbortSignal.any([signal, ac.signal]);
-  const borg = execa('/bin/sh', ['-c', 'exec borg export-tar "$@" 3<"$PASSPHRASE_FILE"', 'borg', `${p.repo(agent)}::${opts.archive}`, '-', ...opts.paths], {
+  // `--` first: a PATH such as `--tar-filter=CMD` (borg runs that command) is a path, never an option.
+  const args = ['--', `${p.repo(agent)}::${opts.archive}`, '-', ...opts.paths];
+  const borg = execa('/bin/sh', ['-c', 'exec borg export-tar "$@" 3<"$PASSPHRASE_FILE"', 'borg', ...args], {
     env: borgEnv(p, { PASSPHRASE_FILE: p.passphrase(agent) }),
     extendEnv: false,
     stdin: 'ignore',
@@ -108,10 +110,11 @@ export async function streamExportTar(opts: {
   });
   try {
     const res = await borg;
-    if (lost !== undefined) throw new ControllerError('E_JOB_CONNECTION_LOST', `the connection to the agent was lost during the restore (${lost})`);
+    if (lost !== undefined) throw new ControllerError('E_JOB_CONNECTION_LOST', `the connection to the agent was lost during the restore (${escapeControl(lost)})`);
     if (signal.aborted) throw new ControllerError('E_JOB_CANCELLED', 'the restore was cancelled');
     if (res.exitCode !== 0) {
-      const text = String(res.stderr ?? '').trim().split('\n').slice(-3).join('; ');
+      // borg's stderr names archived (client-chosen) paths: escaped before any terminal or record.
+      const text = escapeControl(String(res.stderr ?? '').trim().split('\n').slice(-3).join('; '));
       throw new ControllerError('E_JOB_BORG', `borg export-tar failed (exit ${res.exitCode ?? res.signal}): ${text}`);
     }
     const sha = hash.digest();
@@ -122,7 +125,7 @@ export async function streamExportTar(opts: {
     if (!result.ok) {
       throw new ControllerError(
         'E_JOB_TAR',
-        `the agent's tar did not restore cleanly (tar exit ${result.tarExit ?? 'killed'}): ${result.stderr.trim().split('\n').slice(-3).join('; ')}`,
+        `the agent's tar did not restore cleanly (tar exit ${result.tarExit ?? 'killed'}): ${escapeControl(result.stderr.trim().split('\n').slice(-3).join('; '))}`,
       );
     }
     return { bytes: result.bytes, files: result.files, sha256: sha.toString('hex') };

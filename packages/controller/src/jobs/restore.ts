@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { escapeControl } from '@borgpull/protocol';
 import type { ControllerDaemon } from '../daemon.js';
 import { ControllerError } from '../errors.js';
 import { loadConfig } from '../config.js';
@@ -57,14 +58,16 @@ export function checkRestore(raw: Record<string, unknown>): RestoreRequest {
 /** Lists what a restore would write (dry run): the archive's items under the given paths. */
 async function dryRun(ctx: RestoreContext, req: RestoreRequest): Promise<string[]> {
   const p = ctx.daemon.paths;
-  const res = await borg(p, req.agent, ['list', '--format', '{path}{NUL}', `${p.repo(req.agent)}::${req.archive}`, ...req.paths]);
-  if (res.exitCode !== 0) throw new ControllerError('E_JOB_BORG', `cannot list ${req.archive}: ${String(res.stderr).trim().split('\n').pop()}`);
-  return String(res.stdout).split('\0').filter(Boolean).slice(0, MAX_LISTED);
+  // `--`: a PATH such as `--format=...` is a path, never an option.
+  const res = await borg(p, req.agent, ['list', '--format', '{path}{NUL}', '--', `${p.repo(req.agent)}::${req.archive}`, ...req.paths]);
+  if (res.exitCode !== 0) throw new ControllerError('E_JOB_BORG', `cannot list ${req.archive}: ${escapeControl(String(res.stderr).trim().split('\n').pop() ?? '')}`);
+  // Archived paths are the client's file names: escaped before the CLI prints them.
+  return String(res.stdout).split('\0').filter(Boolean).slice(0, MAX_LISTED).map(escapeControl);
 }
 
 async function archiveSize(ctx: RestoreContext, req: RestoreRequest): Promise<number | undefined> {
   const p = ctx.daemon.paths;
-  const res = await borg(p, req.agent, ['info', '--json', `${p.repo(req.agent)}::${req.archive}`]);
+  const res = await borg(p, req.agent, ['info', '--json', '--', `${p.repo(req.agent)}::${req.archive}`]);
   if (res.exitCode !== 0) {
     throw new ControllerError('E_RESTORE_ARCHIVE', `no archive '${req.archive}' for '${req.agent}' (see 'controller archives ${req.agent}')`);
   }
