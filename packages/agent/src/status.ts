@@ -2,6 +2,7 @@
  * `agent status`: what this agent is enrolled to, what it lets a controller
  * restore, and the last restore orders it received (from its own record).
  */
+import { terminalSafe } from '@borgpull/protocol';
 import { RestoreLog, type RestoreRecord } from './restore-log.js';
 import { describePolicy, formatPolicy, loadPolicy } from './restore-policy.js';
 import { loadEnrollment, type AgentPaths, type Enrollment } from './state.js';
@@ -29,7 +30,7 @@ export async function agentStatus(paths: AgentPaths): Promise<AgentStatus> {
   };
 }
 
-/** Human-readable status. Every string from a controller was escaped when it was recorded. */
+/** Human-readable status. Restore records were escaped when recorded; the enrollment's name and URL came from a controller too. */
 export async function formatStatus(paths: AgentPaths, s: AgentStatus): Promise<string> {
   const state = await loadPolicy(paths.restorePolicy);
   const lines = [`enrolled as '${s.name}' with ${s.url} (tunnel port ${s.tunnel.port})`];
@@ -40,11 +41,11 @@ export async function formatStatus(paths: AgentPaths, s: AgentStatus): Promise<s
   );
   if (s.restores.length === 0) {
     lines.push('no restore orders received');
-    return lines.join('\n');
+    return terminalSafe(lines.join('\n'));
   }
   lines.push(`last ${s.restores.length} restore orders (newest first):`);
   for (const r of s.restores) lines.push(`  ${restoreLine(r)}`);
-  return lines.join('\n');
+  return terminalSafe(lines.join('\n'));
 }
 
 export function restoreLine(r: RestoreRecord): string {
