@@ -4,7 +4,6 @@ import type { ControllerDaemon } from '../daemon.js';
 import { ControllerError } from '../errors.js';
 import { breakStaleJobLock, discardArchive, ensureRepo } from './borg.js';
 import { openClientAccess, runCleanup, runJobScript, type Cleanup } from './client-access.js';
-import { mountExcludes, parseMounts } from './excludes.js';
 import { markFailed, newJobId, type JobRecord, type JobStore } from './job-store.js';
 import { BorgLogReader, type JobEvent } from './progress.js';
 import { BACKUP_MOUNT_OPTS, CHROOT_CREATE, NAMESPACE_CREATE } from './scripts.js';
@@ -78,7 +77,7 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
     const archive = archiveName(agent);
     job.archive = archive;
     env['ARCHIVE'] = archive;
-    const excludes = [...mountExcludes(parseMounts(id.mounts)), ...config.exclude, ...(settings?.exclude ?? [])];
+    const excludes = [...id.mountExcludes, ...config.exclude, ...(settings?.exclude ?? [])];
     const args = excludes.flatMap((x) => ['--exclude', x]);
     say({ phase: 'borg', message: `${isolation} isolation, ${excludes.length} excludes` });
     let last = 0;

@@ -40,7 +40,7 @@ export async function streamExportTar(opts: {
   const ac = new AbortController();
   const both = AbortSignal.any([signal, ac.signal]);
   const borg = execa('/bin/sh', ['-c', 'exec borg export-tar "$@" 3<"$PASSPHRASE_FILE"', 'borg', `${p.repo(agent)}::${opts.archive}`, '-', ...opts.paths], {
-    env: borgEnv(p, { PASSPHRASE_FILE: p.passphrase(agent) }),
+    env: borgEnv(p, agent, { PASSPHRASE_FILE: p.passphrase(agent) }),
     extendEnv: false,
     stdin: 'ignore',
     stdout: 'pipe',
