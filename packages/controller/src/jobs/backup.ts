@@ -52,6 +52,7 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
     const config = await loadConfig(p.root);
     const settings = config.agents[agent];
     const isolation: Isolation = settings?.isolation ?? config.isolation;
+    if (isolation === 'chroot') log.warn('chroot isolation: the client runs its own borg as root on this server');
     say({ phase: 'tunnel' });
     const access = await openClientAccess({
       p,
