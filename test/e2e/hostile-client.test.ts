@@ -85,6 +85,22 @@ describe('a hostile client', () => {
     await backupRunsNoClientCode();
   }, 180_000);
 
+  it("backs up a client whose root entry the parser drops (uid '00'): uid 0 has no name, borg still succeeds", async () => {
+    // glibc and the client's sshd read '00' as 0; the parser keeps canonical ids only,
+    // so the passwd the job binds has no uid 0, and borg must not need one.
+    writeFileSync(join(c.host.root, 'etc', 'passwd'), `${clientPasswd('/root').replace('root:x:0:0:', 'root:x:00:0:')}\n`);
+    rmSync(marker, { force: true });
+    const r = await backup(ctl, ['evil']);
+    expect(r.jobs[0], JSON.stringify(r.jobs[0]) + r.stderr).toMatchObject({ agent: 'evil', status: 'succeeded' });
+    const items = await listItems(ctl, 'evil', r.jobs[0]!.archive!);
+    const byPath = new Map(items.map((i) => [i.path, i]));
+    expect(byPath.get('data/alice.txt')).toMatchObject({ user: 'alice', uid: 1000 });
+    expect(byPath.get('etc/passwd')).toMatchObject({ uid: 0, group: 'root', gid: 0 });
+    // No name recorded for uid 0: borg lists the number.
+    expect(String(byPath.get('etc/passwd')?.user)).toBe('0');
+    expect(existsSync(marker)).toBe(false);
+  }, 180_000);
+
   it('backs up hostile file names and planted links as plain data', async () => {
     setRootHome('/root');
     // Not UTF-8, control characters, a terminal escape: data, never arguments.

@@ -35,6 +35,10 @@ export function borgEnv(p: StatePaths, agent: string, extra: Record<string, stri
     PYTHONDONTWRITEBYTECODE: '1',
     // Python >= 3.11: nothing from the cwd (the client's mount) on sys.path, whatever runs.
     PYTHONSAFEPATH: '1',
+    // borg records who made an archive (getpass.getuser: LOGNAME first, then
+    // the passwd entry of uid 0, which a client's passwd may lack: a crash at
+    // the very end of a backup).
+    LOGNAME: 'root',
     BORG_BASE_DIR: base,
     BORG_PASSPHRASE_FD: '3',
     // chroot isolation reaches a repository as /borgrepo, everything else by its

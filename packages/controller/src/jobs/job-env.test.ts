@@ -23,6 +23,7 @@ const opts = {
 const POLLUTION: Record<string, string> = {
   PATH: '/root/.pyenv/shims:/usr/local/bin:/usr/bin',
   HOME: '/root',
+  LOGNAME: 'alice',
   PYTHONPATH: '/tmp/evil',
   PYTHONSTARTUP: '/tmp/evil.py',
   PYTHONHOME: '/tmp/evil',
@@ -64,7 +65,7 @@ describe("a job's environment", () => {
     const env = jobEnv(p, opts);
     expect(Object.keys(env).sort()).toEqual(
       [
-        'PATH', 'HOME', 'TMPDIR', 'LANG', 'LC_ALL',
+        'PATH', 'HOME', 'TMPDIR', 'LANG', 'LC_ALL', 'LOGNAME',
         'PYTHONNOUSERSITE', 'PYTHONDONTWRITEBYTECODE', 'PYTHONSAFEPATH',
         'BORG_BASE_DIR', 'BORG_PASSPHRASE_FD', 'BORG_RELOCATED_REPO_ACCESS_IS_OK', 'BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK',
         'BORG_DISPLAY_PASSPHRASE', 'BORG_HOST_ID',
@@ -104,7 +105,7 @@ describe("a job's environment", () => {
     const env = borgEnv(p, 'web1', { PASSPHRASE_FILE: '/x' });
     expect(Object.keys(env).sort()).toEqual(
       [
-        'PATH', 'HOME', 'TMPDIR', 'LANG', 'LC_ALL', 'PYTHONNOUSERSITE', 'PYTHONDONTWRITEBYTECODE', 'PYTHONSAFEPATH',
+        'PATH', 'HOME', 'TMPDIR', 'LANG', 'LC_ALL', 'LOGNAME', 'PYTHONNOUSERSITE', 'PYTHONDONTWRITEBYTECODE', 'PYTHONSAFEPATH',
         'BORG_BASE_DIR', 'BORG_PASSPHRASE_FD', 'BORG_RELOCATED_REPO_ACCESS_IS_OK', 'BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK',
         'BORG_DISPLAY_PASSPHRASE', 'PASSPHRASE_FILE',
       ].sort(),
