@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -126,4 +126,11 @@ describe('a hostile client', () => {
     // Nothing from the server's state dir was followed into the archive.
     expect(paths.filter((p) => p.startsWith('borgbase/') || p.startsWith('borgrepo/') || p.startsWith('data/to-state/'))).toEqual([]);
   }, 180_000);
+
+  it("kept borg's cache, security data and temp files in this agent's own base dir, on the server", () => {
+    const base = join(ctl.state, 'borg', 'evil');
+    expect(statSync(base).mode & 0o777).toBe(0o700);
+    expect(readdirSync(base).sort()).toEqual(['.cache', '.config', 'tmp']);
+    expect(readdirSync(join(ctl.state, 'borg'))).toEqual(['evil']);
+  });
 });
