@@ -66,6 +66,7 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
       remotePath: '/',
     });
     const { env, dir, identity: id } = access;
+    log.info({ hostname: id.hostname, users: id.users, groups: id.groups, mountExcludes: id.mountExcludes.length }, 'client identity checked');
     if (isolation === 'chroot') {
       await dir.dir('upper');
       await dir.dir('stage');
