@@ -599,7 +599,7 @@ export async function archiveInfo(env, which, repo, archive, base) {
   let r;
   if (which === 'borgpull') {
     r = await run('sh', ['-c', 'exec borg info --json "$1::$2" 3<"$3"', 'sh', repo, archive, join(ctl.state, 'secrets', `${AGENT_NAME}.passphrase`)], {
-      env: { LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', BORG_PASSPHRASE_FD: '3', BORG_BASE_DIR: join(ctl.state, 'borg'), BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes' },
+      env: { LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', BORG_PASSPHRASE_FD: '3', BORG_BASE_DIR: join(ctl.state, 'borg', AGENT_NAME), BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes' },
     });
   } else {
     r = await run('borg', ['info', '--json', `${repo}::${archive}`], { env: borgEnv(env, base) });

@@ -86,7 +86,7 @@ async function run_(ctx, env) {
   const host = env.client.host;
   const repo = join(ctl.state, 'repos', AGENT_NAME);
   const passFile = join(ctl.state, 'secrets', `${AGENT_NAME}.passphrase`);
-  const serverBorgEnv = { LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', BORG_PASSPHRASE_FD: '3', BORG_BASE_DIR: join(ctl.state, 'borg'), BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes' };
+  const serverBorgEnv = { LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', BORG_PASSPHRASE_FD: '3', BORG_BASE_DIR: join(ctl.state, 'borg', AGENT_NAME), BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes' };
   const notes = env.diagnostic ? [env.diagnostic] : [];
 
   let archive = env.archiveB;
@@ -115,7 +115,7 @@ async function run_(ctx, env) {
   const warm = () => {
     if (CFG.prewarm) {
       warmPageCache(repo);
-      warmPageCache(join(ctl.state, 'borg'));
+      warmPageCache(join(ctl.state, 'borg', AGENT_NAME));
     }
   };
   const check = (dir, what) => {

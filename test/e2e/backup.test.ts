@@ -82,9 +82,14 @@ describe('pulled backups', () => {
     ctl.configure({ agents: { pc2: { exclude: ['usr'] } } });
     const ns = await backup(ctl, ['pc2']);
     expect(ns.jobs[0], JSON.stringify(ns.jobs[0])).toMatchObject({ status: 'succeeded' });
+    expect(ns.stderr).not.toContain('chroot isolation');
     ctl.configure({ agents: { pc2: { exclude: ['usr'], isolation: 'chroot' } } });
     const ch = await backup(ctl, ['pc2']);
     expect(ch.jobs[0], JSON.stringify(ch.jobs[0])).toMatchObject({ status: 'succeeded' });
+    // Said plainly, in one line, before the job runs.
+    expect(ch.stderr.split('\n').filter((l) => l.includes('chroot isolation'))).toEqual([
+      "warning: pc2: chroot isolation runs the client's own borg as root on this server: use it only for clients you trust as much as the server",
+    ]);
     const a = await listItems(ctl, 'pc2', ns.jobs[0]!.archive!);
     const b = await listItems(ctl, 'pc2', ch.jobs[0]!.archive!);
     const view = (items: typeof a) =>

@@ -179,7 +179,7 @@ export async function listItems(ctl: Controller, agent: string, archive: string)
   const repo = join(ctl.state, 'repos', agent);
   const r = await ctl.server.exec(
     ['sh', '-c', 'exec borg list --json-lines "$1::$2" 3<"$3"', 'sh', repo, archive, join(ctl.state, 'secrets', `${agent}.passphrase`)],
-    { env: { BORG_PASSPHRASE_FD: '3', BORG_BASE_DIR: join(ctl.state, 'borg'), BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes', LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' }, reject: false },
+    { env: { BORG_PASSPHRASE_FD: '3', BORG_BASE_DIR: join(ctl.state, 'borg', agent), PYTHONNOUSERSITE: '1', BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes', LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' }, reject: false },
   );
   if (r.exitCode !== 0) throw new Error(`borg list failed: ${r.stderr}`);
   return r.stdout

@@ -1,6 +1,5 @@
 import { lstat, readdir, rm, rmdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { execa } from 'execa';
 
 export interface MountEntry {
@@ -32,12 +31,15 @@ export function mountsUnder(dir: string, pid: number | 'self' = 'self'): MountEn
   return readMounts(pid).filter((m) => m.mountPoint === base || m.mountPoint.startsWith(`${base}/`));
 }
 
-/** Recursive delete that refuses to descend into another device (a second line of defence). */
-async function removeTree(path: string, dev: number): Promise<void> {
+/**
+ * Recursive delete that refuses to descend into another device (a second line of defence).
+ * Names are walked as bytes: a client tree may hold names that are not UTF-8.
+ */
+async function removeTree(path: Buffer, dev: number): Promise<void> {
   const st = await lstat(path);
-  if (st.dev !== dev) throw new Error(`refusing to delete ${path}: it is on another device (a mount?)`);
+  if (st.dev !== dev) throw new Error(`refusing to delete ${path.toString()}: it is on another device (a mount?)`);
   if (st.isDirectory()) {
-    for (const name of await readdir(path)) await removeTree(join(path, name), dev);
+    for (const name of await readdir(path, { encoding: 'buffer' })) await removeTree(Buffer.concat([path, Buffer.from('/'), name]), dev);
     await rmdir(path);
   } else {
     await rm(path, { force: true });
@@ -63,7 +65,7 @@ export async function removeDirIfUnmounted(dir: string): Promise<string[]> {
     return [];
   }
   try {
-    await removeTree(dir, dev);
+    await removeTree(Buffer.from(dir), dev);
     return [];
   } catch (err) {
     return [`could not remove ${dir}: ${(err as Error).message}`];

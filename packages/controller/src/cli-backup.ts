@@ -1,7 +1,9 @@
 import { terminalSafe } from '@borgpull/protocol';
 import { adminRequest, adminSocketPath } from './admin-socket.js';
 import { parse, stateDirOf, UsageError, type Io } from './cli.js';
+import { loadConfig } from './config.js';
 import { bytes, duration, isoSeconds, table } from './format.js';
+import { chrootWarning } from './isolation.js';
 import type { ArchiveInfo } from './jobs/borg.js';
 import type { JobRecord } from './jobs/job-store.js';
 import type { JobEvent } from './jobs/progress.js';
@@ -69,6 +71,10 @@ export async function backupCommand(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(argv, { all: { type: 'boolean' } });
   if (values['all'] === true && positionals.length) throw new UsageError('give agent names or --all, not both');
   if (values['all'] !== true && positionals.length === 0) throw new UsageError('usage: controller backup NAME... | --all');
+  // Said before anything runs, also with --json (stderr): the daemon reads the same config at each job.
+  const cfg = await loadConfig(stateDirOf(values)).catch(() => undefined);
+  const warning = cfg && chrootWarning(cfg, values['all'] === true ? 'all' : positionals);
+  if (warning) io.err(warning);
   const view = new ProgressView((s) => process.stderr.write(s), process.stderr.isTTY === true && values['json'] !== true);
   const jobs = (await adminRequest(
     adminSocketPath(stateDirOf(values)),

@@ -3,6 +3,7 @@ import { encodePublicKey, keyFingerprint } from '@borgpull/protocol';
 import { parse, stateDirOf, UsageError, type Io } from './cli.js';
 import { configPath, parseUrl, saveConfig, validateConfig } from './config.js';
 import { ControllerError } from './errors.js';
+import { CHROOT_WARNING } from './isolation.js';
 import { createIdentity, createStateDirs, ensureSshKey, statePaths } from './state.js';
 
 /** `controller init`: state directory, identity keys, ssh key and config. */
@@ -69,6 +70,7 @@ export async function initController(argv: string[], io: Io): Promise<number> {
   io.out(`controller key ${encodePublicKey(id.publicKey)} (fingerprint ${keyFingerprint(id.publicKey)})`);
   io.out(`agents dial ${cfg.url}; tunnels go to ${cfg.tunnelUser}@${cfg.sshHost}:${cfg.sshPort}`);
   io.out(`next: 'controller check' (the tunnel sshd's rules), 'controller serve', then 'controller token NAME' for each client`);
+  if (cfg.isolation === 'chroot') io.err(`warning: ${CHROOT_WARNING}`);
   return 0;
 }
 

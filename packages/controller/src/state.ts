@@ -20,7 +20,14 @@ export function statePaths(stateDir: string) {
     passphrase: (agent: string) => join(stateDir, 'secrets', `${agent}.passphrase`),
     mountsDir: join(stateDir, 'mnt'),
     mountpoint: (agent: string) => join(stateDir, 'mnt', agent),
-    borgBase: join(stateDir, 'borg'),
+    /** Parent of the per-agent borg base dirs. */
+    borgDir: join(stateDir, 'borg'),
+    /**
+     * One agent's borg base dir (cache, security, config, temp files, HOME),
+     * 0700: a client that is trusted to run its own borg (chroot isolation)
+     * reaches this one and no other agent's.
+     */
+    borgBase: (agent: string) => join(stateDir, 'borg', agent),
     jobsDir: join(stateDir, 'jobs'),
     jobs: join(stateDir, 'jobs.json'),
   };
@@ -35,7 +42,7 @@ export type StatePaths = ReturnType<typeof statePaths>;
 export async function createStateDirs(p: StatePaths): Promise<void> {
   await mkdir(p.root, { recursive: true, mode: 0o711 });
   await chmod(p.root, 0o711);
-  for (const d of [p.sshDir, p.reposDir, p.secretsDir, p.mountsDir, p.borgBase, p.jobsDir]) {
+  for (const d of [p.sshDir, p.reposDir, p.secretsDir, p.mountsDir, p.borgDir, p.jobsDir]) {
     await mkdir(d, { recursive: true, mode: 0o700 });
     await chmod(d, 0o700);
   }

@@ -4,7 +4,6 @@ import type { ControllerDaemon } from '../daemon.js';
 import { ControllerError } from '../errors.js';
 import { applyQuota, breakStaleJobLock, discardArchive, ensureRepo } from './borg.js';
 import { openClientAccess, runCleanup, runJobScript, type Cleanup } from './client-access.js';
-import { mountExcludes, parseMounts } from './excludes.js';
 import { markFailed, newJobId, type JobRecord, type JobStore } from './job-store.js';
 import { checkFreeSpace, jobLimits, quotaError, QuotaWatchingReader, TimeLimit } from './limits.js';
 import type { JobEvent } from './progress.js';
@@ -59,6 +58,7 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
     await checkFreeSpace(p.reposDir, config.minFreeSpace);
     const settings = config.agents[agent];
     const isolation: Isolation = settings?.isolation ?? config.isolation;
+    if (isolation === 'chroot') log.warn('chroot isolation: the client runs its own borg as root on this server');
     say({ phase: 'tunnel' });
     const access = await openClientAccess({
       p,
@@ -72,6 +72,7 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
       remotePath: '/',
     });
     const { env, dir, identity: id } = access;
+    log.info({ hostname: id.hostname, users: id.users, groups: id.groups, mountExcludes: id.mountExcludes.length }, 'client identity checked');
     if (isolation === 'chroot') {
       await dir.dir('upper');
       await dir.dir('stage');
@@ -85,7 +86,7 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
     const archive = archiveName(agent);
     job.archive = archive;
     env['ARCHIVE'] = archive;
-    const excludes = [...mountExcludes(parseMounts(id.mounts)), ...config.exclude, ...(settings?.exclude ?? [])];
+    const excludes = [...id.mountExcludes, ...config.exclude, ...(settings?.exclude ?? [])];
     // `--exclude=X` in one word: a pattern starting with '-' is still a pattern.
     const args = excludes.map((x) => `--exclude=${x}`);
     say({ phase: 'borg', message: `${isolation} isolation, ${excludes.length} excludes` });

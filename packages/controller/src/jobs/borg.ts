@@ -5,17 +5,41 @@ import { execa } from 'execa';
 import { writeFileAtomic } from '@borgpull/protocol';
 import { ControllerError } from '../errors.js';
 import type { StatePaths } from '../state.js';
+import { ensureBorgBase } from './borg-base.js';
 
 /** Host ids of borg processes that run inside a job's PID namespace. */
 export const JOB_HOST_PREFIX = 'borgpull-job-';
 
-/** The environment every borg run gets: cache/config/security on the server, passphrase on fd 3. */
-export function borgEnv(p: StatePaths, extra: Record<string, string> = {}): Record<string, string> {
+/** The only PATH a job or a borg run gets (never the daemon's own). */
+export const JOB_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
+
+/**
+ * The environment every borg run gets, built from nothing: no variable of the
+ * daemon's reaches borg (BORG_LOGGING_CONF, BORG_PASSCOMMAND, PYTHONPATH,
+ * PYTHONSTARTUP, LD_PRELOAD, SSH_AUTH_SOCK, XDG_*: each would let something
+ * other than this code decide what borg reads or runs). borg is a Python
+ * program run as root without -s: HOME is a server dir and the user site dir
+ * is off, so no passwd entry or HOME can make it import a client's file.
+ * Cache, config, security and temp files go to the agent's own base dir;
+ * the passphrase comes on fd 3.
+ */
+export function borgEnv(p: StatePaths, agent: string, extra: Record<string, string> = {}): Record<string, string> {
+  const base = p.borgBase(agent);
   return {
-    PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+    PATH: JOB_PATH,
+    HOME: base,
+    TMPDIR: join(base, 'tmp'),
     LANG: 'C.UTF-8',
     LC_ALL: 'C.UTF-8',
-    BORG_BASE_DIR: p.borgBase,
+    PYTHONNOUSERSITE: '1',
+    PYTHONDONTWRITEBYTECODE: '1',
+    // Python >= 3.11: nothing from the cwd (the client's mount) on sys.path, whatever runs.
+    PYTHONSAFEPATH: '1',
+    // borg records who made an archive (getpass.getuser: LOGNAME first, then
+    // the passwd entry of uid 0, which a client's passwd may lack: a crash at
+    // the very end of a backup).
+    LOGNAME: 'root',
+    BORG_BASE_DIR: base,
     BORG_PASSPHRASE_FD: '3',
     // chroot isolation reaches a repository as /borgrepo, everything else by its
     // state-dir path: both paths are the controller's own, for a repository
@@ -34,8 +58,9 @@ export function borgEnv(p: StatePaths, extra: Record<string, string> = {}): Reco
  * read as an option.
  */
 export async function borg(p: StatePaths, agent: string, args: string[], opts: { cancelSignal?: AbortSignal } = {}) {
+  await ensureBorgBase(p, agent);
   return execa('/bin/sh', ['-c', 'exec borg "$@" 3<"$PASSPHRASE_FILE"', 'borg', ...args], {
-    env: borgEnv(p, { PASSPHRASE_FILE: p.passphrase(agent) }),
+    env: borgEnv(p, agent, { PASSPHRASE_FILE: p.passphrase(agent) }),
     extendEnv: false,
     stdin: 'ignore',
     reject: false,

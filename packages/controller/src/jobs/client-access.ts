@@ -5,8 +5,10 @@ import type { ControllerConfig } from '../config.js';
 import type { StatePaths } from '../state.js';
 import { readHostKey } from '../tunnel-keys.js';
 import type { AgentRecord } from '../registry.js';
-import { borgEnv, JOB_HOST_PREFIX } from './borg.js';
+import { ensureBorgBase } from './borg-base.js';
+import { checkClientIdentity, type ClientIdentity } from './client-identity.js';
 import { JobDir, ensureMountpoint, removeMountpoint } from './job-dir.js';
+import { hostAlias, jobEnv } from './job-env.js';
 import { BorgLogReader, type BorgOutcome } from './progress.js';
 import { jobCommand } from './scripts.js';
 
@@ -18,7 +20,8 @@ export type Identity = Extract<AgentMessage, { type: 'identity' }>;
 export type Cleanup = Array<[string, () => Promise<unknown>]>;
 
 export interface ClientAccess {
-  readonly identity: Identity;
+  /** The client's report, checked: names, excludes and host key to use. */
+  readonly identity: ClientIdentity;
   readonly dir: JobDir;
   /** Environment for a job script (see scripts.ts). */
   readonly env: Record<string, string>;
@@ -26,9 +29,10 @@ export interface ClientAccess {
 
 /**
  * Everything a job needs before its script runs: the agent's reverse tunnel,
- * the client's identity (names, mounts, sshd host key), a scratch directory
- * with the client's passwd/group, and the agent's stable mountpoint. Each step
- * pushes its undo onto `cleanup`.
+ * the client's identity (names, mounts, sshd host key), checked, a scratch
+ * directory with the passwd/group rebuilt from its names and ids (never the
+ * client's text), the agent's borg base dir and its stable mountpoint. Each
+ * step pushes its undo onto `cleanup`.
  */
 export async function openClientAccess(opts: {
   p: StatePaths;
@@ -48,25 +52,25 @@ export async function openClientAccess(opts: {
     40_000,
   );
   cleanup.push(['close the tunnel', () => link.channel.request({ type: 'tunnel.close' }, 15_000)]);
-  const identity = await link.channel.request<Identity>({ type: 'identity.get' });
+  const report = await link.channel.request<Identity>({ type: 'identity.get' });
+  const identity = checkClientIdentity(report, hostAlias(agent.name));
   const dir = await JobDir.create(`${p.jobsDir}/${opts.jobId}`);
   cleanup.push(['remove the job directory', () => dir.remove()]);
   dir.expect('sshfs.err');
-  const env = borgEnv(p, {
-    BORG_HOST_ID: `${JOB_HOST_PREFIX}${opts.jobId}`,
-    MNT: p.mountpoint(agent.name),
-    MOUNT_OPTS: opts.mountOpts,
-    REMOTE_PATH: opts.remotePath,
-    PORT: String(agent.port),
-    SSH_KEY: opts.sshKey,
-    KNOWN_HOSTS: await dir.file('known_hosts', `borgpull-agent-${agent.name} ${identity.sshHostKey}\n`),
-    HOST_ALIAS: `borgpull-agent-${agent.name}`,
-    PASSPHRASE_FILE: p.passphrase(agent.name),
-    REPO: p.repo(agent.name),
-    JOB_DIR: dir.path,
-    CLIENT_PASSWD: await dir.file('passwd', identity.passwd, 0o644),
-    CLIENT_GROUP: await dir.file('group', identity.group, 0o644),
-    NSSWITCH: await dir.file('nsswitch.conf', NSSWITCH, 0o644),
+  await ensureBorgBase(p, agent.name);
+  const env = jobEnv(p, {
+    agent,
+    jobId: opts.jobId,
+    jobDir: dir.path,
+    sshKey: opts.sshKey,
+    mountOpts: opts.mountOpts,
+    remotePath: opts.remotePath,
+    files: {
+      knownHosts: await dir.file('known_hosts', identity.knownHosts),
+      passwd: await dir.file('passwd', identity.passwd, 0o644),
+      group: await dir.file('group', identity.group, 0o644),
+      nsswitch: await dir.file('nsswitch.conf', NSSWITCH, 0o644),
+    },
   });
   await ensureMountpoint(p.mountpoint(agent.name));
   cleanup.push(['remove the mountpoint', () => removeMountpoint(p.mountpoint(agent.name))]);

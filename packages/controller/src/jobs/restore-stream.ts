@@ -6,6 +6,7 @@ import type { AgentLink } from '../agent-link.js';
 import { ControllerError, isCoded } from '../errors.js';
 import type { StatePaths } from '../state.js';
 import { borgEnv } from './borg.js';
+import { ensureBorgBase } from './borg-base.js';
 
 /** Bytes the controller may have in flight to the agent before borg's output is paused. */
 export const WINDOW_BYTES = 8 * 1024 * 1024;
@@ -66,10 +67,11 @@ export async function streamExportTar(opts: {
 
   const ac = new AbortController();
   const both = AbortSignal.any([signal, ac.signal]);
+  await ensureBorgBase(p, agent);
   // `--` first: a PATH such as `--tar-filter=CMD` (borg runs that command) is a path, never an option.
   const args = ['--', `${p.repo(agent)}::${opts.archive}`, '-', ...opts.paths];
   const borg = execa('/bin/sh', ['-c', 'exec borg export-tar "$@" 3<"$PASSPHRASE_FILE"', 'borg', ...args], {
-    env: borgEnv(p, { PASSPHRASE_FILE: p.passphrase(agent) }),
+    env: borgEnv(p, agent, { PASSPHRASE_FILE: p.passphrase(agent) }),
     extendEnv: false,
     stdin: 'ignore',
     stdout: 'pipe',

@@ -4,9 +4,10 @@
  * and every process it starts dies with it. It takes every value from the
  * environment or "$@", never from text pasted into the script.
  *
- * Environment: MNT PORT SSH_KEY KNOWN_HOSTS HOST_ALIAS MOUNT_OPTS REMOTE_PATH (sshfs through the tunnel),
- * PASSPHRASE_FILE REPO ARCHIVE, and per script the files below. "$@": extra
- * borg arguments (excludes).
+ * Environment (job-env.ts builds all of it, nothing inherited): MNT PORT
+ * SSH_KEY KNOWN_HOSTS HOST_ALIAS MOUNT_OPTS REMOTE_PATH (sshfs through the
+ * tunnel), PASSPHRASE_FILE REPO ARCHIVE, and per script the files below.
+ * "$@": extra borg arguments (excludes).
  */
 
 /** Mounts the client's / read-only through the tunnel, in the foreground, and waits for it. */
@@ -39,9 +40,13 @@ exit 0
 `;
 
 /**
- * namespace isolation: the server's own borg, with the client's passwd and
- * group bind-mounted over the server's in this namespace only, cwd at the
- * mount, `borg create ... .`. No client code runs on the server.
+ * namespace isolation: the server's own borg, with a passwd and group built
+ * from the client's names and ids (home /nonexistent, shell nologin: never the
+ * client's text, see client-names.ts) bind-mounted over the server's in this
+ * namespace only, cwd at the mount, `borg create ... .`. sshfs is already
+ * running when they are bound, so its ssh saw the server's own. No client code
+ * runs on the server: HOME, the user site dir and sys.path stay off the mount
+ * (job-env.ts), and borg is given `.`, never a client file name.
  */
 export const NAMESPACE_CREATE = String.raw`${MOUNT}
 mount --bind "$CLIENT_PASSWD" /etc/passwd || fail E_JOB_SETUP "cannot bind the client's passwd"
@@ -62,7 +67,10 @@ ${FINISH}`;
  * redirect a bind mount onto the server. Nothing is written to the client.
  * The server's dev, proc and sys are not bound in: borg create does not need
  * them, and /proc/<pid>/root would let the chroot read the server's files.
- * borg, its libraries and NSS modules are the client's own.
+ * borg, its libraries and NSS modules are the client's own: this runs the
+ * client's code as root on the server, by design. It is for clients trusted
+ * as much as the server; the only server state it sees is its own repository
+ * and its own borg base dir (cache, security, temp), never another agent's.
  */
 export const CHROOT_CREATE = String.raw`${MOUNT}
 STAGE="$JOB_DIR/stage"
@@ -77,12 +85,13 @@ mount -t overlay borgpull-stage -o "lowerdir=$MNT,upperdir=$JOB_DIR/upper/u,work
   || fail E_JOB_SETUP "cannot stack an overlay on the client's tree"
 mount --bind "$REPO" "$STAGE/borgrepo" || fail E_JOB_SETUP "cannot bind the repository"
 mount --bind "$BORG_BASE_DIR" "$STAGE/borgbase" || fail E_JOB_SETUP "cannot bind borg's cache"
-chroot "$STAGE" /bin/sh -c 'command -v borg' >/dev/null 2>&1 \
+# The client's borg may live in /usr/local (pip): look there too, inside the chroot.
+CPATH=/usr/local/sbin:/usr/local/bin:$PATH
+PATH=$CPATH chroot "$STAGE" /bin/sh -c 'command -v borg' >/dev/null 2>&1 \
   || fail E_JOB_CHROOT_BORG "chroot isolation needs borg installed on the client (not found in its PATH)"
-mkdir -p "$BORG_BASE_DIR/tmp" || fail E_JOB_SETUP "cannot make borg's temp dir"
 # Temp files go to the server too: a write to the client's /tmp would land in the
 # overlay (changing the archived /tmp) and fill its small upper layer.
-BORG_BASE_DIR=/borgbase TMPDIR=/borgbase/tmp chroot "$STAGE" borg create --log-json --progress --json --list --filter=AME --files-cache ctime,size \
+PATH=$CPATH HOME=/borgbase BORG_BASE_DIR=/borgbase TMPDIR=/borgbase/tmp chroot "$STAGE" borg create --log-json --progress --json --list --filter=AME --files-cache ctime,size \
   --noflags --noxattrs --noacls --exclude /borgrepo --exclude /borgbase \
   "$@" "/borgrepo::$ARCHIVE" / 3<"$PASSPHRASE_FILE"
 ${FINISH}`;
