@@ -10,7 +10,7 @@
  * fresh object. Unknown fields are refused, so a typo or a `__proto__` key is
  * an error, never silently ignored.
  */
-import { asRecord, bool, optInt, optStr, optStrList, str, LIMITS, MAX_RESTORE_PATHS, type Rec } from '@borgpull/protocol';
+import { bool, optInt, optStr, optStrList, str, LIMITS, MAX_RESTORE_PATHS, type Rec } from '@borgpull/protocol';
 import { ControllerError } from '../errors.js';
 import { checkAgentName } from '../registry.js';
 import type { ArchiveInfo } from '../jobs/borg.js';
@@ -43,10 +43,10 @@ export function command<R, E = never>(): <A>(readArgs: (raw: Rec) => A) => Comma
   return (readArgs) => ({ readArgs });
 }
 
-/** Refuses any field not in `known`: a request means exactly what it says. */
-export function onlyFields(r: Rec, known: readonly string[]): void {
+/** Refuses any field not in `known`: a request means exactly what it says (a `__proto__` key is just an unknown field). */
+export function onlyFields(r: Rec, known: readonly string[], code: 'E_ADMIN_ARGS' | 'E_ADMIN_REQUEST' = 'E_ADMIN_ARGS'): void {
   for (const k of Object.keys(r)) {
-    if (!known.includes(k)) throw new ControllerError('E_ADMIN_ARGS', `unknown argument "${k.slice(0, 64)}"`);
+    if (!known.includes(k)) throw new ControllerError(code, `unknown ${code === 'E_ADMIN_ARGS' ? 'argument' : 'request field'} "${k.slice(0, 64)}"`);
   }
 }
 
@@ -54,8 +54,8 @@ const NAME = { max: LIMITS.name, nonEmpty: true, line: true } as const;
 /** As the agent reads them in restore.begin: a file name may hold any character but NUL. */
 const PATH = { max: LIMITS.message } as const;
 const DAY_MS = 24 * 60 * 60 * 1000;
-/** Agent names in one `backup` request: far more than any server has clients. */
-export const MAX_BACKUP_NAMES = 10_000;
+/** Agent names in one `backup` request: more than one server serves (and than fit in a request line). */
+export const MAX_BACKUP_NAMES = 4096;
 
 const agentName = (r: Rec, field: string): string => checkAgentName(str(r, field, NAME));
 
@@ -167,8 +167,3 @@ export const ADMIN_API = {
 
 export type AdminApi = typeof ADMIN_API;
 export type AdminCommand = keyof AdminApi;
-
-/** Reads a request's arguments (a decoded JSON value) for `spec`: a map, checked and copied. */
-export function readArgs<C extends AnyCommand>(spec: C, raw: unknown): ArgsOf<C> {
-  return spec.readArgs(asRecord(raw ?? {}, 'args')) as ArgsOf<C>;
-}

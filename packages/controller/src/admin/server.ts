@@ -37,7 +37,7 @@ export function readRequest<Api extends ApiSpec>(api: Api, line: string): { cmd:
   }
   try {
     const r = asRecord(decoded, 'the request');
-    onlyFields(r, ['cmd', 'args']);
+    onlyFields(r, ['cmd', 'args'], 'E_ADMIN_REQUEST');
     const cmd = str(r, 'cmd', { max: 64, nonEmpty: true, line: true });
     if (!Object.hasOwn(api, cmd)) throw new ControllerError('E_ADMIN_UNKNOWN_COMMAND', `unknown admin command '${cmd}'`);
     const spec: AnyCommand = api[cmd]!;
