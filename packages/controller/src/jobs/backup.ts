@@ -49,6 +49,8 @@ export async function runBackup(ctx: JobContext, agent: string, emit: (e: JobEve
     const config = await loadConfig(ctx.paths.root);
     const limits = jobLimits(config, agent);
     limit = new TimeLimit(cancel, limits.timeLimit, limits.timeLimitKey);
+    // A job that waited for its turn while the daemon began to stop ends here, before any tunnel opens.
+    limit.signal.throwIfAborted();
     await checkFreeSpace(ctx.paths.reposDir, config.minFreeSpace);
     const isolation: Isolation = config.agents[agent]?.isolation ?? config.isolation;
     if (isolation === 'chroot') log.warn('chroot isolation: the client runs its own borg as root on this server');

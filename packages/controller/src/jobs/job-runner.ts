@@ -82,7 +82,8 @@ export class JobRunner {
       await this.recover(store);
       this.store = store;
       this.limiter = new Limiter(this.deps.config.parallel);
-      this.transition('running');
+      // stop() may have come first: it stays stopping.
+      if (this.state === 'starting') this.transition('running');
     })();
     return this.starting;
   }
@@ -107,13 +108,16 @@ export class JobRunner {
 
   /** Takes no more work, lets running jobs finish for up to `graceMs`, then cancels them and waits for their cleanup. Idempotent. */
   stop(graceMs: number, reason: string): Promise<void> {
-    this.stopping ??= (async () => {
-      if (this.state === 'created') {
-        this.state = 'stopped';
-        return;
-      }
+    if (this.stopping) return this.stopping;
+    if (this.state === 'created') {
+      this.state = 'stopped';
+      this.stopping = Promise.resolve();
+      return this.stopping;
+    }
+    // At once, not after an await: a command that comes in from here on is refused.
+    this.transition('stopping');
+    this.stopping = (async () => {
       await this.starting?.catch(() => undefined);
-      this.transition('stopping');
       const all = Promise.allSettled([...this.active]);
       let timer: NodeJS.Timeout | undefined;
       const graceOver = new Promise<'grace over'>((resolve) => (timer = setTimeout(() => resolve('grace over'), Math.max(0, graceMs))));
@@ -123,7 +127,6 @@ export class JobRunner {
         this.deps.log.warn({ jobs: [...this.running], graceMs }, 'cancelling the jobs still running');
         this.cancel.abort(new ControllerError('E_JOB_CANCELLED', `controller stopping (${reason})`));
       }
-      // Jobs started while draining are in `active` too.
       while (this.active.size > 0) await Promise.allSettled([...this.active]);
       this.transition('stopped');
     })();
