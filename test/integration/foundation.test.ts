@@ -244,7 +244,10 @@ describe('foundation over loopback (real processes)', () => {
     expect(table.exitCode).toBe(0);
     expect(table.stdout).toMatch(/^web1\s+connected\s+/m);
     expect(status.exitCode, status.stderr).toBe(0);
-    expect(status.stdout).toBe(`enrolled as 'web1' with ws://127.0.0.1:${c.port} (tunnel port ${view.port})`);
+    const statusLines = status.stdout.split('\n');
+    expect(statusLines[0]).toBe(`enrolled as 'web1' with ws://127.0.0.1:${c.port} (tunnel port ${view.port})`);
+    expect(statusLines[1]).toMatch(/^restore policy: /);
+    expect(statusLines[2]).toBe('no restore orders received');
     expect(JSON.parse(statusJson.stdout)).toMatchObject({
       name: 'web1',
       url: `ws://127.0.0.1:${c.port}`,
