@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRequest, adminSocketPath } from '@borgpull/controller';
 import { MIB, type Controller, Fixture } from './controller-fixture.js';
-import { waitFor } from './procs.js';
+import { AGENT_BIN, waitFor } from './procs.js';
 import { RawUpgrade } from './raw-upgrade.js';
 
 // The controller's bounds (agent-server.ts), restated: a change there must show here.
@@ -124,5 +124,22 @@ describe('before authentication (real controller)', () => {
     await waitFor('room for a new handshake', async () => (await open(c, '127.0.2.1')).status === 101);
     const after = await c.agent('steady');
     expect(after).toMatchObject({ connected: true, since: before.since });
+  });
+
+  it('an agent refused (503) while its address is full connects by itself once there is room', async () => {
+    const c = await fx.controller();
+    const { dir } = await c.enroll('late');
+    // The agent dials from 127.0.0.1: take every slot of that address.
+    const held = await Promise.all(Array.from({ length: MAX_PENDING_PER_ADDRESS }, () => open(c, '127.0.0.1')));
+    expect(held.every((k) => k.status === 101)).toBe(true);
+    const from = c.serve.mark();
+    const agent = fx.procs.spawn('agent late', AGENT_BIN, ['run', '--state-dir', dir]);
+    const refused = await agent.waitForLog({ msg: 'connection to controller failed' });
+    expect(String(refused['reason'])).toMatch(/503/);
+    expect(c.serve.find({ msg: 'agent connected' }, from)).toBeUndefined();
+    for (const k of held) k.destroy();
+    // Backoff starts at 500 ms with full jitter, doubling: a few seconds at most.
+    await c.serve.waitForLog({ msg: 'agent connected', agentId: 'late' }, { from, timeoutMs: 15_000 });
+    expect((await c.agent('late')).connected).toBe(true);
   });
 });
