@@ -2,6 +2,8 @@
  * Unauthenticated peers against a real `controller serve`: what a connection
  * may cost before it has proved who it is (issue 7, item 5). Needs a build.
  */
+import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRequest, adminSocketPath } from '@borgpull/controller';
 import { MIB, type Controller, Fixture } from './controller-fixture.js';
@@ -141,5 +143,21 @@ describe('before authentication (real controller)', () => {
     // Backoff starts at 500 ms with full jitter, doubling: a few seconds at most.
     await c.serve.waitForLog({ msg: 'agent connected', agentId: 'late' }, { from, timeoutMs: 15_000 });
     expect((await c.agent('late')).connected).toBe(true);
+  });
+
+  it('an upgrade request with 10 KiB of headers is refused (431) before any WebSocket exists', async () => {
+    const c = await fx.controller();
+    const answer = await new Promise<string>((resolve) => {
+      const socket = connect({ host: '127.0.0.1', port: c.listenPort });
+      let got = '';
+      socket.on('error', () => undefined);
+      socket.on('data', (d) => (got += d.toString('latin1')));
+      socket.on('close', () => resolve(got));
+      socket.write(
+        'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+          `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\nX-Pad: ${'a'.repeat(10 * 1024)}\r\n\r\n`,
+      );
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 431 /);
   });
 });
