@@ -28,9 +28,17 @@ export class Refused extends Error {
   override name = 'Refused';
 }
 
+/** `/proc/self/fd/<fd>/` for each fd number (the text only depends on the number). */
+const prefixes = new Map<number, Buffer>();
+
 /** `/proc/self/fd/<fd>/<name>` as bytes: `name` need not be UTF-8. */
 export function at(dirFd: number, name: Buffer): Buffer {
-  return Buffer.concat([Buffer.from(`/proc/self/fd/${dirFd}/`), name]);
+  let prefix = prefixes.get(dirFd);
+  if (!prefix) {
+    prefix = Buffer.from(`/proc/self/fd/${dirFd}/`);
+    if (prefixes.size < 4096) prefixes.set(dirFd, prefix);
+  }
+  return Buffer.concat([prefix, name], prefix.length + name.length);
 }
 
 /** A name for messages: bytes decoded, control characters (C0, C1) escaped. */
