@@ -126,4 +126,19 @@ describe('extractor round trip against GNU tar', () => {
     expect(readFileSync(outside, 'utf8')).toBe('keep\n');
     expect(readFileSync(join(target, 'home/alice/report.txt'), 'utf8')).toBe('quarterly\n');
   });
+
+  it('refuses a member deeper than 2048 components instead of holding an fd per level', () => {
+    const tar = execFileSync('python3', ['-c', `
+import io, tarfile, sys
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode='w', format=tarfile.GNU_FORMAT) as t:
+    for name in ['a/' * 3000 + 'deep', 'shallow']:
+        i = tarfile.TarInfo(name); i.size = 1; t.addfile(i, io.BytesIO(b'x'))
+sys.stdout.buffer.write(buf.getvalue())
+`]);
+    const target = join(base, 'deep');
+    const x = extract(target, tar, OwnerMap.numeric(), 65536);
+    expect(x.messages).toEqual([expect.stringMatching(/not written: more than 2048 path components$/)]);
+    expect(readdirSync(target)).toEqual(['shallow']);
+  });
 });

@@ -35,6 +35,8 @@ interface OpenFile {
 }
 
 const DOTDOT = Buffer.from('..');
+/** Path components per member: each open directory on the stack is an fd (PATH_MAX allows 2048). */
+const MAX_DEPTH = 2048;
 
 export class Extractor implements MemberSink {
   /** the directories of the current path, below TARGET */
@@ -116,7 +118,9 @@ export class Extractor implements MemberSink {
       const code = errCode(err);
       why = code ? `${code}${err instanceof Error && 'syscall' in err ? ` (${String(err.syscall)})` : ''}` : err instanceof Error ? err.message : String(err);
     }
-    this.note(`${show(name)}: not written: ${why}`);
+    const shown = show(name);
+    // A long name is cut so that the reason still fits in the message.
+    this.note(`${shown.length > 300 ? `${shown.slice(0, 300)}...` : shown}: not written: ${why}`);
   }
 
   private links(): LinkBudget {
@@ -126,6 +130,7 @@ export class Extractor implements MemberSink {
   private member(m: Member): void {
     const comps = components(m.name);
     if (comps.some((c) => c.equals(DOTDOT))) throw new Refused("the name contains '..'");
+    if (comps.length > MAX_DEPTH) throw new Refused(`more than ${MAX_DEPTH} path components`);
     if (m.type === 'other') throw new Refused(`unsupported tar member type '${show(m.flag)}', skipped`);
     if (comps.length === 0) {
       if (m.type !== 'dir') throw new Refused('empty name');
