@@ -6,7 +6,7 @@ import type { AgentMessage, Channel, ControllerMessage } from '@borgpull/protoco
 import { AgentError } from './errors.js';
 import { Extractor } from './extract/extractor.js';
 import { OwnerMap } from './extract/owners.js';
-import { Refused, errCode, openTarget, show } from './extract/safe-dir.js';
+import { errCode, isRefused, openTarget, show } from './extract/safe-dir.js';
 import { TarStream } from './extract/tar-stream.js';
 
 type AgentChannel = Channel<AgentMessage, ControllerMessage>;
@@ -139,7 +139,7 @@ export function openRestoreTarget(target: string): { path: string; fd: number } 
   try {
     return { path: clean, fd: openTarget(clean) };
   } catch (err) {
-    const why = err instanceof Refused ? err.message : (errCode(err) ?? String(err));
+    const why = isRefused(err) ? err.message : (errCode(err) ?? String(err));
     throw new AgentError('E_RESTORE_TARGET', `restore target ${show(clean)} refused: ${why}`);
   }
 }

@@ -7,7 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, constants, fstatSync, linkSync, lstatSync, mkdirSync, openSync, renameSync, rmdirSync, symlinkSync, unlinkSync, utimesSync, type Stats } from 'node:fs';
-import { DIR_FLAGS, O_PATH, Refused, at, errCode, inside, openDir, untrustedLink, type LinkBudget } from './safe-dir.js';
+import { DIR_FLAGS, O_PATH, Refused, at, errCode, inside, isRefused, openDir, untrustedLink, type LinkBudget } from './safe-dir.js';
 
 const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
 const FILE_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
@@ -87,7 +87,7 @@ export function makeDir(dirFd: number, name: Buffer, where: string, links: LinkB
       try {
         return { fd: openDir(dirFd, name, where, false, links), viaLink: true };
       } catch (err) {
-        if (!(err instanceof Refused)) throw err;
+        if (!isRefused(err)) throw err;
         // A root link to nothing usable: GNU tar would replace it too.
       }
     }

@@ -12,7 +12,7 @@
 import { closeSync, fchmodSync, fchownSync, futimesSync, writeSync } from 'node:fs';
 import { createFile, createHardlink, createNode, createSymlink, makeDir } from './entries.js';
 import type { OwnerMap } from './owners.js';
-import { Refused, components, errCode, inodeKey, inside, show, walk, type LinkBudget } from './safe-dir.js';
+import { Refused, components, errCode, inodeKey, inside, isRefused, show, walk, type LinkBudget } from './safe-dir.js';
 import type { Member, MemberSink } from './tar-stream.js';
 
 /** Messages kept for the result: the first ones, each bounded. */
@@ -113,7 +113,7 @@ export class Extractor implements MemberSink {
 
   private refuse(name: Buffer, err: unknown): void {
     let why: string;
-    if (err instanceof Refused) why = err.message;
+    if (isRefused(err)) why = err.message;
     else {
       const code = errCode(err);
       why = code ? `${code}${err instanceof Error && 'syscall' in err ? ` (${String(err.syscall)})` : ''}` : err instanceof Error ? err.message : String(err);

@@ -13,6 +13,7 @@
  * check-then-use gap as there is with a path handed to GNU tar.
  */
 import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync, type Stats } from 'node:fs';
+import { AgentError } from '../errors.js';
 
 const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW } = constants;
 export const DIR_FLAGS = O_RDONLY | O_DIRECTORY | O_NOFOLLOW;
@@ -24,8 +25,17 @@ const MAX_LINKS = 40;
 const RETRIES = 8;
 
 /** A member (or target) is not written: the message says why. */
-export class Refused extends Error {
+export class Refused extends AgentError {
   override name = 'Refused';
+
+  constructor(message: string) {
+    super('E_RESTORE_REFUSED', message);
+  }
+}
+
+/** True for a Refused error (branch on the code). */
+export function isRefused(err: unknown): err is Refused {
+  return err instanceof AgentError && err.code === 'E_RESTORE_REFUSED';
 }
 
 /** `/proc/self/fd/<fd>/` for each fd number (the text only depends on the number). */
@@ -146,7 +156,7 @@ function followLink(dirFd: number, where: string, text: Buffer, label: string, l
   try {
     return walk(start, components(text), absolute ? '/' : where, false, links);
   } catch (err) {
-    if (err instanceof Refused && !err.message.startsWith(label)) throw new Refused(`${label}: ${err.message}`);
+    if (isRefused(err) && !err.message.startsWith(label)) throw new Refused(`${label}: ${err.message}`);
     throw err;
   } finally {
     closeSync(start);

@@ -4,6 +4,7 @@
  * with `--tar-format PAX`), and POSIX ustar. Input is untrusted: every field
  * is checked and bounded, names stay raw bytes (a file name need not be UTF-8).
  */
+import { AgentError } from '../errors.js';
 
 export const BLOCK = 512;
 
@@ -36,8 +37,13 @@ export interface RawHeader {
   devminor: number;
 }
 
-export class TarFormatError extends Error {
+/** The stream is not a well-formed tar archive: the restore stops there. */
+export class TarFormatError extends AgentError {
   override name = 'TarFormatError';
+
+  constructor(message: string) {
+    super('E_RESTORE_TAR_FORMAT', message);
+  }
 }
 
 function typeOf(flag: number): MemberType {
