@@ -1,6 +1,7 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { createHash } from 'node:crypto';
-import { lchownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -21,7 +22,7 @@ function fakeChannel(): Channel<AgentMessage, ControllerMessage> {
 
 /** GNU tar of `members` under `src`; `--no-recursion` so a partial stream has no parent dir members. */
 function gnuTar(src: string, members: string[], recursive = true): Buffer {
-  return execFileSync('tar', ['-c', '-f', '-', '--format=gnu', '-C', src, ...(recursive ? [] : ['--no-recursion']), ...members]);
+  return execFileSync('tar', ['-c', '-f', '-', '--format=gnu', '-C', src, ...(recursive ? [] : ['--no-recursion']), ...members], { maxBuffer: 64 * 1024 * 1024 });
 }
 
 async function restore(target: string, tar: Buffer): Promise<Extract<AgentMessage, { type: 'restore.result' }>> {
@@ -129,5 +130,45 @@ describe('restores never write through a symlink a user planted', () => {
     expect(r.ok, r.stderr).toBe(true);
     expect(readFileSync(secret, 'utf8')).toBe('keep\n');
     expect(readFileSync(join(target, 'home/alice/docs'), 'utf8')).toBe('file now\n');
+  });
+
+  it('stays safe while alice swaps her directory for a link to outside, again and again, during the restore', async () => {
+    for (let i = 0; i < 600; i++) writeFileSync(join(src, `home/alice/docs/f${i}`), `${i}\n`);
+    execFileSync('chown', ['-R', `${ALICE}:${ALICE}`, join(src, 'home/alice')]);
+    mkdirSync(join(target, 'home/alice/docs'));
+    execFileSync('chown', [`${ALICE}:${ALICE}`, join(target, 'home/alice/docs')]);
+    const home = join(target, 'home/alice');
+    for (const d of [base, target, join(target, 'home')]) chmodSync(d, 0o755); // alice may reach her home
+    const stop = join(base, 'stop');
+    // alice herself (uid 1000, no privileges) moves the real directory away and plants a link, in a loop.
+    const flipper = spawn('setpriv', ['--reuid=1000', '--regid=1000', '--clear-groups', '/usr/bin/python3', '-c', `
+import os, sys
+home, outside, stop = sys.argv[1:4]
+n = 0
+while not os.path.exists(stop):
+    try:
+        os.rename(home + '/docs', home + '/docs.real')
+        os.symlink(outside, home + '/docs')
+        n += 1
+        os.unlink(home + '/docs')
+        os.rename(home + '/docs.real', home + '/docs')
+    except OSError:
+        pass
+print(n)
+`, home, outside, stop], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let flips = '';
+    flipper.stdout.on('data', (d: Buffer) => (flips += d.toString()));
+    try {
+      for (const tar of [gnuTar(src, ['home/alice/docs']), gnuTar(src, readdirSync(join(src, 'home/alice/docs')).map((f) => `home/alice/docs/${f}`), false)]) {
+        const r = await restore(target, tar);
+        expect(r.files).toBeGreaterThan(0);
+        expect(readdirSync(outside)).toEqual([]);
+      }
+    } finally {
+      writeFileSync(stop, '');
+      if (flipper.exitCode === null) await once(flipper, 'exit');
+    }
+    expect(Number(flips)).toBeGreaterThan(10);
+    expect(readdirSync(outside)).toEqual([]);
   });
 });
