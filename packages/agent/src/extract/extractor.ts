@@ -165,7 +165,7 @@ export class Extractor implements MemberSink {
         return;
       case 'symlink': {
         const st = createSymlink(parent.fd, name, parent.where, m.linkname, uid, gid, m.mtime);
-        if (st.uid === 0) this.created.add(inodeKey(st));
+        if (uid === 0) this.created.add(inodeKey(st)); // only root's links could be followed
         this.written++;
         return;
       }
