@@ -11,7 +11,7 @@ import { TarStream } from './extract/tar-stream.js';
 
 type AgentChannel = Channel<AgentMessage, ControllerMessage>;
 
-/** Credit is returned in batches of this size once the bytes are on disk. */
+/** Credit is returned in batches of this size once the bytes are written. */
 const CREDIT_BATCH = 256 * 1024;
 
 export type StreamState = 'receiving' | 'ending' | 'done';
@@ -26,7 +26,7 @@ const EXIT_FATAL = 2;
  * written under TARGET as they arrive, by the agent's own extractor (see
  * extract/), which never writes through a symlink a user planted. Each chunk
  * is written synchronously before the next is taken (a few ms at most: one
- * ws frame), and credit goes back only for bytes that are on disk, so
+ * ws frame), and credit goes back only for bytes already written, so
  * neither side holds more than the controller's window.
  */
 class RestoreStream {
