@@ -141,4 +141,20 @@ sys.stdout.buffer.write(buf.getvalue())
     expect(x.messages).toEqual([expect.stringMatching(/not written: more than 2048 path components$/)]);
     expect(readdirSync(target)).toEqual(['shallow']);
   });
+
+  it('skips a GNU sparse member (with its extension headers) with a message, and restores what follows', () => {
+    const dir = join(base, 'sparse-src');
+    mkdirSync(dir);
+    execFileSync('python3', ['-c', `
+f = open('${dir}/sparse', 'wb')
+for i in range(10):
+    f.seek(i * 1024 * 1024); f.write(b'x' * 10)
+`]);
+    writeFileSync(join(dir, 'z-after'), 'after\n');
+    const tar = execFileSync('tar', ['-c', '-f', '-', '--format=gnu', '--sparse', '-C', dir, 'sparse', 'z-after']);
+    const target = join(base, 'sparse');
+    const x = extract(target, tar, OwnerMap.numeric(), 1000);
+    expect(x.messages).toEqual(["sparse: not written: unsupported tar member type 'S', skipped"]);
+    expect(readFileSync(join(target, 'z-after'), 'utf8')).toBe('after\n');
+  });
 });
