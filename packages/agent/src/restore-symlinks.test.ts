@@ -171,4 +171,22 @@ print(n)
     expect(Number(flips)).toBeGreaterThan(10);
     expect(readdirSync(outside)).toEqual([]);
   });
+
+  it("does not give alice a name elsewhere for her own file through a hard link member whose source she replaced", async () => {
+    // The stream's hard link says: usr/tool is root's file home/alice/docs/x. On disk, x is alice's now.
+    mkdirSync(join(src, 'usr'));
+    writeFileSync(join(src, 'home/alice/docs/x'), 'root file\n');
+    execFileSync('chown', ['0:0', join(src, 'home/alice/docs/x')]);
+    execFileSync('ln', [join(src, 'home/alice/docs/x'), join(src, 'usr/tool')]);
+    const both = gnuTar(src, ['home/alice/docs/x', 'usr/tool'], false);
+    const linkOnly = both.subarray(1024); // x's header and its one data block off: the hard link member comes first
+    mkdirSync(join(target, 'home/alice/docs'));
+    writeFileSync(join(target, 'home/alice/docs/x'), 'alice can write this\n');
+    execFileSync('chown', ['-R', `${ALICE}:${ALICE}`, join(target, 'home/alice/docs')]);
+    mkdirSync(join(target, 'usr'));
+    const r = await restore(target, linkOnly);
+    expect(() => lstatSync(join(target, 'usr/tool'))).toThrow();
+    expect(r.ok).toBe(false);
+    expect(r.stderr).toMatch(/usr\/tool: not written: its source is owned by uid 1000, not by uid 0/);
+  });
 });

@@ -118,9 +118,25 @@ export function createSymlink(dirFd: number, name: Buffer, where: string, text: 
   }
 }
 
-/** A hard link to an existing entry; link(2) does not follow a symlink at the source. */
-export function createHardlink(srcDirFd: number, srcName: Buffer, dirFd: number, name: Buffer, where: string): void {
+/**
+ * A hard link to an existing entry; link(2) does not follow a symlink at the
+ * source. The linked inode must have the member's (archived) owner: a user
+ * who swapped her own file in at the source path would otherwise get a name
+ * for it wherever the archive says (GNU tar links whatever is there).
+ */
+export function createHardlink(srcDirFd: number, srcName: Buffer, dirFd: number, name: Buffer, where: string, uid: number): void {
   replacing(dirFd, name, where, () => linkSync(at(srcDirFd, srcName), at(dirFd, name)));
+  const p = openSync(at(dirFd, name), O_PATH | O_NOFOLLOW);
+  let owner: number;
+  try {
+    owner = fstatSync(p).uid;
+  } finally {
+    closeSync(p);
+  }
+  if (owner !== uid) {
+    unlinkSync(at(dirFd, name));
+    throw new Refused(`its source is owned by uid ${owner}, not by uid ${uid} as archived`);
+  }
 }
 
 let tmpSeq = 0;

@@ -174,7 +174,7 @@ export class Extractor implements MemberSink {
         if (src.length === 0 || src.some((c) => c.equals(DOTDOT))) throw new Refused(`the hard link's source '${show(m.linkname)}' is empty or contains '..'`);
         const srcDir = walk(this.root.fd, src.slice(0, -1), '', false, this.links());
         try {
-          createHardlink(srcDir, src[src.length - 1]!, parent.fd, name, parent.where);
+          createHardlink(srcDir, src[src.length - 1]!, parent.fd, name, parent.where, uid);
         } finally {
           closeSync(srcDir);
         }
