@@ -249,7 +249,7 @@ export class ControllerDaemon {
         this.log.info({ agentId: name, tokenId: record.id, expiresAt: record.expiresAt }, 'enrollment token issued');
         return { token, expiresAt: record.expiresAt };
       },
-      agents: async () => this.agentViews(),
+      agents: () => Promise.resolve(this.agentViews()),
       revoke: async ({ name }) => {
         const rec = await this.registry.revoke(name);
         await writeTunnelKeys(this.paths.tunnelAuthorizedKeys, this.registry.agents());

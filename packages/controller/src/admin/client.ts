@@ -84,7 +84,7 @@ export class AdminClient<Api extends ApiSpec> {
         sock.destroy();
         // The daemon answers with the result of the command it was asked: its type is the command's.
         if (err) reject(err);
-        else resolve(result as ResultOf<Api[K]>);
+        else resolve(result);
       };
       sock.setEncoding('utf8');
       sock.once('connect', () => sock.write(encodeLine({ cmd, args })));
@@ -92,20 +92,21 @@ export class AdminClient<Api extends ApiSpec> {
       sock.on('data', (chunk: string) => {
         if (done) return;
         buf += chunk;
-        let nl: number;
-        while (!done && (nl = buf.indexOf('\n')) >= 0) {
+        for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
           const line = buf.slice(0, nl);
           buf = buf.slice(nl + 1);
           let reply: ReplyLine;
           try {
             reply = readReplyLine(line);
           } catch (err) {
-            finish(err as ControllerError);
+            finish(err instanceof ControllerError ? err : badReply('a line it could not read'));
             return;
           }
-          if (reply.kind === 'event') onEvent(reply.event as EventOf<Api[K]>);
-          else if (reply.kind === 'result') finish(undefined, reply.result);
-          else finish(new ControllerError(reply.code, reply.message));
+          if (reply.kind === 'event') onEvent(reply.event);
+          else {
+            finish(reply.kind === 'result' ? undefined : new ControllerError(reply.code, reply.message), reply.kind === 'result' ? reply.result : undefined);
+            return;
+          }
         }
         if (buf.length > MAX_REPLY_CHARS) finish(badReply(`a reply line longer than ${MAX_REPLY_CHARS} characters`));
       });

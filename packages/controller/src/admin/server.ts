@@ -12,8 +12,8 @@ type ReadHandler = (args: unknown, emit: (event: unknown) => void, signal: Abort
 
 /** Makes `dir` a directory only this user can enter, refusing anything else at that path (a link, a file, another owner's). */
 async function privateDir(dir: string): Promise<void> {
-  await mkdir(dir, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EEXIST') throw err;
+  await mkdir(dir, { mode: 0o700 }).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   });
   const st = await lstat(dir);
   const uid = process.getuid?.() ?? 0;
@@ -39,8 +39,8 @@ export function readRequest<Api extends ApiSpec>(api: Api, line: string): { cmd:
     const r = asRecord(decoded, 'the request');
     onlyFields(r, ['cmd', 'args'], 'E_ADMIN_REQUEST');
     const cmd = str(r, 'cmd', { max: 64, nonEmpty: true, line: true });
-    if (!Object.hasOwn(api, cmd)) throw new ControllerError('E_ADMIN_UNKNOWN_COMMAND', `unknown admin command '${cmd}'`);
-    const spec: AnyCommand = api[cmd]!;
+    const spec: AnyCommand | undefined = Object.hasOwn(api, cmd) ? api[cmd] : undefined;
+    if (!spec) throw new ControllerError('E_ADMIN_UNKNOWN_COMMAND', `unknown admin command '${cmd}'`);
     const args: unknown = spec.readArgs(asRecord(r['args'] ?? {}, 'args'));
     return { cmd, args };
   } catch (err) {

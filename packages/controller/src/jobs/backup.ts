@@ -189,7 +189,10 @@ async function runCreate(
 /** Sets the job's status from the script's run; throws for every way it failed. */
 function judge(job: JobRecord, run: CreateRun, limits: JobLimits, signal: AbortSignal): void {
   const out = run.outcome;
-  if (signal.aborted) throw new ControllerError('E_JOB_CANCELLED', `the job was cancelled: ${String((signal.reason as Error)?.message ?? signal.reason)}`);
+  if (signal.aborted) {
+    const why: unknown = signal.reason;
+    throw new ControllerError('E_JOB_CANCELLED', `the job was cancelled: ${why instanceof Error ? why.message : String(why)}`);
+  }
   if (out.setupError) throw new ControllerError(out.setupError.code, out.setupError.message);
   if (run.quotaExceeded) throw quotaError(limits);
   if (out.rc === null) {
@@ -221,12 +224,12 @@ async function discardFailed(ctx: JobContext, job: JobRecord, log: Logger): Prom
     await breakStaleJobLock(ctx.paths, job.agent, (id) => id !== job.id && ctx.running.has(id));
     const gone = await discardArchive(ctx.paths, job.agent, job.archive);
     if (gone.length) {
-      job.reason += `; the partial archive was deleted`;
+      job.reason = `${job.reason ?? ''}; the partial archive was deleted`;
       log.warn({ archives: gone }, 'deleted the archive of a failed backup');
     }
     job.archive = undefined;
   } catch (e) {
-    job.reason += `; its archive ${job.archive} could not be deleted (${(e as Error).message}): delete it by hand`;
+    job.reason = `${job.reason ?? ''}; its archive ${job.archive} could not be deleted (${(e as Error).message}): delete it by hand`;
   }
 }
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { AgentLink } from '../agent-link.js';
+import { AgentLink } from '../agent-link.js';
 import type { AgentRecord } from '../registry.js';
 import { statePaths, type StatePaths } from '../state.js';
 import type { JobContext } from './job-context.js';
@@ -26,8 +26,8 @@ const agents: AgentRecord[] = [
 const registry = { get: (n: string) => agents.find((a) => a.name === n), agents: () => agents };
 /** Connected agents: a unit test of the runner needs only their name and state. */
 const links = new Map<string, AgentLink>([
-  ['pc1', { name: 'pc1', state: 'open' } as AgentLink],
-  ['pc2', { name: 'pc2', state: 'open' } as AgentLink],
+  ['pc1', Object.assign(Object.create(AgentLink.prototype) as AgentLink, { name: 'pc1', state: 'open' })],
+  ['pc2', Object.assign(Object.create(AgentLink.prototype) as AgentLink, { name: 'pc2', state: 'open' })],
 ]);
 
 /** A fake backup: records the job, waits for `until` or for cancellation, then cleans up. */
@@ -69,8 +69,8 @@ describe('JobRunner', () => {
       ops: {
         backup: () => Promise.reject(new Error('no backup expected')),
         restore: () => Promise.reject(new Error('no restore expected')),
-        breakStaleJobLock: async () => false,
-        discardArchive: async () => [],
+        breakStaleJobLock: () => Promise.resolve(false),
+        discardArchive: () => Promise.resolve([]),
         ...ops,
       },
     });
@@ -98,9 +98,9 @@ describe('JobRunner', () => {
     const steps: string[] = [];
     const discarding = gate<string[]>();
     const r = runner({
-      breakStaleJobLock: async (_p, agent) => {
+      breakStaleJobLock: (_p, agent) => {
         steps.push(`break lock ${agent}`);
-        return true;
+        return Promise.resolve(true);
       },
       discardArchive: async (_p, agent, archive) => {
         steps.push(`discard ${agent} ${archive}`);

@@ -35,9 +35,9 @@ export async function runJobScript(opts: {
     forceKillAfterDelay: 3000,
     stripFinalNewline: false,
   });
-  proc.stderr?.setEncoding('utf8');
-  proc.stderr?.on('data', (c: string) => opts.reader.push(c));
+  proc.stderr.setEncoding('utf8');
+  proc.stderr.on('data', (c: string) => opts.reader.push(c));
   const res = await proc;
   opts.reader.push('\n');
-  return { outcome: opts.reader.outcome, stdout: String(res.stdout ?? ''), exit: String(res.exitCode ?? res.signal) };
+  return { outcome: opts.reader.outcome, stdout: res.stdout, exit: String(res.exitCode ?? res.signal) };
 }
