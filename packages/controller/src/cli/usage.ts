@@ -31,10 +31,12 @@ ${EVERY_COMMAND}`;
 export const COMMAND_USAGE = {
   init: `usage: controller init --url ws://HOST:PORT [--listen HOST:PORT] [--ssh-host HOST] [--ssh-port N]
        [--tunnel-user USER] [--ssh-host-key FILE] [--exclude PATTERN]... [--isolation namespace|chroot]
-       [--parallel N] [--tls-cert FILE --tls-key FILE]
+       [--parallel N] [--tls-cert FILE --tls-key FILE] [--sshd-config FILE]
+       [--time-limit DURATION] [--quota SIZE|none] [--min-free-space SIZE]
 create the state directory, the controller's keys and config.json`,
   serve: 'usage: controller serve [--log-level LEVEL]\nrun the daemon: agents, admin socket, jobs',
   check: `usage: controller check [--json]
+check the tunnel sshd's effective rules for the tunnel user, each ok or FAIL
 
 Reads the tunnel sshd's effective settings for the tunnel user
 (sshd -T -f SSHD-CONFIG -C user=TUNNEL-USER,...; sshdConfig in config.json,
