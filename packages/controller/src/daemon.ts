@@ -12,10 +12,9 @@ import {
   type ControllerMessage,
   type IdentityKeys,
 } from '@borgpull/protocol';
-import { ADMIN_API, type AdminApi, type AgentView } from './admin/api.js';
+import { ADMIN_API, type AdminApi, type AgentView, type Handlers } from './admin/api.js';
 import { AdminServer } from './admin/server.js';
 import { adminSocketPath } from './admin/wire.js';
-import type { Handlers } from './admin/api.js';
 import type { AgentLink } from './agent-link.js';
 import { AgentServer } from './agent-server.js';
 import { loadConfig, type ControllerConfig } from './config.js';
