@@ -79,7 +79,7 @@ describe('the single-binary agent on a client with no Node.js and no repository'
     agent = host.spawn(['env', '-i', CLEAN_PATH, `BORGPULL_HEARTBEAT_MS=${HEARTBEAT_MS}`, installed, 'run', '--state-dir', agentState], { cwd: '/', stdin: 'ignore' });
     await waitForAgent(ctl, NAME, true);
     // nsenter and env exec in place: this pid is the agent, and it is the binary, with no Node.js and no addon loaded.
-    const pid = agent.pid!;
+    const pid = agent.pid ?? 0;
     expect(readlinkSync(`/proc/${pid}/exe`)).toBe(installed);
     const maps = readFileSync(`/proc/${pid}/maps`, 'utf8');
     expect(maps).not.toMatch(/\.node$|node_modules/m);
@@ -97,12 +97,13 @@ describe('the single-binary agent on a client with no Node.js and no repository'
     ctl.configure({ agents: { [NAME]: { exclude: ['usr'] } } });
     const b = await backup(ctl, [NAME]);
     expect(b.jobs[0], b.stdout + b.stderr).toMatchObject({ agent: NAME, status: 'succeeded' });
-    const items = await listItems(ctl, NAME, b.jobs[0]!.archive!);
+    const archive = b.jobs[0]?.archive ?? '';
+    const items = await listItems(ctl, NAME, archive);
     expect(items.find((i) => i.path === 'data/alice/notes.txt')).toMatchObject({ user: 'alice', uid: 1000, mode: '-rw-r-----' });
     expect(items.find((i) => i.path === 'data/bob/link')).toMatchObject({ type: 'l', linktarget: '../alice/notes.txt' });
 
     rmSync(join(host.root, 'data'), { recursive: true, force: true });
-    const r = await ctl.cli(['restore', NAME, b.jobs[0]!.archive!, 'data', '--target', host.root], 300_000);
+    const r = await ctl.cli(['restore', NAME, archive, 'data', '--target', host.root], 300_000);
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/verified by the agent/);
     expect(readFileSync(join(host.root, 'data/alice/notes.txt'), 'utf8')).toBe('alice on a bare client\n');

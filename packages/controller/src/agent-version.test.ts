@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { compareSemver, parseSemver, versionCell, versionStatus } from './agent-version.js';
 
-const cmp = (a: string, b: string): number => compareSemver(parseSemver(a)!, parseSemver(b)!);
+function cmp(a: string, b: string): number {
+  const x = parseSemver(a);
+  const y = parseSemver(b);
+  if (!x || !y) throw new Error(`not semver: ${a} or ${b}`);
+  return compareSemver(x, y);
+}
 
 describe('parseSemver', () => {
   it.each([
@@ -19,9 +24,10 @@ describe('parseSemver', () => {
 describe('compareSemver (semver.org precedence)', () => {
   it('orders the spec example chain', () => {
     const chain = ['1.0.0-alpha', '1.0.0-alpha.1', '1.0.0-alpha.beta', '1.0.0-beta', '1.0.0-beta.2', '1.0.0-beta.11', '1.0.0-rc.1', '1.0.0'];
-    for (let i = 0; i + 1 < chain.length; i++) {
-      expect(cmp(chain[i]!, chain[i + 1]!), `${chain[i]} < ${chain[i + 1]}`).toBe(-1);
-      expect(cmp(chain[i + 1]!, chain[i]!)).toBe(1);
+    for (const [i, lower] of chain.slice(0, -1).entries()) {
+      const higher = chain[i + 1] ?? '';
+      expect(cmp(lower, higher), `${lower} < ${higher}`).toBe(-1);
+      expect(cmp(higher, lower)).toBe(1);
     }
   });
 

@@ -28,12 +28,13 @@ export function parseSemver(text: string): SemVer | undefined {
   if (plus !== -1 && !text.slice(plus + 1).split('.').every((b) => ALNUM.test(b))) return undefined;
   const dash = main.indexOf('-');
   const coreText = dash === -1 ? main : main.slice(0, dash);
-  const core = coreText.split('.');
-  if (core.length !== 3 || !core.every((n) => NUMERIC.test(n))) return undefined;
+  const [major, minor, patch, ...more] = coreText.split('.');
+  if (major === undefined || minor === undefined || patch === undefined || more.length > 0) return undefined;
+  if (![major, minor, patch].every((n) => NUMERIC.test(n))) return undefined;
   const pre = dash === -1 ? [] : main.slice(dash + 1).split('.');
   // A numeric pre-release identifier has no leading zero; others are [0-9A-Za-z-]+.
   if (!pre.every((p) => ALNUM.test(p) && (!/^[0-9]+$/.test(p) || NUMERIC.test(p)))) return undefined;
-  return { core: [core[0]!, core[1]!, core[2]!], pre };
+  return { core: [major, minor, patch], pre };
 }
 
 function compareNumeric(a: string, b: string): number {
@@ -42,15 +43,15 @@ function compareNumeric(a: string, b: string): number {
 
 /** Semver precedence: -1, 0 or 1. Build metadata is ignored. */
 export function compareSemver(a: SemVer, b: SemVer): number {
-  for (let i = 0; i < 3; i++) {
-    const c = compareNumeric(a.core[i]!, b.core[i]!);
+  for (const [i, x] of a.core.entries()) {
+    const c = compareNumeric(x, b.core[i] ?? '');
     if (c !== 0) return c;
   }
   // A pre-release has lower precedence than its release.
   if (a.pre.length === 0 || b.pre.length === 0) return Math.sign(b.pre.length - a.pre.length);
-  for (let i = 0; i < Math.min(a.pre.length, b.pre.length); i++) {
-    const x = a.pre[i]!;
-    const y = b.pre[i]!;
+  for (const [i, x] of a.pre.entries()) {
+    const y = b.pre[i];
+    if (y === undefined) break;
     const xn = NUMERIC.test(x);
     const yn = NUMERIC.test(y);
     // Numeric identifiers sort before alphanumeric ones; alphanumerics compare in ASCII order.
