@@ -506,8 +506,8 @@ describe('foundation over loopback (real processes)', () => {
         const channel = new Channel<AgentMessage, ControllerMessage>({ socket: rc.ws, session: hs.session(), decode: decodeControllerMessage });
         rc.ws.on('message', (data) => channel.receive(data as Buffer));
         const sshKey = (await readFile(`${hostKeyFile}.pub`, 'utf8')).trim();
-        await channel.request({ type: 'enroll', sshKey }).catch((err: BorgpullError) => {
-          refusedWith = err.code;
+        await channel.request({ type: 'enroll', sshKey }).catch((err: unknown) => {
+          refusedWith = err instanceof BorgpullError ? err.code : String(err);
         });
       } catch (err) {
         refusedWith = (err as BorgpullError).code;

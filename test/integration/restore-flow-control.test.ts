@@ -109,13 +109,13 @@ class FakeAgent {
       let agent: FakeAgent | undefined;
       ws.once('open', () => ws.send(hs.hello()));
       ws.on('message', (data) => {
-        if (agent) return agent.channel.receive(toBuffer(data));
+        if (agent) { agent.channel.receive(toBuffer(data)); return; }
         try {
           ws.send(hs.onWelcome(toBuffer(data)));
           agent = new FakeAgent(ws, new Channel({ socket: ws, session: hs.session(), decode: decodeControllerMessage }));
           resolve(agent);
         } catch (err) {
-          reject(err);
+          reject(err instanceof Error ? err : new Error(String(err)));
         }
       });
       ws.once('close', () => reject(new Error('the controller closed the fake agent')));
