@@ -575,11 +575,13 @@ describe('foundation over loopback (real processes)', () => {
         ['agents revoke', ['agents', 'revoke', 'pc1', '-h'], /^usage: controller agents/],
         ['archives', ['archives', 'pc1', '--help'], /^usage: controller archives/],
         ['jobs', ['jobs', '-h'], /^usage: controller jobs/],
+        ['check', ['check', '-h'], /^usage: controller check/],
       ];
       const agentCases: Array<[string, string[], RegExp]> = [
         ['agent enroll', ['enroll', 'bpt1.whatever', '--help'], /^usage: agent enroll/],
         ['agent run', ['run', '-h'], /^usage: agent run/],
         ['agent status', ['status', '-h'], /^usage: agent status/],
+        ['agent restores', ['restores', 'off', '--help'], /^usage: agent restores/],
       ];
       const results = await Promise.all([
         ...cases.map(([, args]) => cli(CONTROLLER_BIN, [...args, '--state-dir', missing])),
