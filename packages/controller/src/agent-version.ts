@@ -63,10 +63,14 @@ export function compareSemver(a: SemVer, b: SemVer): number {
 
 const PREFIX = 'borgpull-agent/';
 
+/** The version in a `borgpull-agent/SEMVER` software string; undefined for anything else. */
+export function agentSemver(software: string | null): SemVer | undefined {
+  return software?.startsWith(PREFIX) ? parseSemver(software.slice(PREFIX.length)) : undefined;
+}
+
 /** How an agent's software string compares with this controller's version. */
 export function versionStatus(software: string | null, controllerVersion: string): VersionStatus {
-  if (software === null || !software.startsWith(PREFIX)) return 'unknown';
-  const theirs = parseSemver(software.slice(PREFIX.length));
+  const theirs = agentSemver(software);
   const ours = parseSemver(controllerVersion);
   if (!theirs || !ours) return 'unknown';
   const c = compareSemver(theirs, ours);
@@ -80,6 +84,5 @@ export function versionStatus(software: string | null, controllerVersion: string
 export function versionCell(view: { version: string | null; outdated: boolean }): string {
   if (view.version === null) return '-';
   if (view.outdated) return `${view.version} (outdated)`;
-  // Any version that parses compares against some controller version: only the parse matters here.
-  return versionStatus(view.version, '0.0.0') === 'unknown' ? `${view.version} (unknown)` : view.version;
+  return agentSemver(view.version) ? view.version : `${view.version} (unknown)`;
 }
