@@ -118,7 +118,11 @@ function quiet(cmd, argv) {
   }
 }
 
-async function buildSea(name, cjs) {
+async function buildSea(name, cjs, version) {
+  // A distribution's node built against a shared libnode has no fuse: say so rather than fail inside postject.
+  if (!readFileSync(process.execPath).includes(SEA_FUSE)) {
+    fail(`${process.execPath} cannot make single executables (no ${SEA_FUSE}): use Node.js's own build, or --no-sea`);
+  }
   const blob = join(WORK, `${name}.blob`);
   const config = join(WORK, `${name}.sea-config.json`);
   // No code cache: it made no difference to `--version` here (140 ms CPU either way, 30 runs) and
@@ -131,7 +135,9 @@ async function buildSea(name, cjs) {
   chmodSync(tmp, 0o755);
   // postject's ELF library warns about every note section it cannot name: harmless, and shown only on failure.
   quiet(process.execPath, [join(ROOT, 'node_modules/postject/dist/cli.js'), tmp, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SEA_FUSE]);
-  // Renamed into place only when whole: the stable path never holds half a binary.
+  // Checked, then renamed into place: the stable path never holds half a binary or a broken one.
+  const said = execFileSync(tmp, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  if (said !== `${name} ${version}`) fail(`${name}: the built binary says '${said}', not '${name} ${version}'`);
   renameSync(tmp, join(OUT, name));
 }
 
@@ -148,7 +154,7 @@ for (const t of targets) {
   if (sea) {
     const cjs = join(WORK, `${name}.cjs`);
     await bundle(pkg, 'cjs', cjs, version);
-    await buildSea(name, cjs);
+    await buildSea(name, cjs, version);
     line += ` and ${relative(ROOT, join(OUT, name))} (${(readFileSync(join(OUT, name)).length / 1024 / 1024).toFixed(1)} MiB)`;
   }
   process.stdout.write(`bundle: ${name} ${version}: ${line} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
