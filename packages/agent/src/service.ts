@@ -93,7 +93,12 @@ export class AgentService {
     channel.onMessage = (msg) => orders.handle(msg);
     channel.onData = (stream, chunk) => orders.data(stream, chunk);
     let alive = true;
+    // Any frame from the controller proves it alive, not only a pong: during a restore the
+    // pong queues behind the data this agent is still unpacking (head-of-line blocking).
     ws.on('pong', () => {
+      alive = true;
+    });
+    ws.on('message', () => {
       alive = true;
     });
     const heartbeat = setInterval(() => {

@@ -41,6 +41,12 @@ export class AgentLink {
       this.alive = true;
       this.lastSeen = Date.now();
     });
+    // Any frame from the agent proves it alive, not only a pong: during a restore its
+    // pong queues behind megabytes of data it is still unpacking (head-of-line), while
+    // its credit frames keep coming. Seen: a loaded 1 GiB bench restore cut at 9 s (1006).
+    ws.on('message', () => {
+      this.alive = true;
+    });
   }
 
   /** Heartbeat tick: terminate a peer that missed its pong. */
