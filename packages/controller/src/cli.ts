@@ -15,6 +15,7 @@ import { restoreCommand } from './cli/restore.js';
 import { serveCommand } from './cli/serve.js';
 import { helpText, isCommand, USAGE } from './cli/usage.js';
 import { UsageError } from './cli/usage-error.js';
+import { controllerVersion } from './version.js';
 
 export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -29,6 +30,9 @@ export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
     case '-h':
       io.out(USAGE);
       return cmd === undefined ? 2 : 0;
+    case '--version':
+      io.out(`borgpull-controller ${controllerVersion()}`);
+      return 0;
     case 'init':
       return initController(rest, io);
     case 'serve':

@@ -12,6 +12,7 @@ import {
   type ControllerMessage,
   type IdentityKeys,
 } from '@borgpull/protocol';
+import { versionStatus } from './agent-version.js';
 import { ADMIN_API, type AdminApi, type AgentView, type Handlers } from './admin/api.js';
 import { AdminServer } from './admin/server.js';
 import { adminSocketPath } from './admin/wire.js';
@@ -24,6 +25,7 @@ import { loadIdentity, readSshPublicKey, statePaths, type StatePaths } from './s
 import { requireSafeSshd } from './sshd-check.js';
 import { checkSshPublicKey, readHostKey, writeTunnelKeys } from './tunnel-keys.js';
 import { endTunnelSession } from './tunnel-sessions.js';
+import { controllerVersion } from './version.js';
 import { listArchives } from './jobs/borg.js';
 import { JobRunner } from './jobs/job-runner.js';
 
@@ -224,15 +226,18 @@ export class ControllerDaemon {
   }
 
   agentViews(): AgentView[] {
+    const own = controllerVersion();
     return this.registry.agents().map((a) => {
       const l = this.links.get(a.name);
+      const version = l ? escapeControl(l.software) : (a.software ?? null);
       return {
         name: a.name,
         connected: l?.state === 'open',
         since: l ? l.connectedAt : null,
         lastSeen: l ? l.lastSeen : (a.lastSeen ?? null),
         address: l ? l.address : (a.lastAddress ?? null),
-        version: l ? escapeControl(l.software) : (a.software ?? null),
+        version,
+        outdated: versionStatus(version, own) === 'outdated',
         port: a.port,
         revoked: a.revokedAt !== undefined,
       };

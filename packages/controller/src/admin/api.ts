@@ -69,6 +69,8 @@ export interface AgentView {
   lastSeen: number | null;
   address: string | null;
   version: string | null;
+  /** the agent's version is older than this controller's (semver; false when unknown) */
+  outdated: boolean;
   port: number;
   revoked: boolean;
 }

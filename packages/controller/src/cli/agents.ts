@@ -1,3 +1,4 @@
+import { versionCell } from '../agent-version.js';
 import { ago, table } from '../format.js';
 import { adminClient } from './admin.js';
 import { parse } from './args.js';
@@ -48,7 +49,7 @@ export async function agentsCommand(argv: string[], io: Io): Promise<number> {
         a.connected ? ago(a.since) : '-',
         a.connected ? 'now' : ago(a.lastSeen),
         a.address ?? '-',
-        a.version ?? '-',
+        versionCell(a),
       ]),
     ),
   );

@@ -24,6 +24,7 @@ commands:
   archives NAME [--json]                list an agent's archives
   jobs [--json] [--limit N]             recent jobs and their outcome
   restore NAME ARCHIVE [PATH...] [--method stream|extract|full] [--target DIR] [--dry-run] [--yes]
+  --version                             print this controller's version
 
 ${EVERY_COMMAND}`;
 
