@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { BorgpullError, type AgentMessage, type Channel, type ControllerMessage } from '@borgpull/protocol';
 import { AgentError } from './errors.js';
-import { readIdentity } from './identity.js';
+import { readHostReport } from './host-report.js';
 import { orderRecord, outcome, RestoreLog, type RestoreRecord } from './restore-log.js';
 import { checkRestoreTarget, describePolicy, loadPolicy } from './restore-policy.js';
 import { RestoreStreams } from './restore.js';
@@ -66,8 +66,8 @@ export class OrderHandler {
         await this.tunnel.close('ordered by the controller');
         this.channel.reply({ type: 'ok', id: msg.id });
         return;
-      case 'identity.get':
-        this.channel.reply({ type: 'identity', id: msg.id, ...(await readIdentity(this.enrollment.sshdHostKey)) });
+      case 'host.report.get':
+        this.channel.reply({ type: 'host.report', id: msg.id, ...(await readHostReport(this.enrollment.sshdHostKey)) });
         return;
       case 'restore.begin':
         await this.beginRestore(msg);

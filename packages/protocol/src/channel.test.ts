@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Channel, type FrameSocket } from './channel.js';
 import { decodeAgentMessage, decodeControllerMessage } from './codec.js';
 import { BorgpullError, ProtocolError } from './errors.js';
-import type { AgentMessage, ControllerMessage, IdentityMessage } from './messages.js';
+import type { AgentMessage, ControllerMessage, HostReportMessage } from './messages.js';
 import { Session } from './session.js';
 
 /** An in-memory socket pair: frames sent on one side are delivered to the other's channel. */
@@ -53,12 +53,12 @@ describe('channel', () => {
   it('request/reply', async () => {
     const { ctl, agt } = setup();
     agt.onMessage = (m) => {
-      if (m.type === 'identity.get') {
-        agt.reply({ type: 'identity', id: m.id, hostname: 'web1', passwd: '', group: '', mounts: '', sshHostKey: 'ssh-ed25519 AAAA' });
+      if (m.type === 'host.report.get') {
+        agt.reply({ type: 'host.report', id: m.id, hostname: 'web1', passwd: '', group: '', mounts: '', sshHostKey: 'ssh-ed25519 AAAA' });
       }
     };
-    const reply = await ctl.request<IdentityMessage>({ type: 'identity.get' });
-    expect(reply.type).toBe('identity');
+    const reply = await ctl.request<HostReportMessage>({ type: 'host.report.get' });
+    expect(reply.type).toBe('host.report');
     expect(reply.hostname).toBe('web1');
   });
 
@@ -67,7 +67,7 @@ describe('channel', () => {
     agt.onRequest = (m) => {
       if ('id' in m && typeof m.id === 'number') agt.reply({ type: 'error', id: m.id, code: 'E_RESTORE_BUSY', message: 'a restore is running' });
     };
-    const err = await ctl.request({ type: 'restore.begin', stream: 1, target: '/r', dryRun: false }).catch((e: unknown) => e);
+    const err = await ctl.request({ type: 'restore.begin', stream: 1, target: '/r' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BorgpullError);
     expect((err as BorgpullError).code).toBe('E_RESTORE_BUSY');
     expect((err as BorgpullError).message).toBe('a restore is running');
@@ -111,7 +111,7 @@ describe('channel', () => {
   it('times out with E_PROTO_TIMEOUT', async () => {
     vi.useFakeTimers();
     const { ctl } = setup(1000);
-    const p = ctl.request({ type: 'identity.get' });
+    const p = ctl.request({ type: 'host.report.get' });
     const p2 = ctl.request({ type: 'tunnel.close' }, 5000);
     const check = expect(p).rejects.toMatchObject({ code: 'E_PROTO_TIMEOUT' });
     await vi.advanceTimersByTimeAsync(999);
@@ -129,11 +129,11 @@ describe('channel', () => {
     const { ctl, ctlSock } = setup();
     const closes: string[] = [];
     ctl.onClose = (r) => closes.push(r);
-    const p = ctl.request({ type: 'identity.get' });
+    const p = ctl.request({ type: 'host.report.get' });
     ctl.close('shutting down');
     ctl.close('again');
     await expect(p).rejects.toMatchObject({ code: 'E_PROTO_CLOSED' });
-    await expect(ctl.request({ type: 'identity.get' })).rejects.toMatchObject({ code: 'E_PROTO_CLOSED' });
+    await expect(ctl.request({ type: 'host.report.get' })).rejects.toMatchObject({ code: 'E_PROTO_CLOSED' });
     expect(ctlSock.closed).toEqual({ code: 1000, reason: 'shutting down' });
     expect(closes).toEqual(['shutting down']);
     expect(vi.getTimerCount()).toBe(0);
@@ -145,7 +145,7 @@ describe('channel', () => {
     const { ctl, ctlSock } = setup();
     const errors: ProtocolError[] = [];
     ctl.onError = (e) => errors.push(e);
-    const p = ctl.request({ type: 'identity.get' });
+    const p = ctl.request({ type: 'host.report.get' });
     ctl.receive(randomBytes(64));
     ctl.receive(randomBytes(64));
     expect(errors).toHaveLength(1);
@@ -160,7 +160,7 @@ describe('channel', () => {
     ctl.onError = (e) => errors.push(e);
     // a correctly keyed peer sending a controller-only type to the controller
     const rogue = new Session(a2c, c2a);
-    ctl.receive(rogue.sealMessage({ type: 'identity.get', id: 1 }));
+    ctl.receive(rogue.sealMessage({ type: 'host.report.get', id: 1 }));
     expect(errors.map((e) => e.code)).toEqual(['E_PROTO_UNKNOWN_TYPE']);
     expect(ctl.closed).toBe(true);
   });

@@ -57,8 +57,8 @@ describe('handshake', () => {
     for (let i = 0; i < 3; i++) {
       const down = cs.open(as.sealMessage({ type: 'ok', id: i }));
       expect(down.kind === 'message' && decodeAgentMessage(down.bytes)).toEqual({ type: 'ok', id: i });
-      const up = as.open(cs.sealMessage({ type: 'identity.get', id: i }));
-      expect(up.kind === 'message' && decodeControllerMessage(up.bytes)).toEqual({ type: 'identity.get', id: i });
+      const up = as.open(cs.sealMessage({ type: 'host.report.get', id: i }));
+      expect(up.kind === 'message' && decodeControllerMessage(up.bytes)).toEqual({ type: 'host.report.get', id: i });
     }
   });
 

@@ -94,8 +94,8 @@ export interface TunnelCloseMessage {
   type: 'tunnel.close';
   id: number;
 }
-export interface IdentityGetMessage {
-  type: 'identity.get';
+export interface HostReportGetMessage {
+  type: 'host.report.get';
   id: number;
 }
 export interface RestoreBeginMessage {
@@ -103,7 +103,6 @@ export interface RestoreBeginMessage {
   id: number;
   stream: number;
   target: string;
-  dryRun: boolean;
   totalBytes?: number;
   /**
    * How tar sets owners: 'numeric' (default) keeps the archived ids; 'names'
@@ -142,7 +141,7 @@ export interface EnrolledMessage {
 export type ControllerMessage =
   | TunnelOpenMessage
   | TunnelCloseMessage
-  | IdentityGetMessage
+  | HostReportGetMessage
   | RestoreBeginMessage
   | RestoreEndMessage
   | RestoreAbortMessage
@@ -170,8 +169,8 @@ export interface TunnelClosedMessage {
   port: number;
   reason: string;
 }
-export interface IdentityMessage {
-  type: 'identity';
+export interface HostReportMessage {
+  type: 'host.report';
   id: number;
   hostname: string;
   passwd: string;
@@ -197,7 +196,7 @@ export type AgentMessage =
   | EnrollMessage
   | TunnelOpenedMessage
   | TunnelClosedMessage
-  | IdentityMessage
+  | HostReportMessage
   | RestoreResultMessage
   | OkMessage
   | ErrorMessage
@@ -209,7 +208,7 @@ export const REPLY_TYPES: ReadonlySet<string> = new Set([
   'error',
   'enrolled',
   'tunnel.opened',
-  'identity',
+  'host.report',
   'restore.result',
 ]);
 

@@ -23,7 +23,7 @@ export interface BackupContext {
 }
 
 /**
- * One pulled backup: tunnel, identity, sshfs + borg in a private namespace,
+ * One pulled backup: tunnel, host report, sshfs + borg in a private namespace,
  * cleanup whatever happened, a truthful job record.
  */
 export async function runBackup(ctx: BackupContext, agent: string, emit: (e: JobEvent) => void, cancel: AbortSignal): Promise<JobRecord> {
@@ -71,8 +71,8 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
       mountOpts: BACKUP_MOUNT_OPTS,
       remotePath: '/',
     });
-    const { env, dir, identity: id } = access;
-    log.info({ hostname: id.hostname, users: id.users, groups: id.groups, mountExcludes: id.mountExcludes.length }, 'client identity checked');
+    const { env, dir, host: id } = access;
+    log.info({ hostname: id.hostname, users: id.users, groups: id.groups, mountExcludes: id.mountExcludes.length }, 'host report checked');
     if (isolation === 'chroot') {
       await dir.dir('upper');
       await dir.dir('stage');

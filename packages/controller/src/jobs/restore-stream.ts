@@ -48,7 +48,6 @@ export async function streamExportTar(opts: {
         type: 'restore.begin',
         stream,
         target: opts.target,
-        dryRun: false,
         totalBytes: opts.totalBytes,
         owners: opts.owners,
         // For the client's own record of restore orders.

@@ -10,7 +10,7 @@ async function readBounded(path: string): Promise<string> {
 }
 
 /** What the controller needs to record the client's names and skip its pseudo file systems. */
-export async function readIdentity(sshdHostKeyFile: string): Promise<{
+export async function readHostReport(sshdHostKeyFile: string): Promise<{
   hostname: string;
   passwd: string;
   group: string;
