@@ -49,7 +49,7 @@ export async function enroll(opts: EnrollOptions): Promise<Enrollment> {
   );
   let reply: EnrolledMessage;
   try {
-    reply = await Promise.race([channel.request<EnrolledMessage>({ type: 'enroll', sshKey }), closed]);
+    reply = await Promise.race([channel.request({ type: 'enroll', sshKey }), closed]);
   } finally {
     channel.close('enrolled');
   }

@@ -23,7 +23,7 @@ export {
   TOKEN_PREFIX,
 } from './token.js';
 export type { TokenRecord, ParsedToken } from './token.js';
-export { PROTOCOL_VERSION, REPLY_TYPES } from './messages.js';
+export { PROTOCOL_VERSION, REPLY_TO, REPLY_TYPES } from './messages.js';
 export type {
   HandshakeMessage,
   HelloMessage,
@@ -50,6 +50,8 @@ export type {
   RestoreResultMessage,
   DistributiveOmit,
   RequestOf,
+  RequestType,
+  ReplyTo,
 } from './messages.js';
 export { LIMITS } from './validate.js';
 export {
@@ -70,6 +72,6 @@ export type { AgentCheck, AgentInfo } from './handshake.js';
 export { Session, MAX_DATA_BYTES, MAX_SEALED_FRAME_BYTES } from './session.js';
 export type { OpenedFrame } from './session.js';
 export { Channel, CLOSE_POLICY_VIOLATION, CLOSE_NORMAL } from './channel.js';
-export type { FrameSocket, ChannelOptions } from './channel.js';
+export type { FrameSocket, ChannelOptions, Requests } from './channel.js';
 export { writeFileAtomic } from './fs-atomic.js';
 export { escapeControl, terminalSafe } from './text.js';

@@ -202,18 +202,37 @@ export type AgentMessage =
   | ErrorMessage
   | CreditMessage;
 
-/** Message types that are replies to a request (matched by id). */
-export const REPLY_TYPES: ReadonlySet<string> = new Set([
-  'ok',
-  'error',
-  'enrolled',
-  'tunnel.opened',
-  'host.report',
-  'restore.result',
-]);
+/**
+ * What each request is answered with. Any request may also be answered with
+ * an `error` reply instead; the channel turns that into a rejection.
+ */
+export const REPLY_TO = {
+  'tunnel.open': 'tunnel.opened',
+  'tunnel.close': 'ok',
+  'host.report.get': 'host.report',
+  'restore.begin': 'ok',
+  'restore.end': 'restore.result',
+  enroll: 'enrolled',
+} as const;
+
+export type RequestType = keyof typeof REPLY_TO;
+
+/** The reply a request of type T gets (when it is not an `error`). */
+export type ReplyTo<T extends RequestType> = Extract<ControllerMessage | AgentMessage, { type: (typeof REPLY_TO)[T] }>;
 
 /** Omit that distributes over a union, so each variant keeps its own fields. */
 export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
-/** The request variants of a union (those carrying a mandatory id), without their id. */
-export type RequestOf<M extends { type: string }> = DistributiveOmit<Extract<M, { id: number }>, 'id'>;
+/** A request variant of the union M (one that has a reply in REPLY_TO), without its id: what Channel.request takes. */
+export type RequestOf<M extends { type: string }> = DistributiveOmit<Extract<M, { type: RequestType }>, 'id'>;
+
+/** Message types that are replies to a request (matched by id). */
+export const REPLY_TYPES: ReadonlySet<string> = new Set<string>(['error', ...Object.values(REPLY_TO)]);
+
+// Compile-time checks that REPLY_TO covers the unions: every message with a
+// mandatory id is either a request listed in REPLY_TO or a reply type.
+type WithId = Extract<ControllerMessage | AgentMessage, { id: number }>['type'];
+type ReplyType = (typeof REPLY_TO)[RequestType];
+type Unlisted = Exclude<WithId, RequestType | ReplyType>;
+const everyRequestHasAReply: [Unlisted] extends [never] ? true : Unlisted = true;
+void everyRequestHasAReply;

@@ -1,5 +1,4 @@
 import { execa } from 'execa';
-import type { HostReportMessage } from '@borgpull/protocol';
 import type { AgentLink } from '../agent-link.js';
 import type { ControllerConfig } from '../config.js';
 import type { StatePaths } from '../state.js';
@@ -50,7 +49,7 @@ export async function openClientAccess(opts: {
     40_000,
   );
   cleanup.push(['close the tunnel', () => link.channel.request({ type: 'tunnel.close' }, 15_000)]);
-  const report = await link.channel.request<HostReportMessage>({ type: 'host.report.get' });
+  const report = await link.channel.request({ type: 'host.report.get' });
   const host = checkHostReport(report, hostAlias(agent.name));
   const dir = await JobDir.create(`${p.jobsDir}/${opts.jobId}`);
   cleanup.push(['remove the job directory', () => dir.remove()]);

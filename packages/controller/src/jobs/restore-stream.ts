@@ -119,7 +119,7 @@ export async function streamExportTar(opts: {
       throw new ControllerError('E_JOB_BORG', `borg export-tar failed (exit ${res.exitCode ?? res.signal}): ${text}`);
     }
     const sha = hash.digest();
-    const result = await link.channel.request<Extract<AgentMessage, { type: 'restore.result' }>>(
+    const result = await link.channel.request(
       { type: 'restore.end', stream, bytes: sent, sha256: sha },
       30 * 60_000,
     );
