@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type WebSocket from 'ws';
-import { AgentHandshake, BorgpullError, type IdentityKeys } from '@borgpull/protocol';
+import { AgentHandshake, BorgpullError, Heartbeat, type IdentityKeys } from '@borgpull/protocol';
 import { Backoff, sleep } from './backoff.js';
 import { dialSession } from './dial.js';
 import { AgentError } from './errors.js';
@@ -92,26 +92,23 @@ export class AgentService {
     channel.onError = (err) => log.warn({ code: err.code, reason: err.message }, 'bad frame from controller, closing');
     channel.onMessage = (msg) => orders.handle(msg);
     channel.onData = (stream, chunk) => orders.data(stream, chunk);
-    let alive = true;
-    ws.on('pong', () => {
-      alive = true;
-    });
-    const heartbeat = setInterval(() => {
-      if (!alive) {
+    const heartbeat = new Heartbeat({
+      intervalMs: this.opts.heartbeatMs ?? 15_000,
+      ping: () => ws.ping(),
+      terminate: () => {
         log.warn('controller missed its heartbeat, reconnecting');
         ws.terminate();
-        return;
-      }
-      alive = false;
-      ws.ping();
-    }, this.opts.heartbeatMs ?? 15_000);
+      },
+    });
+    ws.on('pong', () => heartbeat.pong());
+    heartbeat.start();
     const onAbort = (): void => ws.close(1001, 'agent stopping');
     signal.addEventListener('abort', onAbort, { once: true });
     this.transition('connected', { controller: enrollment.url });
     this.onConnected();
     await new Promise<void>((resolve) => {
       ws.on('close', (code, reason) => {
-        clearInterval(heartbeat);
+        heartbeat.stop();
         signal.removeEventListener('abort', onAbort);
         const why = `connection closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`;
         channel.close(why);

@@ -59,7 +59,6 @@ export function parseListen(listen: string): { host: string; port: number } {
 export class AgentServer {
   private http?: HttpServer;
   private wss?: WebSocketServer;
-  private heartbeat?: NodeJS.Timeout;
   private readonly links = new Set<AgentLink>();
   private readonly pending = new Set<WebSocket>();
 
@@ -85,10 +84,6 @@ export class AgentServer {
       this.http!.once('error', reject);
       this.http!.listen(port, host, () => resolve());
     });
-    const ms = this.opts.heartbeatMs ?? HEARTBEAT_MS;
-    this.heartbeat = setInterval(() => {
-      for (const l of this.links) l.heartbeat();
-    }, ms);
     const addr = this.http.address();
     const bound = typeof addr === 'object' && addr ? { host: addr.address, port: addr.port } : { host, port };
     this.opts.log.info(bound, 'listening for agents');
@@ -97,8 +92,6 @@ export class AgentServer {
 
   /** Stop accepting, close every agent connection, close the server. */
   async stop(reason: string): Promise<void> {
-    if (this.heartbeat) clearInterval(this.heartbeat);
-    this.heartbeat = undefined;
     for (const ws of this.pending) ws.terminate();
     for (const l of this.links) l.close(1001, reason);
     await new Promise<void>((resolve) => {
@@ -189,7 +182,7 @@ export class AgentServer {
       return;
     }
     const name = this.opts.nameOf(auth.agentKey);
-    const link = new AgentLink(name, address, auth.software, ws, channel, log.child({ agentId: name }));
+    const link = new AgentLink(name, address, auth.software, ws, channel, log.child({ agentId: name }), this.opts.heartbeatMs ?? HEARTBEAT_MS);
     this.links.add(link);
     ws.on('close', (code, reason) => {
       this.links.delete(link);

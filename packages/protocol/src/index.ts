@@ -72,6 +72,8 @@ export type { AgentCheck, AgentInfo } from './handshake.js';
 export { Session, MAX_DATA_BYTES, MAX_SEALED_FRAME_BYTES } from './session.js';
 export type { OpenedFrame } from './session.js';
 export { Channel, CLOSE_POLICY_VIOLATION, CLOSE_NORMAL } from './channel.js';
+export { Heartbeat } from './heartbeat.js';
+export type { HeartbeatOptions, HeartbeatState } from './heartbeat.js';
 export type { FrameSocket, ChannelOptions, Requests } from './channel.js';
 export { writeFileAtomic } from './fs-atomic.js';
 export { escapeControl, terminalSafe } from './text.js';
