@@ -1,3 +1,4 @@
+import { errorMessage } from '@borgpull/protocol';
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { AgentError } from './errors.js';
@@ -21,7 +22,7 @@ export async function readHostReport(sshdHostKeyFile: string): Promise<{
   try {
     sshHostKey = (await readFile(sshdHostKeyFile, 'utf8')).trim().split(/\s+/).slice(0, 2).join(' ');
   } catch (err) {
-    throw new AgentError('E_AGENT_HOSTKEY', `cannot read this machine's sshd host key ${sshdHostKeyFile}: ${(err as Error).message}`);
+    throw new AgentError('E_AGENT_HOSTKEY', `cannot read this machine's sshd host key ${sshdHostKeyFile}: ${errorMessage(err)}`);
   }
   return {
     sshHostKey,

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type WebSocket from 'ws';
-import { AgentHandshake, BorgpullError, Heartbeat, type IdentityKeys } from '@borgpull/protocol';
+import { AgentHandshake, BorgpullError, errorMessage, Heartbeat, type IdentityKeys } from '@borgpull/protocol';
 import { Backoff, sleep } from './backoff.js';
 import { dialSession } from './dial.js';
 import { AgentError } from './errors.js';
@@ -68,7 +68,7 @@ export class AgentService {
       } catch (err) {
         if (signal.aborted) break;
         const code = err instanceof BorgpullError ? err.code : 'E_CONNECT';
-        this.opts.log.warn({ code, reason: (err as Error).message }, 'connection to controller failed');
+        this.opts.log.warn({ code, reason: errorMessage(err) }, 'connection to controller failed');
       }
       if (signal.aborted) break;
       if (Date.now() - started >= (this.opts.stableMs ?? 60_000)) this.backoff.reset();

@@ -3,7 +3,7 @@ import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { BorgpullError } from '@borgpull/protocol';
+import { BorgpullError, PeerError } from '@borgpull/protocol';
 import { ControllerError } from './errors.js';
 
 /**
@@ -183,7 +183,8 @@ export function adminRequest(
           resolve(msg.result);
         } else if (msg.ok === false) {
           done = true;
-          reject(new ControllerError(msg.code ?? 'E_INTERNAL', msg.message ?? 'failed'));
+          // The daemon's code crossed the socket: a string, carried as such.
+          reject(new PeerError(msg.code ?? 'E_INTERNAL', msg.message ?? 'failed'));
         }
       }
     });

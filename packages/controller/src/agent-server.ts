@@ -7,6 +7,7 @@ import {
   BorgpullError,
   Channel,
   ControllerHandshake,
+  ProtocolError,
   MAX_MESSAGE_BYTES,
   decodeAgentMessage,
   encodeMessage,
@@ -16,6 +17,7 @@ import {
   type IdentityKeys,
 } from '@borgpull/protocol';
 import { AgentLink } from './agent-link.js';
+import { ControllerError } from './errors.js';
 
 export const HANDSHAKE_DEADLINE_MS = 10_000;
 export const HEARTBEAT_MS = 15_000;
@@ -51,7 +53,7 @@ function toBuffer(data: RawData): Buffer {
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(listen);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || !(port >= 0 && port <= 65535)) throw new BorgpullError('E_CONFIG_LISTEN', `listen address must be HOST:PORT, got '${listen}'`);
+  if (!m || !(port >= 0 && port <= 65535)) throw new ControllerError('E_CONFIG_LISTEN', `listen address must be HOST:PORT, got '${listen}'`);
   return { host: m[1] ?? '', port };
 }
 
@@ -133,7 +135,7 @@ export class AgentServer {
     });
     const onHandshakeFrame = (data: RawData, isBinary: boolean): void => {
       try {
-        if (!isBinary) throw new BorgpullError('E_PROTO_DECODE', 'text frames are not part of the protocol');
+        if (!isBinary) throw new ProtocolError('E_PROTO_DECODE', 'text frames are not part of the protocol');
         const frame = toBuffer(data);
         if (step === 'hello') {
           ws.send(hs.onHello(frame));

@@ -1,10 +1,9 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { pino } from 'pino';
-import { BorgpullError, terminalSafe } from '@borgpull/protocol';
+import { BorgpullError, errorMessage, terminalSafe } from '@borgpull/protocol';
 import { adminRequest, adminSocketPath } from './admin-socket.js';
 import { DEFAULT_STATE_DIR } from './config.js';
 import { ControllerDaemon, type AgentView } from './daemon.js';
-import { describe } from './errors.js';
 import { ago, table } from './format.js';
 import { initController } from './init.js';
 import { registerJobs } from './jobs/register.js';
@@ -63,7 +62,7 @@ export function parse(argv: string[], options: ParseArgsConfig['options']): Pars
       options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, ...options },
     });
   } catch (err) {
-    throw new UsageError((err as Error).message.split('\n')[0] ?? 'bad arguments');
+    throw new UsageError(errorMessage(err).split('\n')[0] ?? 'bad arguments');
   }
 }
 
@@ -215,8 +214,8 @@ export async function main(argv: string[]): Promise<void> {
   } catch (err) {
     const code = err instanceof BorgpullError ? err.code : 'E_INTERNAL';
     // A daemon's error may quote an agent's words: nothing in it may act on the terminal.
-    process.stderr.write(`controller: ${terminalSafe(describe(err))}${code === 'E_INTERNAL' ? ' (internal error)' : ''}\n`);
-    if (code === 'E_INTERNAL' && process.env['BORGPULL_DEBUG']) process.stderr.write(`${(err as Error).stack}\n`);
+    process.stderr.write(`controller: ${terminalSafe(errorMessage(err))}${code === 'E_INTERNAL' ? ' (internal error)' : ''}\n`);
+    if (code === 'E_INTERNAL' && process.env['BORGPULL_DEBUG']) process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
     process.exitCode = code === 'E_USAGE' ? 2 : 1;
   }
 }

@@ -1,17 +1,5 @@
 import type { Logger } from 'pino';
-import {
-  BorgpullError,
-  createToken,
-  encodePublicKey,
-  escapeControl,
-  legacyToken,
-  verifyTokenProof,
-  type AgentCheck,
-  type AgentMessage,
-  type Channel,
-  type ControllerMessage,
-  type IdentityKeys,
-} from '@borgpull/protocol';
+import { BorgpullError, createToken, encodePublicKey, errorMessage, escapeControl, legacyToken, verifyTokenProof, type AgentCheck, type AgentMessage, type Channel, type ControllerMessage, type IdentityKeys } from '@borgpull/protocol';
 import { AdminServer, adminSocketPath, type AdminHandler } from './admin-socket.js';
 import type { AgentLink } from './agent-link.js';
 import { AgentServer } from './agent-server.js';
@@ -107,7 +95,7 @@ export class ControllerDaemon {
       bound = await this.agentServer.start();
     } catch (err) {
       await this.admin.stop();
-      throw new ControllerError('E_CONFIG_LISTEN', `cannot listen on ${this.config.listen}: ${(err as Error).message}`, { cause: err });
+      throw new ControllerError('E_CONFIG_LISTEN', `cannot listen on ${this.config.listen}: ${errorMessage(err)}`, { cause: err });
     }
     this.transition('running');
     return bound;
@@ -192,8 +180,8 @@ export class ControllerDaemon {
           log.info({ agentId: rec.name, port: rec.port }, 'agent enrolled');
         } catch (err) {
           const code = err instanceof BorgpullError ? err.code : 'E_INTERNAL';
-          log.warn({ code, reason: (err as Error).message }, 'enrollment failed');
-          channel.reply({ type: 'error', id: msg.id, code, message: (err as Error).message });
+          log.warn({ code, reason: errorMessage(err) }, 'enrollment failed');
+          channel.reply({ type: 'error', id: msg.id, code, message: errorMessage(err) });
         }
       })();
     };

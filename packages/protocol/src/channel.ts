@@ -2,7 +2,7 @@
  * Request/response and data streams over a Session, independent of the
  * transport (any socket with send/close/bufferedAmount, e.g. a ws WebSocket).
  */
-import { BorgpullError, ProtocolError } from './errors.js';
+import { PeerError, ProtocolError } from './errors.js';
 import { REPLY_TO, REPLY_TYPES, type DistributiveOmit, type ReplyTo, type RequestType } from './messages.js';
 import type { Session } from './session.js';
 
@@ -168,7 +168,7 @@ export class Channel<Out extends { type: string }, In extends { type: string }> 
         clearTimeout(p.timer);
         if (msg.type === 'error') {
           const e = msg as unknown as { code: string; message: string };
-          p.reject(new BorgpullError(e.code, e.message));
+          p.reject(new PeerError(e.code, e.message));
         } else if (msg.type !== p.expects) {
           // A peer answering with another reply type: the caller would read fields that are not there.
           p.reject(new ProtocolError('E_PROTO_REPLY', `the peer answered '${p.request}' with '${msg.type}', expected '${p.expects}'`));

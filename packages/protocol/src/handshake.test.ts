@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeAgentMessage, decodeControllerMessage, decodeHandshake, encodeMessage, packValue } from './codec.js';
-import { BorgpullError } from './errors.js';
+import { BorgpullError, PeerError } from './errors.js';
 import { AgentHandshake, ControllerHandshake, encodeHandshakeError, type AgentCheck } from './handshake.js';
 import { generateIdentity, type IdentityKeys } from './keys.js';
 import { checkEnrollment, createToken, parseToken, tokenSigningKey, type TokenRecord } from './token.js';
@@ -119,8 +119,8 @@ describe('handshake', () => {
     const known = new Set<string>();
     const revoked = new Set<string>([hex(agent.publicKey)]);
     const checkAgent: AgentCheck = (key) => {
-      if (revoked.has(hex(key))) throw new BorgpullError('E_AUTH_REVOKED', 'agent revoked');
-      if (!known.has(hex(key))) throw new BorgpullError('E_AUTH_UNKNOWN_KEY', 'unknown agent: enroll it first');
+      if (revoked.has(hex(key))) throw new PeerError('E_AUTH_REVOKED', 'agent revoked');
+      if (!known.has(hex(key))) throw new PeerError('E_AUTH_UNKNOWN_KEY', 'unknown agent: enroll it first');
     };
     const { a, c } = pair({ checkAgent });
     const hello = a.hello();
@@ -173,7 +173,7 @@ describe('enrollment', () => {
   } {
     const store = new Map<string, TokenRecord>();
     const checkAgent: AgentCheck = (_key, enroll) => {
-      if (!enroll) throw new BorgpullError('E_AUTH_UNKNOWN_KEY', 'unknown agent');
+      if (!enroll) throw new PeerError('E_AUTH_UNKNOWN_KEY', 'unknown agent');
       checkEnrollment(store.get(enroll.tokenId), enroll, now());
     };
     return {

@@ -1,4 +1,5 @@
-export { BorgpullError, ProtocolError, ErrorCodes } from './errors.js';
+export { BorgpullError, ProtocolError, PeerError, PROTOCOL_CODES, isCodeOf, errorMessage, errnoCode } from './errors.js';
+export type { ProtocolCode } from './errors.js';
 export {
   generateIdentity,
   encodePublicKey,

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
-import { escapeControl, type BorgpullError } from '@borgpull/protocol';
+import { BorgpullError, errorMessage, escapeControl, isCodeOf } from '@borgpull/protocol';
 import type { ControllerDaemon } from '../daemon.js';
-import { ControllerError } from '../errors.js';
+import { CONTROLLER_CODES, ControllerError } from '../errors.js';
 import { applyQuota, breakStaleJobLock, discardArchive, ensureRepo } from './borg.js';
 import { openClientAccess, runCleanup, runJobScript, type Cleanup } from './client-access.js';
 import { markFailed, newJobId, type JobRecord, type JobStore } from './job-store.js';
@@ -36,9 +36,10 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
   try {
     link = daemon.link(agent);
   } catch (err) {
-    job.status = (err as BorgpullError).code === 'E_AGENT_OFFLINE' ? 'offline' : 'failed';
-    job.code = (err as BorgpullError).code;
-    job.reason = (err as Error).message;
+    const code = err instanceof BorgpullError ? err.code : undefined;
+    job.status = code === 'E_AGENT_OFFLINE' ? 'offline' : 'failed';
+    job.code = code;
+    job.reason = errorMessage(err);
     job.endedAt = Date.now();
     await store.add(job);
     return job;
@@ -111,8 +112,12 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
       offClose();
     });
     const out = reader.outcome;
-    if (signal.aborted) throw new ControllerError('E_JOB_CANCELLED', `the job was cancelled: ${String((signal.reason as Error)?.message ?? signal.reason)}`);
-    if (out.setupError) throw new ControllerError(out.setupError.code, out.setupError.message);
+    if (signal.aborted) throw new ControllerError('E_JOB_CANCELLED', `the job was cancelled: ${errorMessage(signal.reason)}`);
+    if (out.setupError) {
+      // A line the job script wrote; only our own codes pass, anything else is a setup failure.
+      const { code, message } = out.setupError;
+      throw new ControllerError(isCodeOf(CONTROLLER_CODES, code) ? code : 'E_JOB_SETUP', message);
+    }
     if (reader.quotaExceeded) throw quotaError(limits);
     // The job script checks the mount after borg (sshfs alive, mount answering):
     // borg's own exit status and messages do not tell a lost client reliably.
@@ -149,7 +154,7 @@ export async function runBackup(ctx: BackupContext, agent: string, emit: (e: Job
         }
         job.archive = undefined;
       } catch (e) {
-        job.reason += `; its archive ${job.archive} could not be deleted (${(e as Error).message}): delete it by hand`;
+        job.reason += `; its archive ${job.archive} could not be deleted (${errorMessage(e)}): delete it by hand`;
       }
     }
   } finally {

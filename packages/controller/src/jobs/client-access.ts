@@ -1,3 +1,4 @@
+import { errorMessage } from '@borgpull/protocol';
 import { execa } from 'execa';
 import type { AgentLink } from '../agent-link.js';
 import type { ControllerConfig } from '../config.js';
@@ -105,7 +106,7 @@ export async function runCleanup(cleanup: Cleanup, warn: (step: string, reason: 
     try {
       await step();
     } catch (err) {
-      warn(what, (err as Error).message);
+      warn(what, errorMessage(err));
     }
   }
   cleanup.length = 0;

@@ -1,3 +1,4 @@
+import { errorMessage } from '@borgpull/protocol';
 import type { Logger } from 'pino';
 import type { ControllerDaemon } from '../daemon.js';
 import { ControllerError } from '../errors.js';
@@ -31,7 +32,7 @@ export function registerJobs(daemon: ControllerDaemon, log: Logger): void {
           const gone = await discardArchive(daemon.paths, j.agent, j.archive);
           if (gone.length) log.warn({ agentId: j.agent, archives: gone }, 'deleted the archive of an interrupted backup');
         } catch (err) {
-          log.error({ agentId: j.agent, reason: (err as Error).message }, 'could not clean up after an interrupted backup');
+          log.error({ agentId: j.agent, reason: errorMessage(err) }, 'could not clean up after an interrupted backup');
         }
       }
     }

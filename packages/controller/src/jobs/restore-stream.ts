@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { randomInt } from 'node:crypto';
 import { execa } from 'execa';
-import { MAX_RESTORE_PATHS, escapeControl, type AgentMessage } from '@borgpull/protocol';
+import { MAX_RESTORE_PATHS, PeerError, escapeControl, type AgentMessage } from '@borgpull/protocol';
 import type { AgentLink } from '../agent-link.js';
-import { ControllerError, isCoded } from '../errors.js';
+import { ControllerError } from '../errors.js';
 import type { StatePaths } from '../state.js';
 import { borgEnv } from './borg.js';
 import { ensureBorgBase } from './borg-base.js';
@@ -58,7 +58,7 @@ export async function streamExportTar(opts: {
     );
   } catch (err) {
     // The client's policy said no: its own code and one line, with the agent's reason (a peer's text: escaped).
-    if (isCoded(err) && err.code === 'E_RESTORE_REFUSED') {
+    if (err instanceof PeerError && err.code === 'E_RESTORE_REFUSED') {
       throw new ControllerError('E_RESTORE_REFUSED', `restore refused by ${agent}'s restore policy (${oneLine(err.message)}); nothing was sent`);
     }
     throw err;
