@@ -105,8 +105,8 @@ export class ServerHost implements Stoppable {
   }
 
   /** Poll until something listens on TCP `port` in the server netns. */
-  waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
-    return waitFor(`port ${port} in ${this.netns}`, () => this.isListening(port), { timeoutMs });
+  async waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+    await waitFor(`port ${port} in ${this.netns}`, () => this.isListening(port), { timeoutMs });
   }
 
   /** Start the tunnel sshd (see TunnelSshdOptions for the authorized_keys file mode). */

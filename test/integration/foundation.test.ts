@@ -27,7 +27,8 @@ import {
   type ControllerMessage,
   type IdentityKeys,
 } from '@borgpull/protocol';
-import { AGENT_BIN, CONTROLLER_BIN, Procs, cli, freePort, oneLineError, safeSshdConfig, waitFor, type CliResult, type Proc } from './procs.js';
+import { AGENT_BIN, CONTROLLER_BIN, Procs, cli, freePort, oneLineError, safeSshdConfig, type CliResult, type Proc } from './procs.js';
+import { waitFor } from '../harness/wait.js';
 import { FrameProxy, RawClient, type Frame } from './wire.js';
 
 interface AgentView {

@@ -1,5 +1,4 @@
-import { stat } from 'node:fs/promises';
-import { AgentHandshake, parseToken, tokenSigningKey, type EnrolledMessage } from '@borgpull/protocol';
+import { AgentHandshake, exists, parseToken, tokenSigningKey, type EnrolledMessage } from '@borgpull/protocol';
 import { installBackupKey } from './authorized-keys.js';
 import { dialSession } from './dial.js';
 import { AgentError } from './errors.js';
@@ -68,13 +67,4 @@ export async function enroll(opts: EnrollOptions): Promise<Enrollment> {
   if (opts.restores) await savePolicy(opts.paths.restorePolicy, opts.restores);
   await saveEnrollment(opts.paths, enrollment);
   return enrollment;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

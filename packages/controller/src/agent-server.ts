@@ -11,6 +11,7 @@ import {
   MAX_MESSAGE_BYTES,
   decodeAgentMessage,
   encodeMessage,
+  toBuffer,
   type AgentCheck,
   type AgentMessage,
   type ControllerMessage,
@@ -42,12 +43,6 @@ export interface AgentServerOptions {
   readonly log: Logger;
   readonly heartbeatMs?: number;
   readonly handshakeDeadlineMs?: number;
-}
-
-function toBuffer(data: RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return Buffer.from(data);
 }
 
 export function parseListen(listen: string): { host: string; port: number } {

@@ -77,4 +77,6 @@ export { Heartbeat } from './heartbeat.js';
 export type { HeartbeatOptions, HeartbeatState } from './heartbeat.js';
 export type { FrameSocket, ChannelOptions, Requests } from './channel.js';
 export { writeFileAtomic } from './fs-atomic.js';
+export { exists } from './fs-exists.js';
+export { toBuffer } from './frame-bytes.js';
 export { escapeControl, terminalSafe } from './text.js';

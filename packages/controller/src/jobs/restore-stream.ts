@@ -5,7 +5,7 @@ import { MAX_RESTORE_PATHS, PeerError, escapeControl, type AgentMessage } from '
 import type { AgentLink } from '../agent-link.js';
 import { ControllerError } from '../errors.js';
 import type { StatePaths } from '../state.js';
-import { borgEnv } from './borg.js';
+import { borgCommand } from './borg.js';
 import { ensureBorgBase } from './borg-base.js';
 
 /** Bytes the controller may have in flight to the agent before borg's output is paused. */
@@ -68,9 +68,9 @@ export async function streamExportTar(opts: {
   const both = AbortSignal.any([signal, ac.signal]);
   await ensureBorgBase(p, agent);
   // `--` first: a PATH such as `--tar-filter=CMD` (borg runs that command) is a path, never an option.
-  const args = ['--', `${p.repo(agent)}::${opts.archive}`, '-', ...opts.paths];
-  const borg = execa('/bin/sh', ['-c', 'exec borg export-tar "$@" 3<"$PASSPHRASE_FILE"', 'borg', ...args], {
-    env: borgEnv(p, agent, { PASSPHRASE_FILE: p.passphrase(agent) }),
+  const cmd = borgCommand(p, agent, ['export-tar', '--', `${p.repo(agent)}::${opts.archive}`, '-', ...opts.paths]);
+  const borg = execa(cmd.file, cmd.args, {
+    env: cmd.env,
     extendEnv: false,
     stdin: 'ignore',
     stdout: 'pipe',
