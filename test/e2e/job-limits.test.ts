@@ -70,7 +70,7 @@ function signal(pids: number[], sig: NodeJS.Signals): void {
 /** Lines the agent logged that say a tunnel opened. */
 function tunnelOpens(c: Client): () => number {
   let n = 0;
-  c.agent!.stdout!.on('data', (b: Buffer) => {
+  c.agent!.stdout.on('data', (b: Buffer) => {
     n += b.toString().split('\n').filter((l) => l.includes('"tunnel open"')).length;
   });
   return () => n;

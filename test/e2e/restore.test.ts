@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { lstatSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertNoLeftovers, cleanupAll, requireTools, waitFor, type FileSpec } from '../harness/index.js';
@@ -118,6 +118,28 @@ describe('restores', () => {
     }
   });
 
+  it("never writes through alice's symlink on the client: replaced where the stream has the directory, refused where it has only a file below", async () => {
+    const outside = join(c1.host.dir, 'outside');
+    mkdirSync(outside, { recursive: true });
+    const plant = (): void => {
+      wipe();
+      mkdirSync(join(c1.host.root, 'data'));
+      symlinkSync(outside, join(c1.host.root, 'data/alice'));
+      lchownSync(join(c1.host.root, 'data/alice'), 1000, 1000);
+    };
+    plant();
+    const partial = await restore(['data/alice/report.txt', '--target', c1.host.root]);
+    expect(partial.exitCode).not.toBe(0);
+    expect(partial.stderr).toMatch(/data\/alice\/report\.txt: not written: data\/alice is a symlink owned by uid 1000/);
+    expect(readdirSync(outside)).toEqual([]);
+    plant();
+    const whole = await restore(['data/alice', '--target', c1.host.root]);
+    expect(whole.exitCode, whole.stderr).toBe(0);
+    expect(readdirSync(outside)).toEqual([]);
+    expect(lstatSync(join(c1.host.root, 'data/alice')).isDirectory()).toBe(true);
+    expect(readFileSync(join(c1.host.root, 'data/alice/report.txt'), 'utf8')).toBe('quarterly\n');
+  });
+
   it('lists what it would write on --dry-run, and writes nothing', async () => {
     wipe();
     const r = await restore(['data/alice', '--dry-run', '--target', c1.host.root]);
@@ -160,11 +182,11 @@ describe('restores', () => {
     expect(b.jobs[0]?.status).toBe('succeeded');
     const target = join(c1.host.dir, 'killed');
     const run = ctl.cli(['restore', 'pc1', b.jobs[0]!.archive!, '--target', target], 300_000);
-    await waitFor('tar running', () => pidsMatching('tar', '-x', target).length > 0, { timeoutMs: 30_000, intervalMs: 20 });
+    await waitFor('restore streaming', () => existsSync(target) && pidsMatching('borg', 'export-tar', ctl.state).length > 0, { timeoutMs: 30_000, intervalMs: 20 });
     c1.agent!.kill('SIGKILL');
     const r = await run;
     expect(r.exitCode).not.toBe(0);
-    await waitFor('tar and borg gone', () => pidsMatching('tar', '-x', target).length === 0 && pidsMatching('borg', 'export-tar', ctl.state).length === 0, { timeoutMs: 15_000 });
+    await waitFor('borg gone', () => pidsMatching('borg', 'export-tar', ctl.state).length === 0, { timeoutMs: 15_000 });
     const jobs = await ctl.cli(['jobs', '--json']);
     const last = (JSON.parse(jobs.stdout) as Array<{ kind: string; status: string; reason?: string }>)[0];
     expect(last).toMatchObject({ kind: 'restore', status: 'failed' });
@@ -177,12 +199,12 @@ describe('restores', () => {
     const archives = JSON.parse((await ctl.cli(['archives', 'pc1', '--json'])).stdout) as Array<{ name: string }>;
     const target = join(c1.host.dir, 'cut');
     const run = ctl.cli(['restore', 'pc1', archives.at(-1)!.name, '--target', target], 300_000);
-    await waitFor('tar running', () => pidsMatching('tar', '-x', target).length > 0, { timeoutMs: 30_000, intervalMs: 20 });
+    await waitFor('restore streaming', () => existsSync(target) && pidsMatching('borg', 'export-tar', ctl.state).length > 0, { timeoutMs: 30_000, intervalMs: 20 });
     await c1.host.exec(['ip', 'link', 'set', 'eth0', 'down']);
     try {
       const r = await run;
       expect(r.exitCode).not.toBe(0);
-      await waitFor('tar and borg gone', () => pidsMatching('tar', '-x', target).length === 0 && pidsMatching('borg', 'export-tar', ctl.state).length === 0, { timeoutMs: 20_000 });
+      await waitFor('borg gone', () => pidsMatching('borg', 'export-tar', ctl.state).length === 0, { timeoutMs: 20_000 });
       const jobs = await ctl.cli(['jobs', '--json']);
       const last = (JSON.parse(jobs.stdout) as Array<{ kind: string; status: string; reason?: string }>)[0];
       expect(last).toMatchObject({ kind: 'restore', status: 'failed' });

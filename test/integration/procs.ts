@@ -12,6 +12,9 @@ import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { waitFor, type WaitOptions } from '../harness/wait.js';
 
+// The one waitFor lives in the harness; re-exported for tests that import it from here.
+export { waitFor };
+
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CONTROLLER_BIN = `${ROOT}packages/controller/bin/controller.js`;
 export const AGENT_BIN = `${ROOT}packages/agent/bin/agent.js`;

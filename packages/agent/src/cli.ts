@@ -68,9 +68,10 @@ function stateDirOf(values: Record<string, unknown>): string {
 /** Usage of each command, printed by `agent COMMAND --help` (which never runs the command). */
 const COMMAND_USAGE: Readonly<Record<string, string>> = {
   enroll:
-    'usage: agent enroll TOKEN [--sshd-port N] [--sshd-host-key FILE] [--authorized-keys FILE] [--force]\nenroll this machine with the controller that issued TOKEN',
+    'usage: agent enroll TOKEN [--sshd-port N] [--sshd-host-key FILE] [--authorized-keys FILE] [--force] [--restores anywhere|off|DIR[,DIR...]]\nenroll this machine with the controller that issued TOKEN',
+  restores: 'usage: agent restores [anywhere|off|DIR[,DIR...]]\nshow or set what a controller may restore on this machine',
   run: 'usage: agent run [--log-level LEVEL]\nrun the service: stay connected to the controller, obey its orders',
-  status: 'usage: agent status [--json]\nshow what this agent is enrolled to',
+  status: 'usage: agent status [--json]\nshow what this agent is enrolled to, its restore policy and its last restore orders',
 };
 
 function wantsHelp(args: readonly string[]): boolean {

@@ -26,6 +26,7 @@ export const AGENT_CODES = {
   E_RESTORE_BUSY: 'a restore stream with that id is already open',
   E_RESTORE_REFUSED: 'the restore policy refuses this target',
   E_RESTORE_TARGET: 'the restore target is not an absolute path to a directory that can be made',
+  E_RESTORE_TAR_FORMAT: 'the restore stream is not a well-formed tar archive',
   E_RESTORE_STREAM: 'restore data or an end for a stream that is not open',
 } as const;
 

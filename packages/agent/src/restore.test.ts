@@ -71,6 +71,22 @@ describe('agent restore sink', () => {
     expect(result.stderr).toMatch(/stream check failed/);
   });
 
+  it('stops at a corrupt header, keeps what was written before it and reports the stream as broken (tarExit 2)', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'bp-restore-'));
+    dirs.push(base);
+    execFileSync('sh', ['-c', `mkdir -p ${base}/src && echo one > ${base}/src/a && echo two > ${base}/src/b && tar -cf ${base}/t.tar -C ${base}/src a b`]);
+    const tar = readFileSync(join(base, 't.tar'));
+    tar[512 + 512] ^= 0x20; // b's header name: its checksum no longer matches
+    const target = join(base, 'target');
+    const streams = new RestoreStreams(fakeChannel([]), pino({ level: 'silent' }));
+    await streams.begin({ type: 'restore.begin', id: 1, stream: 1, target });
+    streams.data(1, tar);
+    const r = await streams.end({ type: 'restore.end', id: 2, stream: 1, bytes: tar.length, sha256: createHash('sha256').update(tar).digest() });
+    expect(readdirSync(target)).toEqual(['a']);
+    expect(r).toMatchObject({ ok: false, tarExit: 2, files: 1 });
+    expect(r.stderr).toMatch(/restore stopped: .*checksum/);
+  });
+
   it('refuses a relative target', async () => {
     await expect(checkTarget('relative/dir')).rejects.toMatchObject({ code: 'E_RESTORE_TARGET' });
   });

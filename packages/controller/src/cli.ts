@@ -75,8 +75,10 @@ export function stateDirOf(values: Record<string, unknown>): string {
 const COMMAND_USAGE: Readonly<Record<string, string>> = {
   init: `usage: controller init --url ws://HOST:PORT [--listen HOST:PORT] [--ssh-host HOST] [--ssh-port N]
        [--tunnel-user USER] [--ssh-host-key FILE] [--exclude PATTERN]... [--isolation namespace|chroot]
-       [--parallel N] [--tls-cert FILE --tls-key FILE]
+       [--parallel N] [--tls-cert FILE --tls-key FILE] [--sshd-config FILE]
+       [--time-limit DURATION] [--quota SIZE|none] [--min-free-space SIZE]
 create the state directory, the controller's keys and config.json`,
+  check: "usage: controller check [--json]\ncheck the tunnel sshd's effective rules for the tunnel user, each ok or FAIL",
   serve: 'usage: controller serve [--log-level LEVEL]\nrun the daemon: agents, admin socket, jobs',
   token: 'usage: controller token NAME [--ttl MINUTES] [--json]\nprint a one-time enrollment token for agent NAME',
   agents: 'usage: controller agents [--json]\n       controller agents revoke NAME\nlist agents, or cut one off at once and for good',

@@ -35,6 +35,8 @@ export const CONTROLLER_CODES = {
   E_AUTH_REVOKED: 'a revoked agent key (refused at the handshake)',
   E_PROTO_HANDSHAKE: 'an agent failed the handshake without a code of its own (logged, sent to it)',
   E_PROTO_DECODE: 'an agent sent a text frame',
+  E_PROTO_BUSY: 'too many handshakes in progress (in all, or from one address): refused with HTTP 503',
+  E_PROTO_CREDIT: 'an agent returned more restore credit than it had been sent',
   E_PROTO_BAD_FIELD: "an agent's ssh key that is not an ssh public key",
   E_AGENT_UNKNOWN: 'no agent of that name',
   E_AGENT_REVOKED: 'the agent was revoked',

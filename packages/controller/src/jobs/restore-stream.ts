@@ -10,6 +10,12 @@ import { ensureBorgBase } from './borg-base.js';
 
 /** Bytes the controller may have in flight to the agent before borg's output is paused. */
 export const WINDOW_BYTES = 8 * 1024 * 1024;
+/**
+ * Bytes ws may hold for the socket (not yet taken by the kernel) before borg's
+ * output is paused, whatever the credit says: an agent that returns credit
+ * but stops reading must not make the controller buffer the archive.
+ */
+export const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 
 /** A peer's message on one line: control characters escaped, bounded. */
 function oneLine(s: string): string {
@@ -27,6 +33,10 @@ export interface StreamResult {
  * Streams `borg export-tar` over the agent's session into its `tar -x`.
  * Credit-based flow control: at most WINDOW_BYTES are unacknowledged, so
  * memory stays flat however fast borg produces or however slowly tar writes.
+ * Credit comes from the agent and is checked, not trusted: a grant for more
+ * than was sent and not yet acknowledged fails the restore (E_PROTO_CREDIT),
+ * and borg also pauses while the socket's own buffer is above
+ * SOCKET_BUFFER_BYTES (a peer that grants credit but does not read).
  */
 export async function streamExportTar(opts: {
   p: StatePaths;
@@ -82,35 +92,53 @@ export async function streamExportTar(opts: {
   });
   const hash = createHash('sha256');
   let sent = 0;
+  /** Sent and not yet acknowledged by credit. */
   let inflight = 0;
   let paused = false;
   let lost: string | undefined;
+  let violation: ControllerError | undefined;
   const out = borg.stdout!;
-  const offCredit = link.onMessage((m: AgentMessage) => {
-    if (m.type !== 'credit' || m.stream !== stream) return;
-    inflight = Math.max(0, inflight - m.bytes);
-    if (paused && inflight < WINDOW_BYTES) {
+  const resumeIfRoom = (): void => {
+    if (paused && inflight < WINDOW_BYTES && link.bufferedAmount < SOCKET_BUFFER_BYTES) {
       paused = false;
       out.resume();
     }
+  };
+  const offCredit = link.onMessage((m: AgentMessage) => {
+    if (m.type !== 'credit' || m.stream !== stream || violation) return;
+    if (m.bytes > inflight) {
+      violation = new ControllerError(
+        'E_PROTO_CREDIT',
+        `the agent returned credit for ${m.bytes} bytes with only ${inflight} unacknowledged: protocol violation, restore aborted`,
+      );
+      ac.abort(violation);
+      return;
+    }
+    inflight -= m.bytes;
+    resumeIfRoom();
   });
   const offClose = link.onClose((reason) => {
     lost = reason;
     ac.abort(new ControllerError('E_JOB_CONNECTION_LOST', reason));
   });
   out.on('data', (chunk: Buffer) => {
+    if (violation) return;
     hash.update(chunk);
     sent += chunk.length;
     inflight += chunk.length;
-    link.channel.sendData(stream, chunk);
+    // The callback runs once ws has handed the frame to the kernel: the
+    // moment its buffer may have fallen below the bound (a peer that does not
+    // read gets no callbacks, and borg stays paused).
+    link.channel.sendData(stream, chunk, resumeIfRoom);
     opts.onProgress(sent);
-    if (inflight >= WINDOW_BYTES && !paused) {
+    if (!paused && (inflight >= WINDOW_BYTES || link.bufferedAmount >= SOCKET_BUFFER_BYTES)) {
       paused = true;
       out.pause();
     }
   });
   try {
     const res = await borg;
+    if (violation) throw violation;
     if (lost !== undefined) throw new ControllerError('E_JOB_CONNECTION_LOST', `the connection to the agent was lost during the restore (${escapeControl(lost)})`);
     if (signal.aborted) throw new ControllerError('E_JOB_CANCELLED', 'the restore was cancelled');
     if (res.exitCode !== 0) {
