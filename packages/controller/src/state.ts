@@ -11,7 +11,6 @@ export function statePaths(stateDir: string) {
     identity: join(stateDir, 'identity.json'),
     sshDir: join(stateDir, 'ssh'),
     sshKey: join(stateDir, 'ssh', 'id_ed25519'),
-    knownHosts: (agent: string) => join(stateDir, 'ssh', `known_hosts.${agent}`),
     tunnelDir: join(stateDir, 'tunnel'),
     tunnelAuthorizedKeys: join(stateDir, 'tunnel', 'authorized_keys'),
     reposDir: join(stateDir, 'repos'),

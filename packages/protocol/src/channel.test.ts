@@ -64,7 +64,7 @@ describe('channel', () => {
 
   it('an error reply rejects with its code and message', async () => {
     const { ctl, agt } = setup();
-    agt.onRequest = (m) => {
+    agt.onMessage = (m) => {
       if ('id' in m && typeof m.id === 'number') agt.reply({ type: 'error', id: m.id, code: 'E_RESTORE_BUSY', message: 'a restore is running' });
     };
     const err = await ctl.request({ type: 'restore.begin', stream: 1, target: '/r' }).catch((e: unknown) => e);

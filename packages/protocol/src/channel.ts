@@ -32,8 +32,6 @@ export interface ChannelOptions<In> {
   decode: (bytes: Buffer) => In;
   /** default 30000 */
   requestTimeoutMs?: number;
-  /** which incoming messages are replies (matched to pending requests by id); default: type in REPLY_TYPES */
-  isReply?: (msg: In) => boolean;
 }
 
 const noop = (): void => {};
@@ -48,7 +46,6 @@ export class Channel<Out extends { type: string }, In extends { type: string }> 
   readonly #session: Session;
   readonly #decode: (bytes: Buffer) => In;
   readonly #timeoutMs: number;
-  readonly #isReply: (msg: In) => boolean;
   readonly #pending = new Map<number, Pending<In>>();
   #nextId = 1;
   #closed = false;
@@ -67,15 +64,6 @@ export class Channel<Out extends { type: string }, In extends { type: string }> 
     this.#session = opts.session;
     this.#decode = opts.decode;
     this.#timeoutMs = opts.requestTimeoutMs ?? 30_000;
-    this.#isReply = opts.isReply ?? ((m) => REPLY_TYPES.has(m.type));
-  }
-
-  /** Alias of onMessage. */
-  get onRequest(): (msg: In) => void {
-    return this.onMessage;
-  }
-  set onRequest(fn: (msg: In) => void) {
-    this.onMessage = fn;
   }
 
   get closed(): boolean {
@@ -160,7 +148,7 @@ export class Channel<Out extends { type: string }, In extends { type: string }> 
       return;
     }
     if (msg === undefined) return;
-    if (this.#isReply(msg)) {
+    if (REPLY_TYPES.has(msg.type)) {
       const id = (msg as { id?: unknown }).id;
       const p = typeof id === 'number' ? this.#pending.get(id) : undefined;
       if (p) {

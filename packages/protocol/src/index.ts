@@ -24,7 +24,7 @@ export {
   TOKEN_PREFIX,
 } from './token.js';
 export type { TokenRecord, ParsedToken } from './token.js';
-export { PROTOCOL_VERSION, REPLY_TO, REPLY_TYPES } from './messages.js';
+export { PROTOCOL_VERSION, REPLY_TO } from './messages.js';
 export type {
   HandshakeMessage,
   HelloMessage,
@@ -49,8 +49,6 @@ export type {
   TunnelClosedMessage,
   HostReportMessage,
   RestoreResultMessage,
-  DistributiveOmit,
-  RequestOf,
   RequestType,
   ReplyTo,
 } from './messages.js';

@@ -223,9 +223,6 @@ export type ReplyTo<T extends RequestType> = Extract<ControllerMessage | AgentMe
 /** Omit that distributes over a union, so each variant keeps its own fields. */
 export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
-/** A request variant of the union M (one that has a reply in REPLY_TO), without its id: what Channel.request takes. */
-export type RequestOf<M extends { type: string }> = DistributiveOmit<Extract<M, { type: RequestType }>, 'id'>;
-
 /** Message types that are replies to a request (matched by id). */
 export const REPLY_TYPES: ReadonlySet<string> = new Set<string>(['error', ...Object.values(REPLY_TO)]);
 
