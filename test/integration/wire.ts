@@ -21,8 +21,9 @@ export class RawClient {
   close: { code: number; reason: string } | undefined;
   private constructor(readonly ws: WebSocket) {}
 
-  static connect(url: string): Promise<RawClient> {
-    const ws = new WebSocket(url, { perMessageDeflate: false });
+  /** `autoPong: false`: a peer that never answers a ping (the heartbeat's target). */
+  static connect(url: string, opts: { autoPong?: boolean } = {}): Promise<RawClient> {
+    const ws = new WebSocket(url, { perMessageDeflate: false, autoPong: opts.autoPong ?? true });
     const c = new RawClient(ws);
     ws.on('upgrade', (res) => {
       c.localPort = res.socket.localPort ?? 0;
