@@ -100,7 +100,10 @@ export class AgentService {
         ws.terminate();
       },
     });
-    ws.on('pong', () => heartbeat.pong());
+    // Any frame from the controller proves it alive, not only a pong: during a restore the
+    // pong queues behind the data this agent is still unpacking (head-of-line blocking).
+    ws.on('pong', () => heartbeat.heard());
+    ws.on('message', () => heartbeat.heard());
     heartbeat.start();
     const onAbort = (): void => ws.close(1001, 'agent stopping');
     signal.addEventListener('abort', onAbort, { once: true });

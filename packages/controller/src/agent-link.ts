@@ -48,9 +48,13 @@ export class AgentLink {
       },
     });
     ws.on('pong', () => {
-      this.heartbeat.pong();
+      this.heartbeat.heard();
       this.lastSeen = Date.now();
     });
+    // Any frame from the agent proves it alive, not only a pong: during a restore its
+    // pong queues behind megabytes of data it is still unpacking (head-of-line), while
+    // its credit frames keep coming. Seen: a loaded 1 GiB bench restore cut at 9 s (1006).
+    ws.on('message', () => this.heartbeat.heard());
     this.heartbeat.start();
   }
 

@@ -1,6 +1,6 @@
 /**
- * Keeps a connection honest: ping the peer every interval; a peer that has
- * not answered the previous ping by the next tick is cut off. Transport-free
+ * Keeps a connection honest: ping the peer every interval; a peer not heard
+ * from (no pong, no frame) since the previous ping by the next tick is cut off. Transport-free
  * (both sides wire it to a ws WebSocket: ping(), terminate(), 'pong'), so it
  * is tested with fake timers.
  */
@@ -32,8 +32,11 @@ export class Heartbeat {
     this.#timer = setInterval(() => this.#tick(), this.opts.intervalMs);
   }
 
-  /** Call on every pong from the peer. */
-  pong(): void {
+  /**
+   * Call whenever the peer is heard from: a pong, or any frame (a peer busy
+   * with a restore may answer a ping late, its pong queued behind data).
+   */
+  heard(): void {
     this.#answered = true;
   }
 
