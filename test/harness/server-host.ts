@@ -1,3 +1,4 @@
+import { errorMessage } from '@borgpull/protocol';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { execa } from 'execa';
 import { readLog } from './logs.js';
@@ -173,7 +174,7 @@ export class ServerHost implements Stoppable {
       try {
         await c.stop();
       } catch (err) {
-        problems.push((err as Error).message);
+        problems.push(errorMessage(err));
       }
     }
     const ino = this.netInode;
