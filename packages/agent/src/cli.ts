@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { pino } from 'pino';
 import { BorgpullError, errorMessage, terminalSafe } from '@borgpull/protocol';
@@ -8,8 +7,7 @@ import { describePolicy, formatPolicy, loadPolicy, parsePolicy, savePolicy, type
 import { AgentService } from './service.js';
 import { agentPaths, DEFAULT_AGENT_STATE_DIR, loadEnrollment } from './state.js';
 import { agentStatus, formatStatus } from './status.js';
-
-export const SOFTWARE = `borgpull-agent/${(JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version}`;
+import { agentVersion, SOFTWARE } from './version.js';
 
 /** Parsed flags: string or boolean values by flag name. */
 export interface Parsed {
@@ -29,6 +27,7 @@ commands:
                  follows a change at once): anywhere (default), off, or only into
                  these directories
   status [--json] what this agent is enrolled to, its restore policy, its last restores
+  --version      print this agent's version
 
 every command: --state-dir DIR (or BORGPULL_AGENT_STATE_DIR; default ${DEFAULT_AGENT_STATE_DIR})`;
 
@@ -95,6 +94,9 @@ export async function run(argv: string[]): Promise<number> {
     case '-h':
       process.stdout.write(USAGE + '\n');
       return cmd === undefined ? 2 : 0;
+    case '--version':
+      process.stdout.write(`borgpull-agent ${agentVersion()}\n`);
+      return 0;
     case 'enroll': {
       const { values, positionals } = parse(rest, {
         'sshd-port': { type: 'string' },

@@ -41,11 +41,11 @@ export async function formatStatus(paths: AgentPaths, s: AgentStatus): Promise<s
   );
   if (s.restores.length === 0) {
     lines.push('no restore orders received');
-    return terminalSafe(lines.join('\n'));
+    return lines.map(terminalSafe).join('\n');
   }
   lines.push(`last ${s.restores.length} restore orders (newest first):`);
   for (const r of s.restores) lines.push(`  ${restoreLine(r)}`);
-  return terminalSafe(lines.join('\n'));
+  return lines.map(terminalSafe).join('\n');
 }
 
 export function restoreLine(r: RestoreRecord): string {

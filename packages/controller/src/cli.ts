@@ -10,6 +10,8 @@ import { registerJobs } from './jobs/register.js';
 import { backupCommand, archivesCommand, jobsCommand } from './cli-backup.js';
 import { restoreCommand } from './cli-restore.js';
 import { checkCommand } from './cli-check.js';
+import { versionCell } from './agent-version.js';
+import { controllerVersion } from './version.js';
 
 /** Parsed flags: string or boolean values by flag name. */
 export interface Parsed {
@@ -33,6 +35,7 @@ commands:
   archives NAME [--json]                list an agent's archives
   jobs [--json] [--limit N]             recent jobs and their outcome
   restore NAME ARCHIVE [PATH...] [--method stream|extract|full] [--target DIR] [--dry-run] [--yes]
+  --version                             print this controller's version
 
 every command: --state-dir DIR (or BORGPULL_STATE_DIR; default ${DEFAULT_STATE_DIR})`;
 
@@ -111,6 +114,9 @@ export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
     case '-h':
       io.out(USAGE);
       return cmd === undefined ? 2 : 0;
+    case '--version':
+      io.out(`borgpull-controller ${controllerVersion()}`);
+      return 0;
     case 'init':
       return initController(rest, io);
     case 'serve':
@@ -196,7 +202,7 @@ async function agents(argv: string[], io: Io): Promise<number> {
         a.connected ? ago(a.since) : '-',
         a.connected ? 'now' : ago(a.lastSeen),
         a.address ?? '-',
-        a.version ?? '-',
+        versionCell(a),
       ]),
     ),
   );

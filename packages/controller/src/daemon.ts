@@ -1,5 +1,19 @@
 import type { Logger } from 'pino';
-import { BorgpullError, createToken, encodePublicKey, errorMessage, escapeControl, legacyToken, verifyTokenProof, type AgentCheck, type AgentMessage, type Channel, type ControllerMessage, type IdentityKeys } from '@borgpull/protocol';
+import {
+  BorgpullError,
+  createToken,
+  encodePublicKey,
+  errorMessage,
+  escapeControl,
+  legacyToken,
+  verifyTokenProof,
+  type AgentCheck,
+  type AgentMessage,
+  type Channel,
+  type ControllerMessage,
+  type IdentityKeys,
+} from '@borgpull/protocol';
+import { versionStatus } from './agent-version.js';
 import { AdminServer, adminSocketPath, type AdminHandler } from './admin-socket.js';
 import type { AgentLink } from './agent-link.js';
 import { AgentServer } from './agent-server.js';
@@ -10,6 +24,7 @@ import { loadIdentity, readSshPublicKey, statePaths, type StatePaths } from './s
 import { requireSafeSshd } from './sshd-check.js';
 import { checkSshPublicKey, readHostKey, writeTunnelKeys } from './tunnel-keys.js';
 import { endTunnelSession } from './tunnel-sessions.js';
+import { controllerVersion } from './version.js';
 
 export type DaemonState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -22,6 +37,8 @@ export interface AgentView {
   lastSeen: number | null;
   address: string | null;
   version: string | null;
+  /** the agent's version is older than this controller's (semver; false when unknown) */
+  outdated: boolean;
   port: number;
   revoked: boolean;
 }
@@ -216,15 +233,18 @@ export class ControllerDaemon {
   }
 
   agentViews(): AgentView[] {
+    const own = controllerVersion();
     return this.registry.agents().map((a) => {
       const l = this.links.get(a.name);
+      const version = l ? escapeControl(l.software) : (a.software ?? null);
       return {
         name: a.name,
         connected: l?.state === 'open',
         since: l ? l.connectedAt : null,
         lastSeen: l ? l.lastSeen : (a.lastSeen ?? null),
         address: l ? l.address : (a.lastAddress ?? null),
-        version: l ? escapeControl(l.software) : (a.software ?? null),
+        version,
+        outdated: versionStatus(version, own) === 'outdated',
         port: a.port,
         revoked: a.revokedAt !== undefined,
       };

@@ -12,6 +12,7 @@ import type {
   HandshakeMessage,
   TunnelSpec,
 } from './messages.js';
+import { PROTOCOL_VERSION } from './messages.js';
 import {
   LIMITS,
   asRecord,
@@ -127,6 +128,17 @@ function tunnelSpec(r: Rec): TunnelSpec {
   };
 }
 
+/**
+ * The handshake's `v`, checked before any other field: every other field is
+ * that version's to define, so a peer of another version is refused as such
+ * (`E_PROTO_VERSION`), never as a bad field of this one.
+ */
+function version(r: Rec, peer: string, self: string): number {
+  const v = uint32(r, 'v');
+  if (v !== PROTOCOL_VERSION) throw new ProtocolError('E_PROTO_VERSION', `${peer} speaks protocol version ${v}, this ${self} speaks ${PROTOCOL_VERSION}`);
+  return v;
+}
+
 /** Decodes a plaintext handshake frame (either direction). */
 export function decodeHandshake(bytes: Uint8Array): HandshakeMessage {
   const { r, type } = topLevel(bytes);
@@ -134,7 +146,7 @@ export function decodeHandshake(bytes: Uint8Array): HandshakeMessage {
     case 'hello': {
       const m: HandshakeMessage = {
         type,
-        v: uint32(r, 'v'),
+        v: version(r, 'agent', 'controller'),
         agentKey: bin(r, 'agentKey', 32),
         eph: bin(r, 'eph', 32),
         nonce: bin(r, 'nonce', 32),
@@ -149,7 +161,7 @@ export function decodeHandshake(bytes: Uint8Array): HandshakeMessage {
     case 'welcome':
       return {
         type,
-        v: uint32(r, 'v'),
+        v: version(r, 'controller', 'agent'),
         controllerKey: bin(r, 'controllerKey', 32),
         eph: bin(r, 'eph', 32),
         nonce: bin(r, 'nonce', 32),

@@ -157,6 +157,18 @@ describe('handshake', () => {
     expect(codeOf(() => c.onHello(hello))).toBe('E_PROTO_VERSION');
   });
 
+  it('another protocol version is refused as such, whatever its other fields (that version defines them)', () => {
+    const { a, c } = pair();
+    // A later version may drop, rename or reshape any field but `type` and `v`.
+    const hello = packValue({ type: 'hello', v: 2, agentKey: Buffer.alloc(48, 1), features: ['x'] });
+    expect(codeOf(() => c.onHello(hello))).toBe('E_PROTO_VERSION');
+    const welcome = packValue({ type: 'welcome', v: 2, controllerKey: 'not bytes' });
+    a.hello();
+    expect(codeOf(() => a.onWelcome(welcome))).toBe('E_PROTO_VERSION');
+    // A version that is not a uint32 is a bad field.
+    expect(codeOf(() => c.onHello(packValue({ type: 'hello', v: 'two' })))).toBe('E_PROTO_BAD_FIELD');
+  });
+
   it('rejects a low-order x25519 ephemeral', () => {
     const { a, c } = pair();
     const hello = tamper(a.hello(), (m) => (m['eph'] = Buffer.alloc(32)));
