@@ -36,6 +36,8 @@ export type AgentCode = keyof typeof AGENT_CODES;
 export class AgentError extends BorgpullError {
   override name = 'AgentError';
 
+  // Not useless: public where the base's is protected, and only this package's codes.
+  // eslint-disable-next-line @typescript-eslint/no-useless-constructor
   constructor(code: AgentCode, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
   }

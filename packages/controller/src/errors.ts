@@ -71,6 +71,8 @@ export type ControllerCode = keyof typeof CONTROLLER_CODES;
 export class ControllerError extends BorgpullError {
   override name = 'ControllerError';
 
+  // Not useless: public where the base's is protected, and only this package's codes.
+  // eslint-disable-next-line @typescript-eslint/no-useless-constructor
   constructor(code: ControllerCode, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
   }

@@ -43,6 +43,8 @@ export type ProtocolCode = keyof typeof PROTOCOL_CODES;
 export class ProtocolError extends BorgpullError {
   override name = 'ProtocolError';
 
+  // Not useless: public where the base's is protected, and only this package's codes.
+  // eslint-disable-next-line @typescript-eslint/no-useless-constructor
   constructor(code: ProtocolCode, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
   }
@@ -56,6 +58,8 @@ export class ProtocolError extends BorgpullError {
 export class PeerError extends BorgpullError {
   override name = 'PeerError';
 
+  // Not useless: public where the base's is protected.
+  // eslint-disable-next-line @typescript-eslint/no-useless-constructor
   constructor(code: string, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
   }
