@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminRequest, adminSocketPath } from '@borgpull/controller';
+import { ADMIN_API, AdminClient, adminSocketPath } from '@borgpull/controller';
 import { MIB, type Controller, Fixture } from './controller-fixture.js';
 import { waitFor } from '../harness/wait.js';
 import { AGENT_BIN } from './procs.js';
@@ -52,7 +52,7 @@ describe('before authentication (real controller)', () => {
     // Four source addresses, 50 each: under the per-address bound, so each one meets the byte limit.
     const conns = await Promise.all(Array.from({ length: 200 }, (_, i) => open(c, `127.0.0.${2 + (i % 4)}`)));
     expect(conns.map((k) => k.status)).toEqual(conns.map(() => 101));
-    const admin = (): Promise<unknown> => adminRequest(adminSocketPath(c.dir), 'agents', {});
+    const admin = (): Promise<unknown> => new AdminClient(adminSocketPath(c.dir), ADMIN_API).call('agents', {});
     const idle = await timed(() => c.agent('steady'));
 
     // Sample RSS while they send; give up sending (the test has failed) past +256 MiB.

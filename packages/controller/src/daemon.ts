@@ -14,36 +14,34 @@ import {
   type IdentityKeys,
 } from '@borgpull/protocol';
 import { versionStatus } from './agent-version.js';
-import { AdminServer, adminSocketPath, type AdminHandler } from './admin-socket.js';
+import { ADMIN_API, type AdminApi, type AgentView, type Handlers } from './admin/api.js';
+import { AdminServer } from './admin/server.js';
+import { adminSocketPath } from './admin/wire.js';
 import type { AgentLink } from './agent-link.js';
 import { AgentServer } from './agent-server.js';
 import { loadConfig, type ControllerConfig } from './config.js';
 import { ControllerError } from './errors.js';
-import { Registry, checkAgentName } from './registry.js';
+import { Registry } from './registry.js';
 import { loadIdentity, readSshPublicKey, statePaths, type StatePaths } from './state.js';
 import { requireSafeSshd } from './sshd-check.js';
 import { checkSshPublicKey, readHostKey, writeTunnelKeys } from './tunnel-keys.js';
 import { endTunnelSession } from './tunnel-sessions.js';
 import { controllerVersion } from './version.js';
+import { listArchives } from './jobs/borg.js';
+import { JobRunner } from './jobs/job-runner.js';
 
 export type DaemonState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 export const TOKEN_TTL_MS = 60 * 60 * 1000;
 
-export interface AgentView {
-  name: string;
-  connected: boolean;
-  since: number | null;
-  lastSeen: number | null;
-  address: string | null;
-  version: string | null;
-  /** the agent's version is older than this controller's (semver; false when unknown) */
-  outdated: boolean;
-  port: number;
-  revoked: boolean;
+export interface DaemonOptions {
+  /** Ping interval for agent connections (ms). */
+  readonly heartbeatMs?: number;
+  /** How long `stop` lets running jobs finish before it cancels them (ms; default 0: cancel at once, then clean up). */
+  readonly stopGraceMs?: number;
 }
 
-/** The controller daemon: agent registry, agent connections, admin socket. */
+/** The controller daemon: agent registry, agent connections, the job runner, the admin socket. */
 export class ControllerDaemon {
   state: DaemonState = 'created';
   readonly paths: StatePaths;
@@ -51,15 +49,14 @@ export class ControllerDaemon {
   identity!: IdentityKeys;
   registry!: Registry;
   private agentServer?: AgentServer;
-  private admin?: AdminServer;
+  private admin?: AdminServer<AdminApi>;
+  private jobs?: JobRunner;
   readonly links = new Map<string, AgentLink>();
-  private readonly extraHandlers: Record<string, AdminHandler> = {};
-  private readonly stopHooks: Array<(reason: string) => Promise<void>> = [];
 
   constructor(
     stateDir: string,
     private readonly log: Logger,
-    private readonly opts: { heartbeatMs?: number } = {},
+    private readonly opts: DaemonOptions = {},
   ) {
     this.paths = statePaths(stateDir);
   }
@@ -67,15 +64,6 @@ export class ControllerDaemon {
   private transition(next: DaemonState): void {
     this.log.info({ from: this.state, to: next }, 'controller state');
     this.state = next;
-  }
-
-  /** Lets feature modules (backups, restores) add admin commands and shutdown steps. */
-  addAdminHandlers(handlers: Record<string, AdminHandler>): void {
-    Object.assign(this.extraHandlers, handlers);
-  }
-
-  onStop(hook: (reason: string) => Promise<void>): void {
-    this.stopHooks.push(hook);
   }
 
   async start(): Promise<{ host: string; port: number }> {
@@ -89,8 +77,25 @@ export class ControllerDaemon {
     this.identity = await loadIdentity(this.paths);
     this.registry = await Registry.open(this.paths.root);
     await writeTunnelKeys(this.paths.tunnelAuthorizedKeys, this.registry.agents());
-    this.admin = new AdminServer(adminSocketPath(this.paths.root), { ...this.adminHandlers(), ...this.extraHandlers }, this.log.child({ component: 'admin' }));
+    const jobs = new JobRunner({
+      paths: this.paths,
+      registry: this.registry,
+      links: this.links,
+      config: this.config,
+      log: this.log.child({ component: 'jobs' }),
+    });
+    this.jobs = jobs;
+    // The admin socket first: it is what says no other daemon owns this state
+    // directory (E_DAEMON_RUNNING), and recovery must never touch a live daemon's jobs.
+    this.admin = new AdminServer(adminSocketPath(this.paths.root), ADMIN_API, this.adminHandlers(jobs), this.log.child({ component: 'admin' }));
     await this.admin.start();
+    // Crash recovery, now: a job command that arrives meanwhile waits for it.
+    try {
+      await jobs.start();
+    } catch (err) {
+      await this.admin.stop();
+      throw err;
+    }
     this.agentServer = new AgentServer({
       listen: this.config.listen,
       tlsCert: this.config.tlsCert,
@@ -111,6 +116,7 @@ export class ControllerDaemon {
     try {
       bound = await this.agentServer.start();
     } catch (err) {
+      await jobs.stop(0, 'start failed');
       await this.admin.stop();
       throw new ControllerError('E_CONFIG_LISTEN', `cannot listen on ${this.config.listen}: ${errorMessage(err)}`, { cause: err });
     }
@@ -118,13 +124,11 @@ export class ControllerDaemon {
     return bound;
   }
 
-  /** Stop accepting, let feature modules drain, close connections and sockets. Idempotent. */
+  /** Stop taking jobs, drain them up to the grace period (then cancel), close connections and sockets. Idempotent. */
   async stop(reason: string): Promise<void> {
     if (this.state === 'stopping' || this.state === 'stopped') return;
     this.transition('stopping');
-    for (const hook of this.stopHooks) {
-      await hook(reason).catch((err: unknown) => this.log.error({ err }, 'shutdown step failed'));
-    }
+    await this.jobs?.stop(this.opts.stopGraceMs ?? 0, reason).catch((err: unknown) => this.log.error({ err }, 'shutdown step failed'));
     await this.agentServer?.stop(reason);
     await this.admin?.stop();
     await this.registry?.close().catch((err: unknown) => this.log.error({ err }, 'could not write the registry'));
@@ -222,16 +226,6 @@ export class ControllerDaemon {
     });
   }
 
-  /** The live connection to an agent, or a clear error. */
-  link(name: string): AgentLink {
-    const rec = this.registry.get(name);
-    if (!rec) throw new ControllerError('E_AGENT_UNKNOWN', `no agent named '${name}' (see 'controller agents')`);
-    if (rec.revokedAt !== undefined) throw new ControllerError('E_AGENT_REVOKED', `agent '${name}' was revoked`);
-    const l = this.links.get(name);
-    if (!l || l.state !== 'open') throw new ControllerError('E_AGENT_OFFLINE', `agent '${name}' is not connected`);
-    return l;
-  }
-
   agentViews(): AgentView[] {
     const own = controllerVersion();
     return this.registry.agents().map((a) => {
@@ -251,19 +245,17 @@ export class ControllerDaemon {
     });
   }
 
-  private adminHandlers(): Record<string, AdminHandler> {
+  /** Every admin command (admin/api.ts), its arguments already read and checked. */
+  private adminHandlers(jobs: JobRunner): Handlers<AdminApi> {
     return {
-      token: async (args) => {
-        const name = checkAgentName(String(args['name'] ?? ''));
-        const ttlMs = typeof args['ttlMs'] === 'number' ? args['ttlMs'] : TOKEN_TTL_MS;
+      token: async ({ name, ttlMs = TOKEN_TTL_MS }) => {
         const { token, record } = createToken({ url: this.config.url, controllerKey: this.identity.publicKey, name, ttlMs });
         await this.registry.addToken(record);
         this.log.info({ agentId: name, tokenId: record.id, expiresAt: record.expiresAt }, 'enrollment token issued');
         return { token, expiresAt: record.expiresAt };
       },
-      agents: async () => this.agentViews(),
-      revoke: async (args) => {
-        const name = String(args['name'] ?? '');
+      agents: () => Promise.resolve(this.agentViews()),
+      revoke: async ({ name }) => {
         const rec = await this.registry.revoke(name);
         await writeTunnelKeys(this.paths.tunnelAuthorizedKeys, this.registry.agents());
         this.links.get(name)?.close(1008, 'E_AUTH_REVOKED');
@@ -272,6 +264,13 @@ export class ControllerDaemon {
         this.log.warn({ agentId: name, tunnelSessionsEnded: tunnel.ended.length }, 'agent revoked');
         return { name: rec.name, revokedAt: rec.revokedAt };
       },
+      backup: (args, emit, signal) => jobs.backup(args, emit, signal),
+      restore: (args, emit, signal) => jobs.restore(args, emit, signal),
+      archives: async ({ name }) => {
+        if (!this.registry.get(name)) throw new ControllerError('E_AGENT_UNKNOWN', `no agent named '${name}' (see 'controller agents')`);
+        return listArchives(this.paths, name);
+      },
+      jobs: async ({ limit, agent }) => jobs.recent(limit, agent),
     };
   }
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from './config.js';
-import { initController } from './init.js';
+import { initController } from './cli/init.js';
 import { CHROOT_WARNING, chrootWarning } from './isolation.js';
 
 const base = { url: 'ws://backup.example:7400' };

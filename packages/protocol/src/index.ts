@@ -53,6 +53,8 @@ export type {
   ReplyTo,
 } from './messages.js';
 export { LIMITS } from './validate.js';
+// The field readers, for the other trust boundaries (the controller's admin socket).
+export { asRecord, bool, int, optInt, optStr, optStrList, str, type Rec, type StrOpts } from './validate.js';
 export {
   encodeMessage,
   decodeHandshake,

@@ -1,5 +1,3 @@
-import { errorMessage } from '@borgpull/protocol';
-import { execa } from 'execa';
 import type { AgentLink } from '../agent-link.js';
 import type { ControllerConfig } from '../config.js';
 import type { StatePaths } from '../state.js';
@@ -9,19 +7,15 @@ import { ensureBorgBase } from './borg-base.js';
 import { checkHostReport, type HostReport } from './host-report.js';
 import { JobDir, ensureMountpoint, removeMountpoint } from './job-dir.js';
 import { hostAlias, jobEnv } from './job-env.js';
-import { BorgLogReader, type BorgOutcome } from './progress.js';
-import { jobCommand } from './scripts.js';
+import type { Cleanup } from './cleanup.js';
 
 export const NSSWITCH = 'passwd: files\ngroup: files\nshadow: files\nhosts: files\n';
-
-/** Cleanup steps, run in reverse order whatever happened. */
-export type Cleanup = Array<[string, () => Promise<unknown>]>;
 
 export interface ClientAccess {
   /** The client's report, checked: names, excludes and host key to use. */
   readonly host: HostReport;
   readonly dir: JobDir;
-  /** Environment for a job script (see scripts.ts). */
+  /** Environment for a job script (see job-script/script.ts). */
   readonly env: Record<string, string>;
 }
 
@@ -73,41 +67,4 @@ export async function openClientAccess(opts: {
   await ensureMountpoint(p.mountpoint(agent.name));
   cleanup.push(['remove the mountpoint', () => removeMountpoint(p.mountpoint(agent.name))]);
   return { host, dir, env };
-}
-
-/** Runs a job script to its end; borg's log is read as it comes. */
-export async function runJobScript(opts: {
-  script: string;
-  args: readonly string[];
-  env: Record<string, string>;
-  signal: AbortSignal;
-  reader: BorgLogReader;
-}): Promise<{ outcome: BorgOutcome; stdout: string; exit: string }> {
-  const { file, args } = jobCommand(opts.script, opts.args);
-  const proc = execa(file, args, {
-    env: opts.env,
-    extendEnv: false,
-    stdin: 'ignore',
-    reject: false,
-    cancelSignal: opts.signal,
-    forceKillAfterDelay: 3000,
-    stripFinalNewline: false,
-  });
-  proc.stderr?.setEncoding('utf8');
-  proc.stderr?.on('data', (c: string) => opts.reader.push(c));
-  const res = await proc;
-  opts.reader.push('\n');
-  return { outcome: opts.reader.outcome, stdout: String(res.stdout ?? ''), exit: String(res.exitCode ?? res.signal) };
-}
-
-/** Runs cleanup steps in reverse; a failing step is logged and the rest still run. */
-export async function runCleanup(cleanup: Cleanup, warn: (step: string, reason: string) => void): Promise<void> {
-  for (const [what, step] of [...cleanup].reverse()) {
-    try {
-      await step();
-    } catch (err) {
-      warn(what, errorMessage(err));
-    }
-  }
-  cleanup.length = 0;
 }

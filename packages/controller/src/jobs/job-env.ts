@@ -1,5 +1,5 @@
 /**
- * The whole environment of a job script (see scripts.ts), built from nothing.
+ * The whole environment of a job script (see job-script/script.ts), built from nothing.
  * Every program in a job runs as root on the server next to the client's
  * tree, so each variable is one of these, and nothing is inherited:
  * - sh, mount, mountpoint, stat, kill, chroot, setpriv, unshare: PATH only

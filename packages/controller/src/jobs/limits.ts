@@ -2,7 +2,7 @@ import { statfs } from 'node:fs/promises';
 import type { ControllerConfig } from '../config.js';
 import { ControllerError } from '../errors.js';
 import { formatDuration, formatSize } from '../units.js';
-import { BorgLogReader } from './progress.js';
+import { BorgLogReader } from './job-script/output.js';
 
 /**
  * What bounds one job, so that a client that serves an endless file or tree,

@@ -1,16 +1,16 @@
-import type { Logger } from 'pino';
 import { escapeControl } from '@borgpull/protocol';
-import type { ControllerDaemon } from '../daemon.js';
 import { ControllerError } from '../errors.js';
 import { loadConfig } from '../config.js';
 import { borg } from './borg.js';
 import { jobLimits, TimeLimit } from './limits.js';
-import { markFailed, newJobId, type JobRecord, type JobStore } from './job-store.js';
-import type { JobEvent } from './progress.js';
+import type { JobContext } from './job-context.js';
+import { markFailed, newJobId, type JobRecord } from './job-store.js';
+import type { JobEvent } from './job-event.js';
 import { streamExportTar } from './restore-stream.js';
 
 export type RestoreMethod = 'stream' | 'extract' | 'full';
 
+/** A restore as the admin API reads it (admin/api.ts). */
 export interface RestoreRequest {
   readonly agent: string;
   readonly archive: string;
@@ -20,44 +20,11 @@ export interface RestoreRequest {
   readonly dryRun: boolean;
 }
 
-export interface RestoreContext {
-  readonly daemon: ControllerDaemon;
-  readonly store: JobStore;
-  readonly log: Logger;
-  readonly running: Set<string>;
-}
-
 const MAX_LISTED = 100_000;
 
-/** Checks a restore request the way the agent will, before anything starts. */
-export function checkRestore(raw: Record<string, unknown>): RestoreRequest {
-  const method = raw['method'] ?? 'stream';
-  if (method !== 'stream' && method !== 'extract' && method !== 'full') {
-    throw new ControllerError('E_USAGE', `--method must be stream, extract or full, got '${String(method)}'`);
-  }
-  const target = typeof raw['target'] === 'string' ? raw['target'] : '/';
-  if (!target.startsWith('/')) throw new ControllerError('E_RESTORE_TARGET', `--target must be an absolute path, got '${target}'`);
-  if (target.split('/').includes('..')) throw new ControllerError('E_RESTORE_TARGET', `--target must not contain '..'`);
-  const paths = Array.isArray(raw['paths']) ? raw['paths'].map(String) : [];
-  for (const path of paths) {
-    if (path.length === 0 || path.split('/').includes('..')) throw new ControllerError('E_USAGE', `bad path '${path}'`);
-  }
-  const archive = String(raw['archive'] ?? '');
-  if (!/^[^/\0\n]{1,200}$/.test(archive)) throw new ControllerError('E_USAGE', 'name the archive to restore (see controller archives NAME)');
-  return {
-    agent: String(raw['agent'] ?? ''),
-    archive,
-    // borg stores paths without a leading slash.
-    paths: paths.map((x) => x.replace(/^\/+/, '')),
-    method,
-    target,
-    dryRun: raw['dryRun'] === true,
-  };
-}
-
 /** Lists what a restore would write (dry run): the archive's items under the given paths. */
-async function dryRun(ctx: RestoreContext, req: RestoreRequest): Promise<string[]> {
-  const p = ctx.daemon.paths;
+async function dryRun(ctx: JobContext, req: RestoreRequest): Promise<string[]> {
+  const p = ctx.paths;
   // `--`: a PATH such as `--format=...` is a path, never an option.
   const res = await borg(p, req.agent, ['list', '--format', '{path}{NUL}', '--', `${p.repo(req.agent)}::${req.archive}`, ...req.paths]);
   if (res.exitCode !== 0) throw new ControllerError('E_JOB_BORG', `cannot list ${req.archive}: ${escapeControl(String(res.stderr).trim().split('\n').pop() ?? '')}`);
@@ -65,8 +32,8 @@ async function dryRun(ctx: RestoreContext, req: RestoreRequest): Promise<string[
   return String(res.stdout).split('\0').filter(Boolean).slice(0, MAX_LISTED).map(escapeControl);
 }
 
-async function archiveSize(ctx: RestoreContext, req: RestoreRequest): Promise<number | undefined> {
-  const p = ctx.daemon.paths;
+async function archiveSize(ctx: JobContext, req: RestoreRequest): Promise<number | undefined> {
+  const p = ctx.paths;
   const res = await borg(p, req.agent, ['info', '--json', '--', `${p.repo(req.agent)}::${req.archive}`]);
   if (res.exitCode !== 0) {
     throw new ControllerError('E_RESTORE_ARCHIVE', `no archive '${req.archive}' for '${req.agent}' (see 'controller archives ${req.agent}')`);
@@ -83,14 +50,14 @@ async function archiveSize(ctx: RestoreContext, req: RestoreRequest): Promise<nu
  * client's passwd and group of today, `stream` and `full` keep archived ids.
  */
 export async function runRestore(
-  ctx: RestoreContext,
+  ctx: JobContext,
   req: RestoreRequest,
   emit: (e: JobEvent) => void,
   cancel: AbortSignal,
 ): Promise<JobRecord & { wouldWrite?: string[] }> {
-  const { daemon, store } = ctx;
-  const p = daemon.paths;
-  const link = daemon.link(req.agent);
+  const { store } = ctx;
+  const p = ctx.paths;
+  const link = ctx.link(req.agent);
   const limits = jobLimits(await loadConfig(p.root), req.agent);
   const totalBytes = await archiveSize(ctx, req);
   if (req.dryRun) {

@@ -1,22 +1,13 @@
-import { parse, stateDirOf, UsageError, type Io } from './cli.js';
-import { loadConfig } from './config.js';
-import { checkSshd, placement } from './sshd-check.js';
-
-const CHECK_USAGE = `usage: controller check [--json]
-
-Reads the tunnel sshd's effective settings for the tunnel user
-(sshd -T -f SSHD-CONFIG -C user=TUNNEL-USER,...; sshdConfig in config.json,
-default /etc/ssh/sshd_config) and prints each rule with ok or FAIL.
-Exit status 1 if any rule fails: 'controller serve' refuses to start then.`;
+import { loadConfig } from '../config.js';
+import { checkSshd, placement } from '../sshd-check.js';
+import { parse, stateDirOf } from './args.js';
+import type { Io } from './io.js';
+import { usageError } from './usage.js';
 
 /** `controller check`: the same checks `controller serve` runs at start, one line each. */
 export async function checkCommand(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(argv, {});
-  if (values['help']) {
-    io.out(CHECK_USAGE);
-    return 0;
-  }
-  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}' (usage: controller check [--json])`);
+  if (positionals.length) throw usageError('check', `unexpected argument '${positionals[0]}'`);
   const config = await loadConfig(stateDirOf(values));
   const report = await checkSshd({ sshdConfig: config.sshdConfig, tunnelUser: config.tunnelUser, sshPort: config.sshPort });
   if (values['json']) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BorgLogReader } from './progress.js';
+import { BorgLogReader } from './output.js';
 
 /** What a terminal could act on: C0, DEL, C1, lone surrogates. */
 const RAW_CONTROL = /[\u0000-\u001f\u007f-\u009f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;

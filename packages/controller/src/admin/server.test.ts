@@ -32,7 +32,20 @@ vi.mock('node:fs/promises', async (importOriginal) => {
   };
 });
 
-const { AdminServer, adminRequest, adminSocketPath } = await import('./admin-socket.js');
+const { AdminServer } = await import('./server.js');
+const { AdminClient } = await import('./client.js');
+const { adminSocketPath } = await import('./wire.js');
+const { command, onlyFields } = await import('./api.js');
+
+/** A one-command API for the socket's own tests. */
+const PING_API = {
+  ping: command<string>()((r): Record<string, never> => {
+    onlyFields(r, []);
+    return {};
+  }),
+};
+const ping = { ping: () => Promise.resolve('pong') };
+const call = (path: string): Promise<string> => new AdminClient(path, PING_API).call('ping', {});
 
 const log = pino({ level: 'silent' });
 const NOBODY = '65534';
@@ -66,7 +79,7 @@ describe('admin socket', () => {
 
   it('never lets another user connect, not even between listen() and chmod()', async () => {
     const path = adminSocketPath(state);
-    const server = new AdminServer(path, { ping: async () => 'pong' }, log);
+    const server = new AdminServer(path, PING_API, ping, log);
     const started = server.start();
     try {
       await vi.waitFor(() => expect(lstatSync(path).isSocket()).toBe(true), { timeout: 5000, interval: 5 });
@@ -75,7 +88,7 @@ describe('admin socket', () => {
       gate.release();
       await started;
       expect(await connectAsNobody(path)).toBe('EACCES');
-      await expect(adminRequest(path, 'ping', {})).resolves.toBe('pong');
+      await expect(call(path)).resolves.toBe('pong');
       expect(lstatSync(dirname(path)).mode & 0o777).toBe(0o700);
       expect(lstatSync(path).mode & 0o777).toBe(0o600);
     } finally {
@@ -88,11 +101,11 @@ describe('admin socket', () => {
   it('tightens a looser admin directory, refuses a symlink there, and still sees a running daemon', async () => {
     gate.release();
     const path = adminSocketPath(state);
-    const first = new AdminServer(path, {}, log);
+    const first = new AdminServer(path, PING_API, ping, log);
     await first.start();
     try {
       chmodSync(dirname(path), 0o755);
-      await expect(new AdminServer(path, {}, log).start()).rejects.toMatchObject({ code: 'E_DAEMON_RUNNING' });
+      await expect(new AdminServer(path, PING_API, ping, log).start()).rejects.toMatchObject({ code: 'E_DAEMON_RUNNING' });
       expect(lstatSync(dirname(path)).mode & 0o777).toBe(0o700);
     } finally {
       await first.stop();
@@ -102,14 +115,14 @@ describe('admin socket', () => {
     try {
       const { symlinkSync } = await import('node:fs');
       symlinkSync(elsewhere, dirname(path));
-      await expect(new AdminServer(path, {}, log).start()).rejects.toMatchObject({ code: 'E_STATE_ADMIN_DIR' });
+      await expect(new AdminServer(path, PING_API, ping, log).start()).rejects.toMatchObject({ code: 'E_STATE_ADMIN_DIR' });
     } finally {
       rmSync(elsewhere, { recursive: true, force: true });
     }
   });
 
   it('tells a stopped daemon from a missing state directory', async () => {
-    await expect(adminRequest(adminSocketPath(state), 'ping', {})).rejects.toMatchObject({ code: 'E_DAEMON_DOWN' });
-    await expect(adminRequest(adminSocketPath(join(state, 'nope')), 'ping', {})).rejects.toMatchObject({ code: 'E_CONFIG_MISSING' });
+    await expect(call(adminSocketPath(state))).rejects.toMatchObject({ code: 'E_DAEMON_DOWN' });
+    await expect(call(adminSocketPath(join(state, 'nope')))).rejects.toMatchObject({ code: 'E_CONFIG_MISSING' });
   });
 });

@@ -1,10 +1,11 @@
 import { terminalSafe } from '@borgpull/protocol';
-import { adminRequest, adminSocketPath } from './admin-socket.js';
-import { parse, stateDirOf, UsageError, type Io } from './cli.js';
-import { ProgressView } from './cli-backup.js';
-import { bytes, duration } from './format.js';
-import type { JobRecord } from './jobs/job-store.js';
-import type { JobEvent } from './jobs/progress.js';
+import { bytes, duration } from '../format.js';
+import { adminClient } from './admin.js';
+import { parse } from './args.js';
+import type { Io } from './io.js';
+import { ProgressView } from './progress-view.js';
+import { usageError } from './usage.js';
+import { UsageError } from './usage-error.js';
 
 export async function restoreCommand(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(argv, {
@@ -14,11 +15,9 @@ export async function restoreCommand(argv: string[], io: Io): Promise<number> {
     yes: { type: 'boolean' },
   });
   const [agent, archive, ...paths] = positionals;
-  if (!agent || !archive) {
-    throw new UsageError('usage: controller restore NAME ARCHIVE [PATH...] [--method stream|extract|full] [--target DIR] [--dry-run] [--yes]');
-  }
+  if (!agent || !archive) throw usageError('restore');
   const method = typeof values['method'] === 'string' ? values['method'] : 'stream';
-  if (!['stream', 'extract', 'full'].includes(method)) throw new UsageError(`--method must be stream, extract or full, got '${method}'`);
+  if (method !== 'stream' && method !== 'extract' && method !== 'full') throw new UsageError(`--method must be stream, extract or full, got '${method}'`);
   const target = typeof values['target'] === 'string' ? values['target'] : '/';
   if (!target.startsWith('/')) throw new UsageError(`--target must be an absolute path on the client, got '${target}'`);
   const dryRun = values['dry-run'] === true;
@@ -26,15 +25,10 @@ export async function restoreCommand(argv: string[], io: Io): Promise<number> {
     throw new UsageError(`restoring into the client's live / overwrites its files: add --yes if you mean it, or pick --target DIR`);
   }
   const view = new ProgressView((s) => process.stderr.write(s), process.stderr.isTTY === true && values['json'] !== true);
-  const job = (await adminRequest(
-    adminSocketPath(stateDirOf(values)),
-    'restore',
-    { agent, archive, paths, method, target, dryRun },
-    (e) => {
-      // The outcome is said once, below: a refusal or a failure stays one line.
-      if (values['json'] !== true && (e as JobEvent).phase !== 'done') view.update(e as JobEvent);
-    },
-  )) as JobRecord & { wouldWrite?: string[] };
+  const job = await adminClient(values).call('restore', { agent, archive, paths, method, target, dryRun }, (e) => {
+    // The outcome is said once, below: a refusal or a failure stays one line.
+    if (values['json'] !== true && e.phase !== 'done') view.update(e);
+  });
   if (values['json']) {
     io.out(JSON.stringify(job, null, 2));
   } else if (dryRun) {

@@ -1,9 +1,11 @@
 import { encodePublicKey, exists, keyFingerprint } from '@borgpull/protocol';
-import { parse, stateDirOf, UsageError, type Io } from './cli.js';
-import { configPath, parseUrl, saveConfig, validateConfig } from './config.js';
-import { ControllerError } from './errors.js';
-import { CHROOT_WARNING } from './isolation.js';
-import { createIdentity, createStateDirs, ensureSshKey, statePaths } from './state.js';
+import { configPath, parseUrl, saveConfig, validateConfig } from '../config.js';
+import { ControllerError } from '../errors.js';
+import { CHROOT_WARNING } from '../isolation.js';
+import { createIdentity, createStateDirs, ensureSshKey, statePaths } from '../state.js';
+import { parse, stateDirOf } from './args.js';
+import type { Io } from './io.js';
+import { UsageError } from './usage-error.js';
 
 /** `controller init`: state directory, identity keys, ssh key and config. */
 export async function initController(argv: string[], io: Io): Promise<number> {

@@ -8,12 +8,17 @@
  * SSH_KEY KNOWN_HOSTS HOST_ALIAS MOUNT_OPTS REMOTE_PATH (sshfs through the
  * tunnel), PASSPHRASE_FILE REPO ARCHIVE, and per script the files below.
  * "$@": extra borg arguments (excludes).
+ *
+ * What a script reports besides borg's own log: one `RESULT` line at the end
+ * and, on a setup failure, one `ERROR` line (their tags and parser: output.ts;
+ * their launcher: launcher.ts).
  */
+import { ERROR_TAG, RESULT_TAG } from './output.js';
 
 /** Mounts the client's / read-only through the tunnel, in the foreground, and waits for it. */
 const MOUNT = String.raw`
 set -u
-fail() { echo "BORGPULL-ERROR $1 $2" >&2; exit 70; }
+fail() { echo "${ERROR_TAG} $1 $2" >&2; exit 70; }
 sshfs -f -o "$MOUNT_OPTS,ServerAliveInterval=15,ServerAliveCountMax=3,max_read=1048576,Ciphers=aes128-gcm@openssh.com" \
   -o "IdentityFile=$SSH_KEY,IdentitiesOnly=yes,UserKnownHostsFile=$KNOWN_HOSTS,GlobalKnownHostsFile=/dev/null" \
   -o "HostKeyAlias=$HOST_ALIAS,StrictHostKeyChecking=yes,BatchMode=yes,Port=$PORT" \
@@ -32,7 +37,7 @@ connection_ok() { kill -0 "$SSHFS" 2>/dev/null && stat -t "$MNT/." >/dev/null 2>
 const FINISH = String.raw`
 rc=$?
 if connection_ok; then conn=1; else conn=0; fi
-echo "BORGPULL-RESULT rc=$rc connection=$conn" >&2
+echo "${RESULT_TAG} rc=$rc connection=$conn" >&2
 cd /
 kill "$SSHFS" 2>/dev/null
 wait "$SSHFS" 2>/dev/null
@@ -98,14 +103,3 @@ ${FINISH}`;
 
 /** sshfs options for a backup: read-only, symlinks passed through exactly as they are. */
 export const BACKUP_MOUNT_OPTS = 'ro,no_contain_symlinks';
-/** Wraps a script: dies with the daemon (pdeathsig), private mounts, own PID namespace. */
-export function jobCommand(script: string, extraArgs: readonly string[]): { file: string; args: string[] } {
-  return {
-    file: 'setpriv',
-    args: [
-      '--pdeathsig', 'SIGKILL', '--',
-      'unshare', '--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child=SIGKILL', '--',
-      '/bin/sh', '-c', script, 'borgpull-job', ...extraArgs,
-    ],
-  };
-}

@@ -1,18 +1,12 @@
 import { escapeControl } from '@borgpull/protocol';
 
-/** What a job tells the CLI while it runs (admin socket events). */
-export interface JobEvent {
-  readonly agent: string;
-  readonly jobId: string;
-  readonly phase: 'queued' | 'tunnel' | 'borg' | 'cleanup' | 'done' | 'restore';
-  readonly nfiles?: number;
-  readonly originalSize?: number;
-  readonly deduplicatedSize?: number;
-  readonly path?: string;
-  readonly bytes?: number;
-  readonly totalBytes?: number;
-  readonly message?: string;
-}
+/** The line a job script ends with: borg's exit status and whether the client was still mounted. */
+export const RESULT_TAG = 'BORGPULL-RESULT';
+/** The line a job script writes when a step before borg fails: a code and a message. */
+export const ERROR_TAG = 'BORGPULL-ERROR';
+
+const RESULT_LINE = new RegExp(`^${RESULT_TAG} rc=(\\d+) connection=([01])$`);
+const ERROR_LINE = new RegExp(`^${ERROR_TAG} (E_[A-Z0-9_]{1,64}) (.*)$`);
 
 export interface BorgOutcome {
   rc: number | null;
@@ -27,7 +21,8 @@ export interface BorgOutcome {
 }
 
 /**
- * Reads borg's --log-json stderr (plus the job script's own result lines)
+ * Reads a job script's stderr: borg's --log-json lines plus the script's own
+ * RESULT and ERROR lines (script.ts writes them)
  * line by line: progress goes to `onProgress`, messages are kept by level.
  * Paths and messages name the client's files (and what its sftp-server
  * answered): they are escaped here, where they enter, before any terminal
@@ -50,13 +45,13 @@ export class BorgLogReader {
   }
 
   private line(line: string): void {
-    const result = /^BORGPULL-RESULT rc=(\d+) connection=([01])$/.exec(line);
+    const result = RESULT_LINE.exec(line);
     if (result) {
       this.outcome.rc = Number(result[1]);
       this.outcome.connection = result[2] === '1';
       return;
     }
-    const setup = /^BORGPULL-ERROR (E_[A-Z0-9_]{1,64}) (.*)$/.exec(line);
+    const setup = ERROR_LINE.exec(line);
     if (setup) {
       this.outcome.setupError = { code: setup[1] ?? 'E_JOB_SETUP', message: escapeControl(setup[2] ?? '') };
       return;

@@ -1,0 +1,76 @@
+/**
+ * Every command's usage, in one place: `controller help`, `controller
+ * COMMAND --help` (which never runs the command) and the UsageError of a
+ * command called wrongly all print from here.
+ */
+import { DEFAULT_STATE_DIR } from '../config.js';
+import { UsageError } from './usage-error.js';
+
+export const EVERY_COMMAND = `every command: --state-dir DIR (or BORGPULL_STATE_DIR; default ${DEFAULT_STATE_DIR})`;
+
+export const USAGE = `usage: controller <command> [options]
+
+commands:
+  init --url ws://HOST:PORT [--listen HOST:PORT] [--ssh-host HOST] [--ssh-port N]
+       [--tunnel-user USER] [--ssh-host-key FILE] [--sshd-config FILE] [--exclude PATTERN]...
+       [--isolation namespace|chroot] [--parallel N]  create the state directory
+       [--time-limit 24h] [--quota SIZE|none] [--min-free-space 2G]  job and disk limits
+  serve                                 run the daemon (agents, admin socket, jobs)
+  check [--json]                        check the tunnel sshd's rules for the tunnel user (ok/FAIL)
+  token NAME [--ttl MINUTES]            print a one-time enrollment token for agent NAME
+  agents [--json]                       list agents
+  agents revoke NAME                    cut an agent off at once and for good
+  backup NAME... | --all [--json]       back up agents now
+  archives NAME [--json]                list an agent's archives
+  jobs [--json] [--limit N]             recent jobs and their outcome
+  restore NAME ARCHIVE [PATH...] [--method stream|extract|full] [--target DIR] [--dry-run] [--yes]
+  --version                             print this controller's version
+
+${EVERY_COMMAND}`;
+
+/** Usage of each command: its first lines are the synopsis, the rest says what it does. */
+export const COMMAND_USAGE = {
+  init: `usage: controller init --url ws://HOST:PORT [--listen HOST:PORT] [--ssh-host HOST] [--ssh-port N]
+       [--tunnel-user USER] [--ssh-host-key FILE] [--exclude PATTERN]... [--isolation namespace|chroot]
+       [--parallel N] [--tls-cert FILE --tls-key FILE] [--sshd-config FILE]
+       [--time-limit DURATION] [--quota SIZE|none] [--min-free-space SIZE]
+create the state directory, the controller's keys and config.json`,
+  serve: 'usage: controller serve [--log-level LEVEL]\nrun the daemon: agents, admin socket, jobs',
+  check: `usage: controller check [--json]
+check the tunnel sshd's effective rules for the tunnel user, each ok or FAIL
+
+Reads the tunnel sshd's effective settings for the tunnel user
+(sshd -T -f SSHD-CONFIG -C user=TUNNEL-USER,...; sshdConfig in config.json,
+default /etc/ssh/sshd_config) and prints each rule with ok or FAIL.
+Exit status 1 if any rule fails: 'controller serve' refuses to start then.`,
+  token: 'usage: controller token NAME [--ttl MINUTES] [--json]\nprint a one-time enrollment token for agent NAME',
+  agents: 'usage: controller agents [--json]\n       controller agents revoke NAME\nlist agents, or cut one off at once and for good',
+  backup: 'usage: controller backup NAME... | --all [--json]\nback up agents now, with live progress and a summary',
+  archives: "usage: controller archives NAME [--json]\nlist an agent's archives",
+  jobs: 'usage: controller jobs [--json] [--limit N] [--agent NAME]\nrecent jobs and their outcome',
+  restore:
+    'usage: controller restore NAME ARCHIVE [PATH...] [--method stream|extract|full] [--target DIR] [--dry-run] [--yes] [--json]\nrestore an archive (or PATHs of it) onto the client',
+} as const satisfies Record<string, string>;
+
+export type CommandName = keyof typeof COMMAND_USAGE;
+
+export function isCommand(name: string): name is CommandName {
+  return Object.hasOwn(COMMAND_USAGE, name);
+}
+
+/** What `controller COMMAND --help` prints. */
+export function helpText(cmd: CommandName): string {
+  return `${COMMAND_USAGE[cmd]}\n\n${EVERY_COMMAND}`;
+}
+
+/** The synopsis lines of a command's usage (those before its description). */
+export function synopsis(cmd: CommandName): string {
+  const lines = COMMAND_USAGE[cmd].split('\n');
+  const end = lines.findIndex((l, i) => i > 0 && !l.startsWith(' '));
+  return lines.slice(0, end < 0 ? lines.length : end).join('\n');
+}
+
+/** A UsageError that shows the command's synopsis. */
+export function usageError(cmd: CommandName, why?: string): UsageError {
+  return new UsageError(why === undefined ? synopsis(cmd) : `${why} (${synopsis(cmd).replace(/\n\s*/g, ' | ')})`);
+}
