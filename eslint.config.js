@@ -26,6 +26,8 @@ export default tseslint.config(
       '@typescript-eslint/no-non-null-assertion': 'off',
       // Escaping control characters is what several modules are for.
       'no-control-regex': 'off',
+      // Async methods that implement an async interface without awaiting anything themselves.
+      '@typescript-eslint/require-await': 'off',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_', ignoreRestSiblings: true }],
       'import-x/no-restricted-paths': [
         'error',
@@ -49,6 +51,7 @@ export default tseslint.config(
       '@typescript-eslint/no-unnecessary-condition': 'off',
       '@typescript-eslint/no-unnecessary-type-conversion': 'off',
       '@typescript-eslint/no-unsafe-assignment': 'off',
+      '@typescript-eslint/no-dynamic-delete': 'off',
     },
   },
 );

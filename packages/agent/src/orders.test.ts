@@ -99,7 +99,7 @@ describe('restore orders under the client restore policy (the controller is the 
   }
 
   const begin = (id: number, target: string, extra: Partial<ControllerMessage & { type: 'restore.begin' }> = {}) =>
-    order({ type: 'restore.begin', id, stream: id, target, ...extra } as ControllerMessage & { id: number });
+    order({ type: 'restore.begin', id, stream: id, target, ...extra });
 
   const hostile: Array<[string, () => string]> = [
     ['a target outside the allowed dirs', () => join(fs, 'etc')],

@@ -85,7 +85,7 @@ export function policyFromJson(text: string): RestorePolicy {
     if (!Array.isArray(r) || r.length === 0 || r.length > MAX_POLICY_DIRS || !r.every((d) => typeof d === 'string')) {
       throw new AgentError('E_CONFIG_INVALID', `"restores" must be "anywhere", "off" or a list of 1 to ${MAX_POLICY_DIRS} directories`);
     }
-    return parsePolicy((r as string[]).join(','));
+    return parsePolicy((r).join(','));
   } catch (err) {
     throw new AgentError('E_CONFIG_INVALID', `the restore policy file is damaged: ${errorMessage(err)}`);
   }
@@ -173,7 +173,7 @@ async function walkBelow(dir: string, target: string): Promise<Decision> {
   return { allowed: true };
 }
 
-async function lstatOrNull(p: string): Promise<Awaited<ReturnType<typeof lstat>> | 'missing' | string> {
+async function lstatOrNull(p: string): Promise<Awaited<ReturnType<typeof lstat>> | string /* 'missing', or why lstat failed */> {
   try {
     return await lstat(p);
   } catch (err) {

@@ -66,10 +66,12 @@ export class AgentService {
       try {
         await this.connectOnce(signal);
       } catch (err) {
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- aborted changes across the await
         if (signal.aborted) break;
         const code = err instanceof BorgpullError ? err.code : 'E_CONNECT';
         this.opts.log.warn({ code, reason: errorMessage(err) }, 'connection to controller failed');
       }
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- aborted changes across the await
       if (signal.aborted) break;
       if (Date.now() - started >= (this.opts.stableMs ?? 60_000)) this.backoff.reset();
       const delay = this.backoff.next();

@@ -93,12 +93,12 @@ export async function loadEnrollment(p: AgentPaths): Promise<{ enrollment: Enrol
     }
     throw new AgentError('E_CONFIG_INVALID', `cannot read ${p.enrollment}: ${errorMessage(err)}`);
   }
-  const e = raw as Enrollment;
+  const e = raw as Partial<Enrollment> | null;
   if (typeof e?.url !== 'string' || typeof e.controllerKey !== 'string' || typeof e.tunnel !== 'object') {
     throw new AgentError('E_CONFIG_INVALID', `${p.enrollment} is damaged: enroll again`);
   }
   const identity = parseIdentity(await readFile(p.identity, 'utf8'));
-  return { enrollment: e, identity, controllerKey: decodePublicKey(e.controllerKey) };
+  return { enrollment: e as Enrollment, identity, controllerKey: decodePublicKey(e.controllerKey) };
 }
 
 export { encodePublicKey };

@@ -75,8 +75,8 @@ export class Tunnel {
           reject(err);
         } else resolve();
       };
-      proc.stderr?.setEncoding('utf8');
-      proc.stderr?.on('data', (chunk: string) => {
+      proc.stderr.setEncoding('utf8');
+      proc.stderr.on('data', (chunk: string) => {
         tail = (tail + chunk).slice(-4000);
         if (/remote forward success for: listen 127\.0\.0\.1:\d+/.test(tail)) finish();
       });

@@ -141,7 +141,7 @@ export class AgentServer {
     for (const ws of this.pending) ws.terminate();
     for (const l of this.links) l.close(1001, reason);
     await new Promise<void>((resolve) => {
-      if (!this.http) return resolve();
+      if (!this.http) { resolve(); return; }
       this.http.close(() => resolve());
       this.http.closeAllConnections();
     });

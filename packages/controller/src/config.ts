@@ -143,7 +143,7 @@ export function validateConfig(raw: unknown): ControllerConfig {
   const url = str(o, 'url');
   const u = parseUrl(url);
   const agentsRaw = o['agents'] ?? {};
-  if (typeof agentsRaw !== 'object' || agentsRaw === null || Array.isArray(agentsRaw)) bad('agents', 'must be an object');
+  if (typeof agentsRaw !== 'object' || Array.isArray(agentsRaw)) bad('agents', 'must be an object');
   const agents: Record<string, AgentSettings> = {};
   for (const [name, v] of Object.entries(agentsRaw as Record<string, unknown>)) {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) bad(`agents.${name}`, 'must be an object');

@@ -131,6 +131,7 @@ export class ControllerDaemon {
     await this.jobs?.stop(this.opts.stopGraceMs ?? 0, reason).catch((err: unknown) => this.log.error({ err }, 'shutdown step failed'));
     await this.agentServer?.stop(reason);
     await this.admin?.stop();
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- stop() may follow a start() that failed before the registry opened
     await this.registry?.close().catch((err: unknown) => this.log.error({ err }, 'could not write the registry'));
     this.transition('stopped');
   }

@@ -39,7 +39,7 @@ describe('Registry', () => {
     expect(reg.get('pc1')?.lastSeen).toBe(999);
     expect(readFileSync(join(d, 'registry.json'), 'utf8')).toBe(before);
     await reg.close();
-    expect(JSON.parse(readFileSync(join(d, 'registry.json'), 'utf8')).agents.pc1.lastSeen).toBe(999);
+    expect((JSON.parse(readFileSync(join(d, 'registry.json'), 'utf8')) as { agents: Record<string, { lastSeen: number }> }).agents['pc1']?.lastSeen).toBe(999);
   });
 
   it('refuses a second enrollment of a key and remembers revoked keys', async () => {

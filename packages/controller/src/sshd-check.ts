@@ -109,7 +109,7 @@ export function parseSshdT(text: string): Map<string, string> {
 
 /** Printable, one line, bounded: for values and messages that came from another program. */
 export function clean(s: string): string {
-  // eslint-disable-next-line no-control-regex
+   
   return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?').trim().slice(0, MAX_VALUE);
 }
 
@@ -163,13 +163,13 @@ export async function checkSshd(opts: SshdCheckOptions): Promise<SshdReport> {
       extendEnv: false,
     });
     if (res.exitCode !== 0 || res.failed) {
-      const why = clean(String(res.stderr ?? '').split('\n').find((l) => l.trim() !== '') ?? '') || (res.timedOut ? 'timed out' : `exit ${res.exitCode ?? '?'}`);
+      const why = clean(res.stderr.split('\n').find((l) => l.trim() !== '') ?? '') || (res.timedOut ? 'timed out' : `exit ${res.exitCode ?? '?'}`);
       throw new ControllerError(
         'E_SSHD_CHECK',
         `cannot read the tunnel sshd's settings ('${sshd} -T -f ${opts.sshdConfig}'): ${why}; fix the sshd config, or set sshdConfig in config.json to the one the tunnel sshd uses`,
       );
     }
-    perAddress.set(addr, parseSshdT(String(res.stdout)));
+    perAddress.set(addr, parseSshdT(res.stdout));
   }
   const checks = evaluate(perAddress);
   return { sshd, sshdConfig: opts.sshdConfig, tunnelUser: opts.tunnelUser, checks, ok: checks.every((c) => c.ok) };

@@ -16,7 +16,7 @@ describe('endTunnelSession', () => {
     try {
       const r = await endTunnelSession(port, 'borgpull', pino({ level: 'silent' }));
       expect(r.ended).toEqual([]);
-      expect(r.skipped).toEqual([{ pid: process.pid, reason: expect.stringMatching(/^not sshd/) as unknown as string }]);
+      expect(r.skipped).toEqual([{ pid: process.pid, reason: expect.stringMatching(/^not sshd/) }]);
       expect(server.listening).toBe(true);
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));

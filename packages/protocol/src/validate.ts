@@ -66,6 +66,7 @@ export function assertPlainData(v: unknown, path = 'frame', depth = 0): void {
     default:
       break;
   }
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- Object.create(null) has no constructor
   const kind = typeof v === 'object' && v !== null ? (v.constructor?.name ?? 'object') : typeof v;
   throw new ProtocolError('E_PROTO_NOT_OBJECT', `${path}: ${kind} is not plain msgpack data`);
 }

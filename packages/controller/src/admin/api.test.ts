@@ -24,7 +24,7 @@ function exchange(path: string, bytes: string | Buffer): Promise<unknown[]> {
       try {
         resolve(buf.split('\n').filter(Boolean).map((l): unknown => JSON.parse(l)));
       } catch (err) {
-        reject(err);
+        reject(err instanceof Error ? err : new Error(String(err)));
       }
     });
   });

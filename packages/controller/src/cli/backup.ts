@@ -17,7 +17,7 @@ export async function backupCommand(argv: string[], io: Io): Promise<number> {
   const cfg = await loadConfig(stateDirOf(values)).catch(() => undefined);
   const warning = cfg && chrootWarning(cfg, values['all'] === true ? 'all' : positionals);
   if (warning) io.err(warning);
-  const view = new ProgressView((s) => process.stderr.write(s), process.stderr.isTTY === true && values['json'] !== true);
+  const view = new ProgressView((s) => process.stderr.write(s), process.stderr.isTTY && values['json'] !== true);
   const jobs = await adminClient(values).call('backup', { all: values['all'] === true, names: positionals }, (e) => {
     if (values['json'] !== true) view.update(e);
   });

@@ -61,8 +61,7 @@ export async function initController(argv: string[], io: Io): Promise<number> {
     quota: values['quota'],
     minFreeSpace: values['min-free-space'],
   };
-  for (const k of Object.keys(raw)) if (raw[k] === undefined) delete raw[k];
-  const cfg = validateConfig(raw);
+  const cfg = validateConfig(Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)));
   await createStateDirs(p);
   const id = await createIdentity(p);
   await ensureSshKey(p.sshKey);

@@ -24,7 +24,7 @@ export async function restoreCommand(argv: string[], io: Io): Promise<number> {
   if (target.replace(/\/+$/, '') === '' && !dryRun && values['yes'] !== true) {
     throw new UsageError(`restoring into the client's live / overwrites its files: add --yes if you mean it, or pick --target DIR`);
   }
-  const view = new ProgressView((s) => process.stderr.write(s), process.stderr.isTTY === true && values['json'] !== true);
+  const view = new ProgressView((s) => process.stderr.write(s), process.stderr.isTTY && values['json'] !== true);
   const job = await adminClient(values).call('restore', { agent, archive, paths, method, target, dryRun }, (e) => {
     // The outcome is said once, below: a refusal or a failure stays one line.
     if (values['json'] !== true && e.phase !== 'done') view.update(e);

@@ -44,8 +44,8 @@ export async function ensureBorgBase(p: StatePaths, agent: string): Promise<stri
         if (!(await exists(from)) || (await exists(to))) continue;
         await mkdir(dirname(to), { recursive: true, mode: 0o700 });
         // Another job of this agent may have moved it a moment ago.
-        await rename(from, to).catch((err: NodeJS.ErrnoException) => {
-          if (err.code !== 'ENOENT') throw err;
+        await rename(from, to).catch((err: unknown) => {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         });
       }
     }

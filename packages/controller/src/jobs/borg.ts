@@ -81,7 +81,7 @@ export async function borg(p: StatePaths, agent: string, args: string[], opts: {
 }
 
 function borgFailure(what: string, res: { exitCode?: number; stderr?: unknown }): ControllerError {
-  const text = String(res.stderr ?? '').trim().split('\n').slice(-3).join('; ');
+  const text = (typeof res.stderr === 'string' ? res.stderr : '').trim().split('\n').slice(-3).join('; ');
   return new ControllerError('E_JOB_BORG', `${what} failed (borg exit ${res.exitCode ?? 'signal'}): ${text}`);
 }
 
@@ -116,7 +116,7 @@ export async function listArchives(p: StatePaths, agent: string): Promise<Archiv
   }
   const res = await borg(p, agent, ['list', '--json', '--', p.repo(agent)]);
   if (res.exitCode !== 0) throw borgFailure(`listing the archives of '${agent}'`, res);
-  const parsed = JSON.parse(String(res.stdout)) as { archives?: Array<{ name: string; start: string; id: string }> };
+  const parsed = JSON.parse(res.stdout) as { archives?: Array<{ name: string; start: string; id: string }> };
   return (parsed.archives ?? []).map((a) => ({ name: a.name, start: a.start, id: a.id }));
 }
 
@@ -128,7 +128,7 @@ export async function listArchives(p: StatePaths, agent: string): Promise<Archiv
 export async function discardArchive(p: StatePaths, agent: string, archive: string): Promise<string[]> {
   const res = await borg(p, agent, ['list', '--json', '--consider-checkpoints', '--', p.repo(agent)]);
   if (res.exitCode !== 0) throw borgFailure(`listing the archives of '${agent}'`, res);
-  const names = new Set(((JSON.parse(String(res.stdout)) as { archives?: Array<{ name: string }> }).archives ?? []).map((a) => a.name));
+  const names = new Set(((JSON.parse(res.stdout) as { archives?: Array<{ name: string }> }).archives ?? []).map((a) => a.name));
   const gone: string[] = [];
   for (const name of [archive, `${archive}.checkpoint`]) {
     if (!names.has(name)) continue;
@@ -152,7 +152,7 @@ export async function breakStaleJobLock(p: StatePaths, agent: string, isRunning:
   } catch {
     return false;
   }
-  const holders = [...(roster.exclusive ?? []), ...(roster.shared ?? [])].map((h) => String(h[0] ?? ''));
+  const holders = [...(roster.exclusive ?? []), ...(roster.shared ?? [])].map((h) => (typeof h[0] === 'string' ? h[0] : ''));
   if (holders.length === 0) return false;
   const ours = holders.every((h) => h.startsWith(JOB_HOST_PREFIX) && !isRunning(h.slice(JOB_HOST_PREFIX.length).split('@')[0] ?? ''));
   if (!ours) return false;

@@ -49,8 +49,8 @@ export class JobDir {
 
 /** The agent's stable mountpoint (borg keys its files cache on the absolute path). */
 export async function ensureMountpoint(path: string): Promise<void> {
-  await mkdir(path, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EEXIST') throw err;
+  await mkdir(path, { mode: 0o700 }).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   });
   const st = await lstat(path);
   if (!st.isDirectory()) throw new ControllerError('E_JOB_MOUNTPOINT', `${path} is not a directory`);

@@ -90,9 +90,9 @@ export class JobStore {
     await this.save();
   }
 
-  async update(job: JobRecord): Promise<void> {
+  /** Saves the store; `job` is one of its records, changed in place by its owner. */
+  async update(_job: JobRecord): Promise<void> {
     await this.save();
-    void job;
   }
 
   recent(limit: number, agent?: string): JobRecord[] {

@@ -49,7 +49,7 @@ describe('TimeLimit', () => {
     vi.useFakeTimers();
     const t = new TimeLimit(new AbortController().signal, 5, 'timeLimit');
     const never = new Promise<never>(() => undefined);
-    const r = t.race(never).catch((e: { code: string }) => e.code);
+    const r = t.race(never).catch((e: unknown) => (e as { code: string }).code);
     vi.advanceTimersByTime(5000);
     expect(await r).toBe('E_JOB_TIME_LIMIT');
     t.dispose();

@@ -97,7 +97,7 @@ export async function streamExportTar(opts: {
   let paused = false;
   let lost: string | undefined;
   let violation: ControllerError | undefined;
-  const out = borg.stdout!;
+  const out = borg.stdout;
   const resumeIfRoom = (): void => {
     if (paused && inflight < WINDOW_BYTES && link.bufferedAmount < SOCKET_BUFFER_BYTES) {
       paused = false;
@@ -143,7 +143,7 @@ export async function streamExportTar(opts: {
     if (signal.aborted) throw new ControllerError('E_JOB_CANCELLED', 'the restore was cancelled');
     if (res.exitCode !== 0) {
       // borg's stderr names archived (client-chosen) paths: escaped before any terminal or record.
-      const text = escapeControl(String(res.stderr ?? '').trim().split('\n').slice(-3).join('; '));
+      const text = escapeControl(res.stderr.trim().split('\n').slice(-3).join('; '));
       throw new ControllerError('E_JOB_BORG', `borg export-tar failed (exit ${res.exitCode ?? res.signal}): ${text}`);
     }
     const sha = hash.digest();

@@ -27,9 +27,9 @@ async function dryRun(ctx: JobContext, req: RestoreRequest): Promise<string[]> {
   const p = ctx.paths;
   // `--`: a PATH such as `--format=...` is a path, never an option.
   const res = await borg(p, req.agent, ['list', '--format', '{path}{NUL}', '--', `${p.repo(req.agent)}::${req.archive}`, ...req.paths]);
-  if (res.exitCode !== 0) throw new ControllerError('E_JOB_BORG', `cannot list ${req.archive}: ${escapeControl(String(res.stderr).trim().split('\n').pop() ?? '')}`);
+  if (res.exitCode !== 0) throw new ControllerError('E_JOB_BORG', `cannot list ${req.archive}: ${escapeControl(res.stderr.trim().split('\n').pop() ?? '')}`);
   // Archived paths are the client's file names: escaped before the CLI prints them.
-  return String(res.stdout).split('\0').filter(Boolean).slice(0, MAX_LISTED).map(escapeControl);
+  return res.stdout.split('\0').filter(Boolean).slice(0, MAX_LISTED).map(escapeControl);
 }
 
 async function archiveSize(ctx: JobContext, req: RestoreRequest): Promise<number | undefined> {
@@ -38,7 +38,7 @@ async function archiveSize(ctx: JobContext, req: RestoreRequest): Promise<number
   if (res.exitCode !== 0) {
     throw new ControllerError('E_RESTORE_ARCHIVE', `no archive '${req.archive}' for '${req.agent}' (see 'controller archives ${req.agent}')`);
   }
-  const info = JSON.parse(String(res.stdout)) as { archives?: Array<{ stats?: { original_size?: number } }> };
+  const info = JSON.parse(res.stdout) as { archives?: Array<{ stats?: { original_size?: number } }> };
   return info.archives?.[0]?.stats?.original_size;
 }
 

@@ -77,8 +77,8 @@ export class BorgLogReader {
       if (m['status'] === 'E') this.outcome.errorFiles++;
       else this.outcome.changedFiles++;
     } else if (m['type'] === 'log_message') {
-      const level = String(m['levelname'] ?? '');
-      const msg = String(m['message'] ?? '');
+      const level = typeof m['levelname'] === 'string' ? m['levelname'] : '';
+      const msg = typeof m['message'] === 'string' ? m['message'] : '';
       if (level === 'ERROR' || level === 'CRITICAL') this.keep(this.outcome.errors, msg);
       else if (level === 'WARNING') this.keep(this.outcome.warnings, msg);
     }
