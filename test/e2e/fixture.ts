@@ -6,6 +6,7 @@ import {
   createServerHost,
   waitFor,
   type ClientHost,
+  type ExecResult,
   type HostSubprocess,
   type ServerHost,
   type TunnelSshd,
@@ -174,13 +175,33 @@ export interface Item {
   mtime: string;
 }
 
+/**
+ * Runs borg on an agent's repository on the server, as the controller does:
+ * the passphrase on fd 3 from its root-only file, the agent's own base dir.
+ * `args` name the repository as REPO (replaced by its path).
+ */
+export function serverBorg(ctl: Controller, agent: string, args: string[]): Promise<ExecResult> {
+  const repo = join(ctl.state, 'repos', agent);
+  return ctl.server.exec(
+    ['sh', '-c', 'exec borg "$@" 3<"$PASSPHRASE_FILE"', 'borg', ...args.map((a) => a.replace(/^REPO/, repo))],
+    {
+      env: {
+        PASSPHRASE_FILE: join(ctl.state, 'secrets', `${agent}.passphrase`),
+        BORG_PASSPHRASE_FD: '3',
+        BORG_BASE_DIR: join(ctl.state, 'borg', agent),
+        PYTHONNOUSERSITE: '1',
+        BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes',
+        LANG: 'C.UTF-8',
+        LC_ALL: 'C.UTF-8',
+      },
+      reject: false,
+    },
+  );
+}
+
 /** The items of an archive, straight from borg on the server. */
 export async function listItems(ctl: Controller, agent: string, archive: string): Promise<Item[]> {
-  const repo = join(ctl.state, 'repos', agent);
-  const r = await ctl.server.exec(
-    ['sh', '-c', 'exec borg list --json-lines "$1::$2" 3<"$3"', 'sh', repo, archive, join(ctl.state, 'secrets', `${agent}.passphrase`)],
-    { env: { BORG_PASSPHRASE_FD: '3', BORG_BASE_DIR: join(ctl.state, 'borg', agent), PYTHONNOUSERSITE: '1', BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes', LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' }, reject: false },
-  );
+  const r = await serverBorg(ctl, agent, ['list', '--json-lines', `REPO::${archive}`]);
   if (r.exitCode !== 0) throw new Error(`borg list failed: ${r.stderr}`);
   return r.stdout
     .split('\n')

@@ -9,6 +9,7 @@ import {
   listItems,
   manyFiles,
   pidsMatching,
+  serverBorg,
   startClient,
   startController,
   type Client,
@@ -17,10 +18,7 @@ import {
 
 /** Every archive of an agent, checkpoints included, straight from borg. */
 async function allArchives(ctl: Controller, agent: string): Promise<string[]> {
-  const r = await ctl.server.exec(
-    ['sh', '-c', 'exec borg list --consider-checkpoints --short "$1" 3<"$2"', 'sh', join(ctl.state, 'repos', agent), join(ctl.state, 'secrets', `${agent}.passphrase`)],
-    { env: { BORG_PASSPHRASE_FD: '3', BORG_BASE_DIR: join(ctl.state, 'borg'), BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes', LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' }, reject: false },
-  );
+  const r = await serverBorg(ctl, agent, ['list', '--consider-checkpoints', '--short', 'REPO']);
   expect(r.exitCode, r.stderr).toBe(0);
   return r.stdout.split('\n').filter(Boolean);
 }

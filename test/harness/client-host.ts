@@ -144,8 +144,8 @@ export class ClientHost implements Stoppable {
     return isListening(this.holderPid, port);
   }
 
-  waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
-    return waitFor(`port ${port} in client ${this.name}`, () => this.isListening(port), { timeoutMs });
+  async waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+    await waitFor(`port ${port} in client ${this.name}`, () => this.isListening(port), { timeoutMs });
   }
 
   logs(): string {

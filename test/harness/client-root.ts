@@ -1,7 +1,8 @@
 import { chmodSync, chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, normalize } from 'node:path';
 
-export interface ClientIdentity {
+/** What a test client host is: its name and the passwd/group its root holds. */
+export interface ClientRootSpec {
   name: string;
   passwd: string;
   group: string;
@@ -19,7 +20,7 @@ function file(path: string, content: string, mode: number): void {
 }
 
 /** Lay out the client's root as its SFTP view shows it. `root` must not exist yet. */
-export function buildClientRoot(root: string, id: ClientIdentity): void {
+export function buildClientRoot(root: string, id: ClientRootSpec): void {
   dir(root, 0o755);
   dir(join(root, 'etc'), 0o755);
   file(join(root, 'etc', 'passwd'), ensureNl(id.passwd), 0o644);

@@ -1,3 +1,4 @@
+import { errorMessage } from '@borgpull/protocol';
 import { lstat, readdir, rm, rmdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { execa } from 'execa';
@@ -68,7 +69,7 @@ export async function removeDirIfUnmounted(dir: string): Promise<string[]> {
     await removeTree(Buffer.from(dir), dev);
     return [];
   } catch (err) {
-    return [`could not remove ${dir}: ${(err as Error).message}`];
+    return [`could not remove ${dir}: ${errorMessage(err)}`];
   }
 }
 

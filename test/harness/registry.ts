@@ -1,3 +1,4 @@
+import { errorMessage } from '@borgpull/protocol';
 import { execFileSync } from 'node:child_process';
 import { pidsInGroup, pidsInNamespace } from './proc.js';
 
@@ -69,7 +70,7 @@ export async function cleanupAll(): Promise<void> {
     try {
       await h.stop();
     } catch (err) {
-      errors.push((err as Error).message);
+      errors.push(errorMessage(err));
     }
   }
   if (errors.length > 0) throw new Error(`cleanup problems:\n${errors.join('\n')}`);

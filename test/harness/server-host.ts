@@ -1,3 +1,4 @@
+import { errorMessage } from '@borgpull/protocol';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { execa } from 'execa';
 import { readLog } from './logs.js';
@@ -105,8 +106,8 @@ export class ServerHost implements Stoppable {
   }
 
   /** Poll until something listens on TCP `port` in the server netns. */
-  waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
-    return waitFor(`port ${port} in ${this.netns}`, () => this.isListening(port), { timeoutMs });
+  async waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+    await waitFor(`port ${port} in ${this.netns}`, () => this.isListening(port), { timeoutMs });
   }
 
   /** Start the tunnel sshd (see TunnelSshdOptions for the authorized_keys file mode). */
@@ -173,7 +174,7 @@ export class ServerHost implements Stoppable {
       try {
         await c.stop();
       } catch (err) {
-        problems.push((err as Error).message);
+        problems.push(errorMessage(err));
       }
     }
     const ino = this.netInode;

@@ -27,7 +27,8 @@ import {
   type ControllerMessage,
   type IdentityKeys,
 } from '@borgpull/protocol';
-import { AGENT_BIN, CONTROLLER_BIN, Procs, cli, freePort, oneLineError, safeSshdConfig, waitFor, type CliResult, type Proc } from './procs.js';
+import { AGENT_BIN, CONTROLLER_BIN, Procs, cli, freePort, oneLineError, safeSshdConfig, type CliResult, type Proc } from './procs.js';
+import { waitFor } from '../harness/wait.js';
 import { FrameProxy, RawClient, type Frame } from './wire.js';
 
 interface AgentView {
@@ -117,6 +118,8 @@ class Controller {
   port = 0;
   /** Port the daemon actually listens on. */
   listenPort = 0;
+  /** Extra environment for `controller serve`. */
+  env: Record<string, string> = {};
   constructor(readonly dir: string) {}
 
   run(...args: string[]): Promise<CliResult> {
@@ -125,7 +128,7 @@ class Controller {
 
   /** Starts `controller serve` and waits until it is running. */
   async start(): Promise<Proc> {
-    this.serve = this.owner.spawn('controller', CONTROLLER_BIN, ['serve', '--state-dir', this.dir]);
+    this.serve = this.owner.spawn('controller', CONTROLLER_BIN, ['serve', '--state-dir', this.dir], this.env);
     const listening = await this.serve.waitForLog({ msg: 'listening for agents' });
     this.listenPort = listening['port'] as number;
     await this.serve.waitForLog({ msg: 'controller state', to: 'running' });
@@ -152,9 +155,10 @@ class Controller {
 }
 
 /** `controller init` in a fresh state dir, then `controller serve`. */
-async function startController(opts: { url?: string; listen?: string; owner?: Procs } = {}): Promise<Controller> {
+async function startController(opts: { url?: string; listen?: string; owner?: Procs; env?: Record<string, string> } = {}): Promise<Controller> {
   const c = new Controller(join(tmp, `controller-${++seq}`));
   if (opts.owner) c.owner = opts.owner;
+  if (opts.env) c.env = opts.env;
   c.port = opts.url ? Number(new URL(opts.url).port) : await freePort();
   const url = opts.url ?? `ws://127.0.0.1:${c.port}`;
   const args = ['init', '--url', url, '--ssh-host-key', `${hostKeyFile}.pub`, '--sshd-config', sshdConfig];
@@ -377,6 +381,25 @@ describe('foundation over loopback (real processes)', () => {
     expect(table.stdout).toContain('evil\\x9b2J');
     expect(raw.test(table.stdout.replaceAll('\n', ''))).toBe(false);
     expect(raw.test(c.serve.find({ msg: 'agent connected', agentId: 'web1' }, from)?.['software'] as string)).toBe(false);
+  });
+
+  it('cuts off an authenticated agent that stops answering pings (the heartbeat)', async () => {
+    const c = await startController({ env: { BORGPULL_HEARTBEAT_MS: '300' } });
+    const dir = await enrollAgent(c, 'mute');
+    const identity = parseIdentity(await readFile(join(dir, 'identity.json'), 'utf8'));
+    const from = c.serve.mark();
+    const mute = await RawClient.connect(`ws://127.0.0.1:${c.listenPort}`, { autoPong: false });
+    cleanups.push(() => mute.terminate());
+    const hs = new AgentHandshake({ identity, controllerKey: controllerKeyOf(c), software: 'test' });
+    mute.send(hs.hello());
+    mute.send(hs.onWelcome((await mute.nextFrame()).data));
+    await c.serve.waitForLog({ msg: 'agent connected', agentId: 'mute' }, { from });
+    const connectedAt = Date.now();
+    await c.serve.waitForLog({ msg: 'agent missed its heartbeat, terminating', agentId: 'mute' }, { from });
+    expect((await mute.closed()).code).toBe(1006); // terminated, no close frame
+    // One ping unanswered, cut at the next tick: ~600 ms at 300 ms intervals (busy machine: well under 5 s).
+    expect(Date.now() - connectedAt).toBeLessThan(5000);
+    await waitFor('mute listed as disconnected', async () => !(await c.agent('mute')).connected);
   });
 
   it('revoke cuts a connected agent off and refuses its reconnects', async () => {

@@ -7,7 +7,8 @@ import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_API, AdminClient, adminSocketPath } from '@borgpull/controller';
 import { MIB, type Controller, Fixture } from './controller-fixture.js';
-import { AGENT_BIN, waitFor } from './procs.js';
+import { waitFor } from '../harness/wait.js';
+import { AGENT_BIN } from './procs.js';
 import { RawUpgrade } from './raw-upgrade.js';
 
 // The controller's bounds (agent-server.ts), restated: a change there must show here.

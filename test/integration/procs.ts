@@ -10,6 +10,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
+import { waitFor, type WaitOptions } from '../harness/wait.js';
+
+// The one waitFor lives in the harness; re-exported for tests that import it from here.
+export { waitFor };
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CONTROLLER_BIN = `${ROOT}packages/controller/bin/controller.js`;
@@ -68,34 +72,6 @@ export async function cli(bin: string, args: readonly string[], timeoutMs = 20_0
   });
   if (r.timedOut) throw new Error(`${bin} ${args.join(' ')} timed out after ${timeoutMs} ms`);
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
-}
-
-export interface WaitOptions {
-  /** default 10 000 */
-  timeoutMs?: number;
-  /** default 25 */
-  intervalMs?: number;
-  /** Extra context for the timeout message (e.g. recent log lines). */
-  context?: () => string;
-}
-
-/** Polls `check` until it returns something other than undefined/false; returns that. */
-export async function waitFor<T>(
-  what: string,
-  check: () => T | undefined | false | Promise<T | undefined | false>,
-  opts: WaitOptions = {},
-): Promise<T> {
-  const timeoutMs = opts.timeoutMs ?? 10_000;
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) {
-      const ctx = opts.context?.();
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${ctx ? `\n${ctx}` : ''}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, opts.intervalMs ?? 25));
-  }
 }
 
 /** One pino JSON line. */

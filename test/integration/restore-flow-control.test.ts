@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import WebSocket, { type RawData } from 'ws';
+import WebSocket from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   AgentHandshake,
@@ -20,9 +20,11 @@ import {
   type AgentMessage,
   type ControllerMessage,
   type IdentityKeys,
+  toBuffer,
 } from '@borgpull/protocol';
 import { MIB, childCommands, type Controller, Fixture } from './controller-fixture.js';
-import { CONTROLLER_BIN, cleanEnv, waitFor } from './procs.js';
+import { waitFor } from '../harness/wait.js';
+import { CONTROLLER_BIN, cleanEnv } from './procs.js';
 
 const NAME = 'victim';
 const ARCHIVE = 'big';
@@ -35,12 +37,6 @@ let fx: Fixture;
 let c: Controller;
 let identity: IdentityKeys;
 const cleanups: Array<() => void> = [];
-
-function toBuffer(data: RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return Buffer.from(data);
-}
 
 /** Env for the test's own borg runs on the controller's repository (same base dir, so borg knows it after). */
 function borgEnv(passphrase: string): Record<string, string> {

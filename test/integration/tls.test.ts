@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import { AGENT_BIN, CONTROLLER_BIN, Procs, cli, freePort, safeSshdConfig, waitFor } from './procs.js';
+import { AGENT_BIN, CONTROLLER_BIN, Procs, cli, freePort, safeSshdConfig } from './procs.js';
+import { waitFor } from '../harness/wait.js';
 
 const procs = new Procs();
 let tmp = '';

@@ -4,18 +4,13 @@
  * agent and its controller (to capture, duplicate or inject frames).
  */
 import type { AddressInfo } from 'node:net';
-import WebSocket, { WebSocketServer, type RawData } from 'ws';
-import { waitFor } from './procs.js';
+import WebSocket, { WebSocketServer } from 'ws';
+import { toBuffer } from '@borgpull/protocol';
+import { waitFor } from '../harness/wait.js';
 
 export interface Frame {
   data: Buffer;
   isBinary: boolean;
-}
-
-function toBuffer(data: RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return Buffer.from(data);
 }
 
 /** A plain ws client: records what it receives and how the connection ended. */
@@ -26,8 +21,9 @@ export class RawClient {
   close: { code: number; reason: string } | undefined;
   private constructor(readonly ws: WebSocket) {}
 
-  static connect(url: string): Promise<RawClient> {
-    const ws = new WebSocket(url, { perMessageDeflate: false });
+  /** `autoPong: false`: a peer that never answers a ping (the heartbeat's target). */
+  static connect(url: string, opts: { autoPong?: boolean } = {}): Promise<RawClient> {
+    const ws = new WebSocket(url, { perMessageDeflate: false, autoPong: opts.autoPong ?? true });
     const c = new RawClient(ws);
     ws.on('upgrade', (res) => {
       c.localPort = res.socket.localPort ?? 0;

@@ -1,6 +1,6 @@
 import { mkdir, readFile, chmod } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { writeFileAtomic } from '@borgpull/protocol';
+import { errnoCode, writeFileAtomic } from '@borgpull/protocol';
 
 const MARK_RO = 'borgpull-controller-backup';
 
@@ -20,7 +20,7 @@ export async function installBackupKey(file: string, key: string): Promise<void>
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    if (errnoCode(err) !== 'ENOENT') throw err;
   }
   const kept = text.split('\n').filter((l) => l.length > 0 && !l.endsWith(` ${MARK_RO}`));
   await writeFileAtomic(file, [...kept, backupKeyLine(key)].join('\n') + '\n', 0o600);

@@ -1,7 +1,8 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { pino } from 'pino';
-import { BorgpullError, terminalSafe } from '@borgpull/protocol';
+import { BorgpullError, errorMessage, terminalSafe } from '@borgpull/protocol';
 import { enroll } from './enroll.js';
+import { AgentError } from './errors.js';
 import { describePolicy, formatPolicy, loadPolicy, parsePolicy, savePolicy, type RestorePolicy } from './restore-policy.js';
 import { AgentService } from './service.js';
 import { agentPaths, DEFAULT_AGENT_STATE_DIR, loadEnrollment } from './state.js';
@@ -46,7 +47,7 @@ function parse(argv: string[], options: ParseArgsConfig['options']): Parsed {
       options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' }, ...options },
     });
   } catch (err) {
-    throw new UsageError((err as Error).message.split('\n')[0] ?? 'bad arguments');
+    throw new UsageError(errorMessage(err).split('\n')[0] ?? 'bad arguments');
   }
 }
 
@@ -54,7 +55,7 @@ function policyArg(text: string, what: string): RestorePolicy {
   try {
     return parsePolicy(text);
   } catch (err) {
-    throw new UsageError(`${what} must be anywhere, off or DIR[,DIR...]: ${(err as Error).message}`);
+    throw new UsageError(`${what} must be anywhere, off or DIR[,DIR...]: ${errorMessage(err)}`);
   }
 }
 
@@ -164,7 +165,7 @@ export async function run(argv: string[]): Promise<number> {
         process.stdout.write(`${formatPolicy(state.policy)}\n`);
         process.stderr.write(`${describePolicy(state.policy)}${positionals[0] !== undefined ? ' (a running agent applies it to the next restore order)' : ''}\n`);
       } else {
-        throw new BorgpullError('E_CONFIG_INVALID', `${state.damaged}: every restore is refused; set it again with 'agent restores anywhere|off|DIR[,DIR...]'`);
+        throw new AgentError('E_CONFIG_INVALID', `${state.damaged}: every restore is refused; set it again with 'agent restores anywhere|off|DIR[,DIR...]'`);
       }
       return 0;
     }
@@ -189,7 +190,7 @@ export async function main(argv: string[]): Promise<void> {
     const code = err instanceof BorgpullError ? err.code : 'E_INTERNAL';
     // An error may quote the controller's words (a refused enrollment): nothing in it may act on the terminal.
     process.stderr.write(`agent: ${terminalSafe(err instanceof Error ? err.message : String(err))}${code === 'E_INTERNAL' ? ' (internal error)' : ''}\n`);
-    if (code === 'E_INTERNAL' && process.env['BORGPULL_DEBUG']) process.stderr.write(`${(err as Error).stack}\n`);
+    if (code === 'E_INTERNAL' && process.env['BORGPULL_DEBUG']) process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
     process.exitCode = code === 'E_USAGE' ? 2 : 1;
   }
 }

@@ -1,9 +1,10 @@
-import WebSocket, { type RawData } from 'ws';
+import WebSocket from 'ws';
 import {
   AgentHandshake,
   BorgpullError,
   Channel,
   MAX_SEALED_FRAME_BYTES,
+  toBuffer,
   decodeControllerMessage,
   type AgentMessage,
   type ControllerMessage,
@@ -13,12 +14,6 @@ import { AgentError } from './errors.js';
 export type AgentChannel = Channel<AgentMessage, ControllerMessage>;
 
 export const HANDSHAKE_TIMEOUT_MS = 15_000;
-
-function toBuffer(data: RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return Buffer.from(data);
-}
 
 /**
  * Dials the controller and runs the handshake. Resolves with the socket and a

@@ -1,5 +1,4 @@
-import { stat } from 'node:fs/promises';
-import { AgentHandshake, parseToken, tokenSigningKey, type ControllerMessage } from '@borgpull/protocol';
+import { AgentHandshake, exists, parseToken, tokenSigningKey, type EnrolledMessage } from '@borgpull/protocol';
 import { installBackupKey } from './authorized-keys.js';
 import { dialSession } from './dial.js';
 import { AgentError } from './errors.js';
@@ -47,9 +46,9 @@ export async function enroll(opts: EnrollOptions): Promise<Enrollment> {
       reject(new AgentError('E_AUTH_TOKEN', `the controller refused the enrollment (${reason.toString() || code})`)),
     ),
   );
-  let reply: Extract<ControllerMessage, { type: 'enrolled' }>;
+  let reply: EnrolledMessage;
   try {
-    reply = await Promise.race([channel.request<Extract<ControllerMessage, { type: 'enrolled' }>>({ type: 'enroll', sshKey }), closed]);
+    reply = await Promise.race([channel.request({ type: 'enroll', sshKey }), closed]);
   } finally {
     channel.close('enrolled');
   }
@@ -68,13 +67,4 @@ export async function enroll(opts: EnrollOptions): Promise<Enrollment> {
   if (opts.restores) await savePolicy(opts.paths.restorePolicy, opts.restores);
   await saveEnrollment(opts.paths, enrollment);
   return enrollment;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -99,7 +99,7 @@ describe('restore orders under the client restore policy (the controller is the 
   }
 
   const begin = (id: number, target: string, extra: Partial<ControllerMessage & { type: 'restore.begin' }> = {}) =>
-    order({ type: 'restore.begin', id, stream: id, target, dryRun: false, ...extra });
+    order({ type: 'restore.begin', id, stream: id, target, ...extra });
 
   const hostile: Array<[string, () => string]> = [
     ['a target outside the allowed dirs', () => join(fs, 'etc')],
@@ -193,7 +193,7 @@ describe('restore orders under the client restore policy (the controller is the 
   });
 
   it('answers a second order for an open stream as busy, and keeps the first', async () => {
-    orders.handle({ type: 'restore.begin', id: 1, stream: 9, target: join(fs, 'c'), dryRun: false });
+    orders.handle({ type: 'restore.begin', id: 1, stream: 9, target: join(fs, 'c') });
     const second = await begin(2, join(fs, 'd'), { stream: 9 });
     expect(second).toMatchObject({ type: 'error', code: 'E_RESTORE_BUSY' });
     expect(await reply(1)).toMatchObject({ type: 'ok', id: 1 });

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
-import { BorgpullError, type AgentMessage, type Channel, type ControllerMessage } from '@borgpull/protocol';
+import { BorgpullError, errnoCode, errorMessage, type AgentMessage, type Channel, type ControllerMessage } from '@borgpull/protocol';
 import { AgentError } from './errors.js';
-import { readIdentity } from './identity.js';
+import { readHostReport } from './host-report.js';
 import { orderRecord, outcome, RestoreLog, type RestoreRecord } from './restore-log.js';
 import { checkRestoreTarget, describePolicy, loadPolicy } from './restore-policy.js';
 import { RestoreStreams } from './restore.js';
@@ -41,7 +41,7 @@ export class OrderHandler {
       const a = this.active.get(stream);
       if (a) a.bytes += chunk.length;
     } catch (err) {
-      this.log.warn({ code: (err as BorgpullError).code, stream }, 'unexpected restore data, closing the session');
+      this.log.warn({ code: err instanceof BorgpullError ? err.code : undefined, stream }, 'unexpected restore data, closing the session');
       this.channel.close('unexpected restore data');
     }
   }
@@ -66,8 +66,8 @@ export class OrderHandler {
         await this.tunnel.close('ordered by the controller');
         this.channel.reply({ type: 'ok', id: msg.id });
         return;
-      case 'identity.get':
-        this.channel.reply({ type: 'identity', id: msg.id, ...(await readIdentity(this.enrollment.sshdHostKey)) });
+      case 'host.report.get':
+        this.channel.reply({ type: 'host.report', id: msg.id, ...(await readHostReport(this.enrollment.sshdHostKey)) });
         return;
       case 'restore.begin':
         await this.beginRestore(msg);
@@ -79,7 +79,7 @@ export class OrderHandler {
         try {
           result = await this.restores.end(msg);
         } catch (err) {
-          if (a) await this.finish(msg.stream, { result: 'failed', bytes: a.bytes, reason: (err as Error).message });
+          if (a) await this.finish(msg.stream, { result: 'failed', bytes: a.bytes, reason: errorMessage(err) });
           throw err;
         }
         const lastLine = result.stderr.trim().split('\n').slice(-1)[0];
@@ -131,7 +131,7 @@ export class OrderHandler {
     try {
       await this.restores.begin(msg);
     } catch (err) {
-      await this.append(outcome(rec, { result: 'failed', bytes: 0, reason: (err as Error).message }));
+      await this.append(outcome(rec, { result: 'failed', bytes: 0, reason: errorMessage(err) }));
       throw err;
     }
     this.active.set(msg.stream, { rec, bytes: 0 });
@@ -149,7 +149,7 @@ export class OrderHandler {
     try {
       await this.record.append(rec);
     } catch (err) {
-      this.log.error({ code: (err as NodeJS.ErrnoException).code, file: this.paths.restoreLog }, 'cannot write the restore record');
+      this.log.error({ code: errnoCode(err), file: this.paths.restoreLog }, 'cannot write the restore record');
     }
   }
 

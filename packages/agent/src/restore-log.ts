@@ -4,6 +4,7 @@
  * bounded by rotation. Every string that came from the controller is stored
  * with control characters escaped, so printing the record is safe.
  */
+import { errnoCode } from '@borgpull/protocol';
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, readFile, rename, stat } from 'node:fs/promises';
@@ -158,7 +159,7 @@ async function countLines(path: string): Promise<number> {
     for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n++;
     return n;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    if (errnoCode(err) === 'ENOENT') return 0;
     throw err;
   }
 }

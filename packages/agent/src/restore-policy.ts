@@ -9,7 +9,7 @@
  */
 import { lstat, readFile } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { writeFileAtomic } from '@borgpull/protocol';
+import { errnoCode, errorMessage, writeFileAtomic } from '@borgpull/protocol';
 import { AgentError } from './errors.js';
 
 export type RestorePolicy =
@@ -87,7 +87,7 @@ export function policyFromJson(text: string): RestorePolicy {
     }
     return parsePolicy((r).join(','));
   } catch (err) {
-    throw new AgentError('E_CONFIG_INVALID', `the restore policy file is damaged: ${(err as Error).message}`);
+    throw new AgentError('E_CONFIG_INVALID', `the restore policy file is damaged: ${errorMessage(err)}`);
   }
 }
 
@@ -99,13 +99,13 @@ export async function loadPolicy(file: string): Promise<PolicyState> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { policy: DEFAULT_POLICY };
-    return { damaged: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}` };
+    if (errnoCode(err) === 'ENOENT') return { policy: DEFAULT_POLICY };
+    return { damaged: `cannot read ${file}: ${errnoCode(err) ?? 'error'}` };
   }
   try {
     return { policy: policyFromJson(text) };
   } catch (err) {
-    return { damaged: `${file}: ${(err as Error).message}` };
+    return { damaged: `${file}: ${errorMessage(err)}` };
   }
 }
 
@@ -177,7 +177,7 @@ async function lstatOrNull(p: string): Promise<Awaited<ReturnType<typeof lstat>>
   try {
     return await lstat(p);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
+    const code = errnoCode(err);
     return code === 'ENOENT' ? 'missing' : (code ?? 'error');
   }
 }

@@ -27,7 +27,7 @@ function gnuTar(src: string, members: string[], recursive = true): Buffer {
 
 async function restore(target: string, tar: Buffer): Promise<Extract<AgentMessage, { type: 'restore.result' }>> {
   const streams = new RestoreStreams(fakeChannel(), pino({ level: 'silent' }));
-  await streams.begin({ type: 'restore.begin', id: 1, stream: 1, target, dryRun: false, owners: 'numeric' });
+  await streams.begin({ type: 'restore.begin', id: 1, stream: 1, target, owners: 'numeric' });
   for (let i = 0; i < tar.length; i += 7000) streams.data(1, tar.subarray(i, i + 7000));
   return streams.end({ type: 'restore.end', id: 2, stream: 1, bytes: tar.length, sha256: createHash('sha256').update(tar).digest() });
 }

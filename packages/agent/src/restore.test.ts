@@ -41,7 +41,7 @@ describe('agent restore sink', () => {
     const outside = join(base, 'outside');
     const sent: AgentMessage[] = [];
     const streams = new RestoreStreams(fakeChannel(sent), pino({ level: 'silent' }));
-    await streams.begin({ type: 'restore.begin', id: 1, stream: 7, target, dryRun: false });
+    await streams.begin({ type: 'restore.begin', id: 1, stream: 7, target });
     execFileSync('mkdir', ['-p', outside]);
     const tar = hostileTar(outside);
     for (let i = 0; i < tar.length; i += 1000) streams.data(7, tar.subarray(i, i + 1000));
@@ -63,7 +63,7 @@ describe('agent restore sink', () => {
     const base = mkdtempSync(join(tmpdir(), 'bp-restore-'));
     dirs.push(base);
     const streams = new RestoreStreams(fakeChannel([]), pino({ level: 'silent' }));
-    await streams.begin({ type: 'restore.begin', id: 1, stream: 1, target: base, dryRun: false });
+    await streams.begin({ type: 'restore.begin', id: 1, stream: 1, target: base });
     const tar = execFileSync('tar', ['-c', '-f', '-', '-C', tmpdir(), '--files-from', '/dev/null']);
     streams.data(1, tar);
     const result = await streams.end({ type: 'restore.end', id: 2, stream: 1, bytes: tar.length + 1, sha256: Buffer.alloc(32) });
@@ -79,7 +79,7 @@ describe('agent restore sink', () => {
     tar[512 + 512] ^= 0x20; // b's header name: its checksum no longer matches
     const target = join(base, 'target');
     const streams = new RestoreStreams(fakeChannel([]), pino({ level: 'silent' }));
-    await streams.begin({ type: 'restore.begin', id: 1, stream: 1, target, dryRun: false });
+    await streams.begin({ type: 'restore.begin', id: 1, stream: 1, target });
     streams.data(1, tar);
     const r = await streams.end({ type: 'restore.end', id: 2, stream: 1, bytes: tar.length, sha256: createHash('sha256').update(tar).digest() });
     expect(readdirSync(target)).toEqual(['a']);
@@ -101,7 +101,7 @@ describe('agent restore owners', () => {
       for (const [owners, uid] of [['names', 0], ['numeric', 4321]] as const) {
         const target = join(base, owners);
         const streams = new RestoreStreams(fakeChannel([]), pino({ level: 'silent' }));
-        await streams.begin({ type: 'restore.begin', id: 1, stream: 1, target, dryRun: false, owners });
+        await streams.begin({ type: 'restore.begin', id: 1, stream: 1, target, owners });
         streams.data(1, tar);
         const r = await streams.end({ type: 'restore.end', id: 2, stream: 1, bytes: tar.length, sha256: createHash('sha256').update(tar).digest() });
         expect(r.ok, r.stderr).toBe(true);

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type WebSocket from 'ws';
-import { AgentHandshake, BorgpullError, type IdentityKeys } from '@borgpull/protocol';
+import { AgentHandshake, BorgpullError, errorMessage, Heartbeat, type IdentityKeys } from '@borgpull/protocol';
 import { Backoff, sleep } from './backoff.js';
 import { dialSession } from './dial.js';
 import { AgentError } from './errors.js';
@@ -69,7 +69,7 @@ export class AgentService {
         // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- aborted changes across the await
         if (signal.aborted) break;
         const code = err instanceof BorgpullError ? err.code : 'E_CONNECT';
-        this.opts.log.warn({ code, reason: (err as Error).message }, 'connection to controller failed');
+        this.opts.log.warn({ code, reason: errorMessage(err) }, 'connection to controller failed');
       }
       // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- aborted changes across the await
       if (signal.aborted) break;
@@ -94,31 +94,26 @@ export class AgentService {
     channel.onError = (err) => log.warn({ code: err.code, reason: err.message }, 'bad frame from controller, closing');
     channel.onMessage = (msg) => orders.handle(msg);
     channel.onData = (stream, chunk) => orders.data(stream, chunk);
-    let alive = true;
-    // Any frame from the controller proves it alive, not only a pong: during a restore the
-    // pong queues behind the data this agent is still unpacking (head-of-line blocking).
-    ws.on('pong', () => {
-      alive = true;
-    });
-    ws.on('message', () => {
-      alive = true;
-    });
-    const heartbeat = setInterval(() => {
-      if (!alive) {
+    const heartbeat = new Heartbeat({
+      intervalMs: this.opts.heartbeatMs ?? 15_000,
+      ping: () => ws.ping(),
+      terminate: () => {
         log.warn('controller missed its heartbeat, reconnecting');
         ws.terminate();
-        return;
-      }
-      alive = false;
-      ws.ping();
-    }, this.opts.heartbeatMs ?? 15_000);
+      },
+    });
+    // Any frame from the controller proves it alive, not only a pong: during a restore the
+    // pong queues behind the data this agent is still unpacking (head-of-line blocking).
+    ws.on('pong', () => heartbeat.heard());
+    ws.on('message', () => heartbeat.heard());
+    heartbeat.start();
     const onAbort = (): void => ws.close(1001, 'agent stopping');
     signal.addEventListener('abort', onAbort, { once: true });
     this.transition('connected', { controller: enrollment.url });
     this.onConnected();
     await new Promise<void>((resolve) => {
       ws.on('close', (code, reason) => {
-        clearInterval(heartbeat);
+        heartbeat.stop();
         signal.removeEventListener('abort', onAbort);
         const why = `connection closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`;
         channel.close(why);

@@ -1,15 +1,7 @@
 import { mkdir, readFile, chmod, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import {
-  decodePublicKey,
-  encodePublicKey,
-  generateIdentity,
-  parseIdentity,
-  serializeIdentity,
-  writeFileAtomic,
-  type IdentityKeys,
-} from '@borgpull/protocol';
+import { decodePublicKey, encodePublicKey, errnoCode, errorMessage, generateIdentity, parseIdentity, serializeIdentity, writeFileAtomic, type IdentityKeys } from '@borgpull/protocol';
 import { AgentError } from './errors.js';
 
 export const DEFAULT_AGENT_STATE_DIR = '/var/lib/borgpull-agent';
@@ -67,7 +59,7 @@ export async function loadOrCreateIdentity(p: AgentPaths, fresh = false): Promis
   try {
     return parseIdentity(await readFile(p.identity, 'utf8'));
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new AgentError('E_STATE_IDENTITY', `cannot read ${p.identity}: ${(err as Error).message}`);
+    if (errnoCode(err) !== 'ENOENT') throw new AgentError('E_STATE_IDENTITY', `cannot read ${p.identity}: ${errorMessage(err)}`);
   }
   const id = generateIdentity();
   await writeFileAtomic(p.identity, serializeIdentity(id), 0o600);
@@ -96,10 +88,10 @@ export async function loadEnrollment(p: AgentPaths): Promise<{ enrollment: Enrol
   try {
     raw = JSON.parse(await readFile(p.enrollment, 'utf8'));
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+    if (errnoCode(err) === 'ENOENT') {
       throw new AgentError('E_CONFIG_NOT_ENROLLED', `this agent is not enrolled (no ${p.enrollment}): run 'agent enroll TOKEN' first (or pass --state-dir)`);
     }
-    throw new AgentError('E_CONFIG_INVALID', `cannot read ${p.enrollment}: ${(err as Error).message}`);
+    throw new AgentError('E_CONFIG_INVALID', `cannot read ${p.enrollment}: ${errorMessage(err)}`);
   }
   const e = raw as Partial<Enrollment> | null;
   if (typeof e?.url !== 'string' || typeof e.controllerKey !== 'string' || typeof e.tunnel !== 'object') {

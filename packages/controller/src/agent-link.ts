@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import {
   Channel,
+  Heartbeat,
   type AgentMessage,
   type ControllerMessage,
 } from '@borgpull/protocol';
@@ -16,7 +17,7 @@ export class AgentLink {
   state: LinkState = 'open';
   readonly connectedAt = Date.now();
   lastSeen = Date.now();
-  private alive = true;
+  private readonly heartbeat: Heartbeat;
   private readonly closeHandlers: Array<(reason: string) => void> = [];
   private readonly messageHandlers: Array<(msg: In) => void> = [];
   private readonly dataHandlers: Array<(stream: number, chunk: Buffer) => void> = [];
@@ -28,6 +29,7 @@ export class AgentLink {
     private readonly ws: WebSocket,
     readonly channel: Channel<Out, In>,
     private readonly log: Logger,
+    heartbeatMs: number,
   ) {
     channel.onMessage = (msg) => {
       this.lastSeen = Date.now();
@@ -37,28 +39,23 @@ export class AgentLink {
       this.lastSeen = Date.now();
       for (const h of this.dataHandlers) h(stream, chunk);
     };
+    this.heartbeat = new Heartbeat({
+      intervalMs: heartbeatMs,
+      ping: () => ws.ping(),
+      terminate: () => {
+        this.log.warn({ agent: this.name }, 'agent missed its heartbeat, terminating');
+        ws.terminate();
+      },
+    });
     ws.on('pong', () => {
-      this.alive = true;
+      this.heartbeat.heard();
       this.lastSeen = Date.now();
     });
     // Any frame from the agent proves it alive, not only a pong: during a restore its
     // pong queues behind megabytes of data it is still unpacking (head-of-line), while
     // its credit frames keep coming. Seen: a loaded 1 GiB bench restore cut at 9 s (1006).
-    ws.on('message', () => {
-      this.alive = true;
-    });
-  }
-
-  /** Heartbeat tick: terminate a peer that missed its pong. */
-  heartbeat(): void {
-    if (this.state !== 'open') return;
-    if (!this.alive) {
-      this.log.warn({ agent: this.name }, 'agent missed its heartbeat, terminating');
-      this.ws.terminate();
-      return;
-    }
-    this.alive = false;
-    this.ws.ping();
+    ws.on('message', () => this.heartbeat.heard());
+    this.heartbeat.start();
   }
 
   onClose(h: (reason: string) => void): () => void {
@@ -84,6 +81,7 @@ export class AgentLink {
   closed(reason: string): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    this.heartbeat.stop();
     this.channel.close(reason);
     for (const h of [...this.closeHandlers]) h(reason);
   }

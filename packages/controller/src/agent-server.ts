@@ -9,15 +9,18 @@ import {
   BorgpullError,
   Channel,
   ControllerHandshake,
+  ProtocolError,
   MAX_MESSAGE_BYTES,
   decodeAgentMessage,
   encodeMessage,
+  toBuffer,
   type AgentCheck,
   type AgentMessage,
   type ControllerMessage,
   type IdentityKeys,
 } from '@borgpull/protocol';
 import { AgentLink } from './agent-link.js';
+import { ControllerError } from './errors.js';
 
 export const HANDSHAKE_DEADLINE_MS = 10_000;
 export const HEARTBEAT_MS = 15_000;
@@ -71,12 +74,6 @@ export interface AgentServerOptions {
   readonly maxPendingPerAddress?: number;
 }
 
-function toBuffer(data: RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return Buffer.from(data);
-}
-
 /** The unit pending handshakes are counted by: an IPv4 address, or an IPv6 /64 (one host's usual share). */
 export function addressKey(address: string | undefined): string {
   if (!address) return '?';
@@ -93,7 +90,7 @@ export function addressKey(address: string | undefined): string {
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(listen);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || !(port >= 0 && port <= 65535)) throw new BorgpullError('E_CONFIG_LISTEN', `listen address must be HOST:PORT, got '${listen}'`);
+  if (!m || !(port >= 0 && port <= 65535)) throw new ControllerError('E_CONFIG_LISTEN', `listen address must be HOST:PORT, got '${listen}'`);
   return { host: m[1] ?? '', port };
 }
 
@@ -101,7 +98,6 @@ export function parseListen(listen: string): { host: string; port: number } {
 export class AgentServer {
   private http?: HttpServer;
   private wss?: WebSocketServer;
-  private heartbeat?: NodeJS.Timeout;
   private readonly links = new Set<AgentLink>();
   private readonly pending = new Set<WebSocket>();
   /** Upgraded but unauthenticated connections, per addressKey(). */
@@ -134,10 +130,6 @@ export class AgentServer {
       this.http!.once('error', reject);
       this.http!.listen(port, host, () => resolve());
     });
-    const ms = this.opts.heartbeatMs ?? HEARTBEAT_MS;
-    this.heartbeat = setInterval(() => {
-      for (const l of this.links) l.heartbeat();
-    }, ms);
     const addr = this.http.address();
     const bound = typeof addr === 'object' && addr ? { host: addr.address, port: addr.port } : { host, port };
     this.opts.log.info(bound, 'listening for agents');
@@ -146,8 +138,6 @@ export class AgentServer {
 
   /** Stop accepting, close every agent connection, close the server. */
   async stop(reason: string): Promise<void> {
-    if (this.heartbeat) clearInterval(this.heartbeat);
-    this.heartbeat = undefined;
     for (const ws of this.pending) ws.terminate();
     for (const l of this.links) l.close(1001, reason);
     await new Promise<void>((resolve) => {
@@ -261,11 +251,11 @@ export class AgentServer {
     const onHandshakeFrame = (data: RawData, isBinary: boolean): void => {
       if (done) return;
       try {
-        if (!isBinary) throw new BorgpullError('E_PROTO_DECODE', 'text frames are not part of the protocol');
+        if (!isBinary) throw new ProtocolError('E_PROTO_DECODE', 'text frames are not part of the protocol');
         const frame = toBuffer(data);
         // One socket read can complete a frame larger than the byte budget before it is counted.
         if (frame.length > PRE_AUTH_MAX_FRAME_BYTES) {
-          throw new BorgpullError('E_PROTO_FRAME_TOO_LARGE', `handshake frame of ${frame.length} bytes exceeds ${PRE_AUTH_MAX_FRAME_BYTES}`);
+          throw new ProtocolError('E_PROTO_FRAME_TOO_LARGE', `handshake frame of ${frame.length} bytes exceeds ${PRE_AUTH_MAX_FRAME_BYTES}`);
         }
         if (step === 'hello') {
           ws.send(hs.onHello(frame));
@@ -317,7 +307,7 @@ export class AgentServer {
       return;
     }
     const name = this.opts.nameOf(auth.agentKey);
-    const link = new AgentLink(name, address, auth.software, ws, channel, log.child({ agentId: name }));
+    const link = new AgentLink(name, address, auth.software, ws, channel, log.child({ agentId: name }), this.opts.heartbeatMs ?? HEARTBEAT_MS);
     this.links.add(link);
     ws.on('close', (code, reason) => {
       this.links.delete(link);

@@ -3,8 +3,7 @@
  * (cli/usage.ts) and turns errors into one line and an exit status. Command
  * modules never import this file.
  */
-import { BorgpullError, terminalSafe } from '@borgpull/protocol';
-import { describe } from './errors.js';
+import { BorgpullError, errorMessage, terminalSafe } from '@borgpull/protocol';
 import { wantsHelp } from './cli/args.js';
 import { agentsCommand, tokenCommand } from './cli/agents.js';
 import { archivesCommand, backupCommand, jobsCommand } from './cli/backup.js';
@@ -63,8 +62,8 @@ export async function main(argv: string[]): Promise<void> {
   } catch (err) {
     const code = err instanceof BorgpullError ? err.code : 'E_INTERNAL';
     // A daemon's error may quote an agent's words: nothing in it may act on the terminal.
-    process.stderr.write(`controller: ${terminalSafe(describe(err))}${code === 'E_INTERNAL' ? ' (internal error)' : ''}\n`);
-    if (code === 'E_INTERNAL' && process.env['BORGPULL_DEBUG']) process.stderr.write(`${(err as Error).stack}\n`);
+    process.stderr.write(`controller: ${terminalSafe(errorMessage(err))}${code === 'E_INTERNAL' ? ' (internal error)' : ''}\n`);
+    if (code === 'E_INTERNAL' && process.env['BORGPULL_DEBUG']) process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
     process.exitCode = code === 'E_USAGE' ? 2 : 1;
   }
 }

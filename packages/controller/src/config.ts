@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '@borgpull/protocol';
+import { errnoCode, errorMessage, writeFileAtomic } from '@borgpull/protocol';
 import { ControllerError } from './errors.js';
 import { formatDuration, formatSizeExact, parseDuration, parseSize } from './units.js';
 
@@ -185,13 +185,13 @@ export async function loadConfig(stateDir: string): Promise<ControllerConfig> {
   try {
     text = await readFile(configPath(stateDir), 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+    if (errnoCode(err) === 'ENOENT') {
       throw new ControllerError(
         'E_CONFIG_MISSING',
         `no controller state in ${stateDir}: run 'controller init --url ws://HOST:PORT' first (or pass --state-dir)`,
       );
     }
-    throw new ControllerError('E_CONFIG_READ', `cannot read ${configPath(stateDir)}: ${(err as Error).message}`);
+    throw new ControllerError('E_CONFIG_READ', `cannot read ${configPath(stateDir)}: ${errorMessage(err)}`);
   }
   let raw: unknown;
   try {

@@ -3,6 +3,7 @@ import {
   BorgpullError,
   createToken,
   encodePublicKey,
+  errorMessage,
   escapeControl,
   legacyToken,
   verifyTokenProof,
@@ -117,7 +118,7 @@ export class ControllerDaemon {
     } catch (err) {
       await jobs.stop(0, 'start failed');
       await this.admin.stop();
-      throw new ControllerError('E_CONFIG_LISTEN', `cannot listen on ${this.config.listen}: ${(err as Error).message}`, { cause: err });
+      throw new ControllerError('E_CONFIG_LISTEN', `cannot listen on ${this.config.listen}: ${errorMessage(err)}`, { cause: err });
     }
     this.transition('running');
     return bound;
@@ -201,8 +202,8 @@ export class ControllerDaemon {
           log.info({ agentId: rec.name, port: rec.port }, 'agent enrolled');
         } catch (err) {
           const code = err instanceof BorgpullError ? err.code : 'E_INTERNAL';
-          log.warn({ code, reason: (err as Error).message }, 'enrollment failed');
-          channel.reply({ type: 'error', id: msg.id, code, message: (err as Error).message });
+          log.warn({ code, reason: errorMessage(err) }, 'enrollment failed');
+          channel.reply({ type: 'error', id: msg.id, code, message: errorMessage(err) });
         }
       })();
     };

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic, type TokenRecord } from '@borgpull/protocol';
+import { errnoCode, errorMessage, writeFileAtomic, type TokenRecord } from '@borgpull/protocol';
 import { ControllerError } from './errors.js';
 
 export interface AgentRecord {
@@ -88,8 +88,8 @@ export class Registry {
       for (const a of Object.values(reg.data.agents)) reg.keyIndex.set(a.publicKey, a.name);
       reg.revoked = new Set(reg.data.revokedKeys);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-        throw new ControllerError('E_STATE_READ', `cannot read ${reg.path}: ${(err as Error).message}`, { cause: err });
+      if (errnoCode(err) !== 'ENOENT') {
+        throw new ControllerError('E_STATE_READ', `cannot read ${reg.path}: ${errorMessage(err)}`, { cause: err });
       }
     }
     return reg;

@@ -1,7 +1,7 @@
 import { mkdir, readFile, chmod, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { generateIdentity, parseIdentity, serializeIdentity, writeFileAtomic, type IdentityKeys } from '@borgpull/protocol';
+import { errorMessage, generateIdentity, parseIdentity, serializeIdentity, writeFileAtomic, type IdentityKeys } from '@borgpull/protocol';
 import { ControllerError } from './errors.js';
 
 /** Every path in the controller's state directory, in one place. */
@@ -11,7 +11,6 @@ export function statePaths(stateDir: string) {
     identity: join(stateDir, 'identity.json'),
     sshDir: join(stateDir, 'ssh'),
     sshKey: join(stateDir, 'ssh', 'id_ed25519'),
-    knownHosts: (agent: string) => join(stateDir, 'ssh', `known_hosts.${agent}`),
     tunnelDir: join(stateDir, 'tunnel'),
     tunnelAuthorizedKeys: join(stateDir, 'tunnel', 'authorized_keys'),
     reposDir: join(stateDir, 'repos'),
@@ -60,7 +59,7 @@ export async function loadIdentity(p: StatePaths): Promise<IdentityKeys> {
   try {
     return parseIdentity(await readFile(p.identity, 'utf8'));
   } catch (err) {
-    throw new ControllerError('E_STATE_IDENTITY', `cannot load the controller identity from ${p.identity}: ${(err as Error).message}`, {
+    throw new ControllerError('E_STATE_IDENTITY', `cannot load the controller identity from ${p.identity}: ${errorMessage(err)}`, {
       cause: err,
     });
   }

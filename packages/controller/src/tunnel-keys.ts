@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { writeFileAtomic } from '@borgpull/protocol';
+import { errorMessage, writeFileAtomic } from '@borgpull/protocol';
 import type { AgentRecord } from './registry.js';
 import { ControllerError } from './errors.js';
 
@@ -37,7 +37,7 @@ export async function readHostKey(file: string): Promise<string> {
   } catch (err) {
     throw new ControllerError(
       'E_CONFIG_HOSTKEY',
-      `cannot read the tunnel sshd's host key from ${file} (set sshHostKeyFile in config.json): ${(err as Error).message}`,
+      `cannot read the tunnel sshd's host key from ${file} (set sshHostKeyFile in config.json): ${errorMessage(err)}`,
       { cause: err },
     );
   }

@@ -1,3 +1,4 @@
+import { errnoCode } from '@borgpull/protocol';
 import { readFile, readdir, readlink } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { Logger } from 'pino';
@@ -153,7 +154,7 @@ export async function endTunnelSession(
       ended.push({ pid, reason: why });
       log.warn({ pid, port, reason: why }, "ended a revoked agent's tunnel session (the tunnel user's sshd process)");
     } catch (err) {
-      skipped.push({ pid, reason: (err as NodeJS.ErrnoException).code ?? 'kill failed' });
+      skipped.push({ pid, reason: errnoCode(err) ?? 'kill failed' });
     }
   }
   return { ended, skipped };

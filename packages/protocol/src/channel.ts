@@ -2,8 +2,8 @@
  * Request/response and data streams over a Session, independent of the
  * transport (any socket with send/close/bufferedAmount, e.g. a ws WebSocket).
  */
-import { BorgpullError, ProtocolError } from './errors.js';
-import { REPLY_TYPES, type DistributiveOmit } from './messages.js';
+import { PeerError, ProtocolError } from './errors.js';
+import { REPLY_TO, REPLY_TYPES, type DistributiveOmit, type ReplyTo, type RequestType } from './messages.js';
 import type { Session } from './session.js';
 
 export interface FrameSocket {
@@ -18,6 +18,9 @@ export const CLOSE_POLICY_VIOLATION = 1008;
 export const CLOSE_NORMAL = 1000;
 
 interface Pending<In> {
+  /** the reply type this request must get (besides 'error') */
+  expects: string;
+  request: string;
   resolve: (m: In) => void;
   reject: (e: Error) => void;
   timer: ReturnType<typeof setTimeout>;
@@ -29,18 +32,20 @@ export interface ChannelOptions<In> {
   decode: (bytes: Buffer) => In;
   /** default 30000 */
   requestTimeoutMs?: number;
-  /** which incoming messages are replies (matched to pending requests by id); default: type in REPLY_TYPES */
-  isReply?: (msg: In) => boolean;
 }
 
 const noop = (): void => {};
+
+/** The request variants of Out by type, without their id (the channel assigns it). */
+export type Requests<Out extends { type: string }> = {
+  [T in RequestType & Out['type']]: DistributiveOmit<Extract<Out, { type: T }>, 'id'>;
+};
 
 export class Channel<Out extends { type: string }, In extends { type: string }> {
   readonly #socket: FrameSocket;
   readonly #session: Session;
   readonly #decode: (bytes: Buffer) => In;
   readonly #timeoutMs: number;
-  readonly #isReply: (msg: In) => boolean;
   readonly #pending = new Map<number, Pending<In>>();
   #nextId = 1;
   #closed = false;
@@ -59,15 +64,6 @@ export class Channel<Out extends { type: string }, In extends { type: string }> 
     this.#session = opts.session;
     this.#decode = opts.decode;
     this.#timeoutMs = opts.requestTimeoutMs ?? 30_000;
-    this.#isReply = opts.isReply ?? ((m) => REPLY_TYPES.has(m.type));
-  }
-
-  /** Alias of onMessage. */
-  get onRequest(): (msg: In) => void {
-    return this.onMessage;
-  }
-  set onRequest(fn: (msg: In) => void) {
-    this.onMessage = fn;
   }
 
   get closed(): boolean {
@@ -81,19 +77,24 @@ export class Channel<Out extends { type: string }, In extends { type: string }> 
 
   /**
    * Sends a request (the channel assigns its id) and resolves with the reply
-   * carrying that id. Rejects with BorgpullError(code, message) on an error
-   * reply, E_PROTO_TIMEOUT, or E_PROTO_CLOSED.
+   * carrying that id, which is of the type REPLY_TO names for the request.
+   * Rejects with BorgpullError(code, message) on an error reply,
+   * E_PROTO_REPLY on a reply of any other type, E_PROTO_TIMEOUT, or
+   * E_PROTO_CLOSED.
    */
-  request<R extends In = In>(msg: DistributiveOmit<Out, 'id'>, timeoutMs: number = this.#timeoutMs): Promise<R> {
+  request<T extends keyof Requests<Out>>(msg: Requests<Out>[T] & { type: T }, timeoutMs: number = this.#timeoutMs): Promise<ReplyTo<T>> {
     if (this.#closed) return Promise.reject(new ProtocolError('E_PROTO_CLOSED', 'channel is closed'));
+    const expects: string | undefined = (REPLY_TO as Record<string, string>)[msg.type];
+    if (expects === undefined) return Promise.reject(new ProtocolError('E_PROTO_UNEXPECTED', `'${msg.type}' is not a request`));
     const id = this.#nextId;
     this.#nextId = this.#nextId >= 0xffff_ffff ? 1 : this.#nextId + 1;
-    return new Promise<R>((resolve, reject) => {
+    return new Promise<ReplyTo<T>>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
         reject(new ProtocolError('E_PROTO_TIMEOUT', `request "${msg.type}" timed out after ${timeoutMs} ms`));
       }, timeoutMs);
-      this.#pending.set(id, { resolve: resolve as (m: In) => void, reject, timer });
+      // The reply's type is checked against `expects` before this resolves (receive()).
+      this.#pending.set(id, { expects, request: msg.type, resolve: resolve as unknown as (m: In) => void, reject, timer });
       try {
         this.#send({ ...msg, id } as unknown as Out);
       } catch (err) {
@@ -147,7 +148,7 @@ export class Channel<Out extends { type: string }, In extends { type: string }> 
       return;
     }
     if (msg === undefined) return;
-    if (this.#isReply(msg)) {
+    if (REPLY_TYPES.has(msg.type)) {
       const id = (msg as { id?: unknown }).id;
       const p = typeof id === 'number' ? this.#pending.get(id) : undefined;
       if (p) {
@@ -155,7 +156,10 @@ export class Channel<Out extends { type: string }, In extends { type: string }> 
         clearTimeout(p.timer);
         if (msg.type === 'error') {
           const e = msg as unknown as { code: string; message: string };
-          p.reject(new BorgpullError(e.code, e.message));
+          p.reject(new PeerError(e.code, e.message));
+        } else if (msg.type !== p.expects) {
+          // A peer answering with another reply type: the caller would read fields that are not there.
+          p.reject(new ProtocolError('E_PROTO_REPLY', `the peer answered '${p.request}' with '${msg.type}', expected '${p.expects}'`));
         } else {
           p.resolve(msg);
         }

@@ -34,11 +34,11 @@ const tunnel = { sshHost: 'backup.example', sshPort: 22, user: 'bptunnel', port:
 const controllerMessages: ControllerMessage[] = [
   { type: 'tunnel.open', id: 1, ...tunnel },
   { type: 'tunnel.close', id: 2 },
-  { type: 'identity.get', id: 3 },
-  { type: 'restore.begin', id: 4, stream: 2, target: '/', dryRun: false, owners: 'names' },
-  { type: 'restore.begin', id: 5, stream: 3, target: '/srv', dryRun: false, owners: 'numeric' },
-  { type: 'restore.begin', id: 6, stream: 1, target: '/srv/restore', dryRun: false },
-  { type: 'restore.begin', id: 6, stream: 1, target: '/srv/restore', dryRun: true, totalBytes: 12345 },
+  { type: 'host.report.get', id: 3 },
+  { type: 'restore.begin', id: 4, stream: 2, target: '/', owners: 'names' },
+  { type: 'restore.begin', id: 5, stream: 3, target: '/srv', owners: 'numeric' },
+  { type: 'restore.begin', id: 6, stream: 1, target: '/srv/restore' },
+  { type: 'restore.begin', id: 6, stream: 1, target: '/srv/restore', totalBytes: 12345 },
   { type: 'restore.end', id: 7, stream: 1, bytes: 2 ** 40, sha256: b32 },
   { type: 'restore.abort', stream: 1, reason: 'borg failed' },
   { type: 'enrolled', id: 8, name: 'web1', tunnel, sftpKey: 'ssh-ed25519 AAAA ctl' },
@@ -46,16 +46,16 @@ const controllerMessages: ControllerMessage[] = [
   { type: 'error', id: 9, code: 'E_JOB_BUSY', message: 'busy' },
   { type: 'error', code: 'E_PROTO_DECODE', message: '' },
   { type: 'credit', stream: 1, bytes: 4 * 1024 * 1024 },
-  { type: 'restore.begin', id: 10, stream: 4, target: '/srv/restore', dryRun: false, archive: 'pc1-2026-11-29T10:00:00', paths: ['home/alice', 'etc/hostname'] },
+  { type: 'restore.begin', id: 10, stream: 4, target: '/srv/restore', archive: 'pc1-2026-11-29T10:00:00', paths: ['home/alice', 'etc/hostname'] },
   // A file name may hold a newline: the decoder bounds it, the agent escapes it before storing it.
-  { type: 'restore.begin', id: 11, stream: 5, target: '/srv/restore', dryRun: false, archive: 'a\tb', paths: ['home/x\ny'] },
+  { type: 'restore.begin', id: 11, stream: 5, target: '/srv/restore', archive: 'a\tb', paths: ['home/x\ny'] },
 ];
 
 const agentMessages: AgentMessage[] = [
   { type: 'enroll', id: 1, sshKey: 'ssh-ed25519 AAAA agent' },
   { type: 'tunnel.opened', id: 2 },
   { type: 'tunnel.closed', port: 40001, reason: 'ssh exited 255' },
-  { type: 'identity', id: 3, hostname: 'web1', passwd: 'root:x:0:0::/root:/bin/sh\n', group: 'root:x:0:\n', mounts: '/dev/sda1 / ext4 rw 0 0\n', sshHostKey: 'ssh-ed25519 AAAAhost' },
+  { type: 'host.report', id: 3, hostname: 'web1', passwd: 'root:x:0:0::/root:/bin/sh\n', group: 'root:x:0:\n', mounts: '/dev/sda1 / ext4 rw 0 0\n', sshHostKey: 'ssh-ed25519 AAAAhost' },
   { type: 'restore.result', id: 4, stream: 1, ok: true, bytes: 10, files: 2, sha256: b32, tarExit: 0, stderr: '' },
   { type: 'restore.result', id: 4, stream: 1, ok: false, bytes: 0, files: 0, sha256: b32, tarExit: null, stderr: 'killed' },
   { type: 'ok', id: 5 },
@@ -145,10 +145,11 @@ const hostileAgentFrames: [string, Uint8Array, string][] = [
   ['tunnel.closed port 0', packValue({ type: 'tunnel.closed', port: 0, reason: '' }), 'E_PROTO_BAD_FIELD'],
   ['tunnel.closed port 65536', packValue({ type: 'tunnel.closed', port: 65536, reason: '' }), 'E_PROTO_BAD_FIELD'],
   ['tunnel.closed reason too long', packValue({ type: 'tunnel.closed', port: 1, reason: 'x'.repeat(4097) }), 'E_PROTO_BAD_FIELD'],
-  ['identity hostname too long', packValue({ ...agentMessages[3], hostname: 'h'.repeat(257) }), 'E_PROTO_BAD_FIELD'],
-  ['identity passwd > 1 MiB', packValue({ ...agentMessages[3], passwd: 'p'.repeat(1024 * 1024 + 1) }), 'E_PROTO_BAD_FIELD'],
-  ['identity sshHostKey with newline', packValue({ ...agentMessages[3], sshHostKey: 'ssh-ed25519 A\n@cert-authority * ssh-rsa B' }), 'E_PROTO_BAD_FIELD'],
-  ['identity group not string', packValue({ ...agentMessages[3], group: ['root'] }), 'E_PROTO_BAD_FIELD'],
+  ['host.report hostname too long', packValue({ ...agentMessages[3], hostname: 'h'.repeat(257) }), 'E_PROTO_BAD_FIELD'],
+  ['host.report passwd > 1 MiB', packValue({ ...agentMessages[3], passwd: 'p'.repeat(1024 * 1024 + 1) }), 'E_PROTO_BAD_FIELD'],
+  ['host.report sshHostKey with newline', packValue({ ...agentMessages[3], sshHostKey: 'ssh-ed25519 A\n@cert-authority * ssh-rsa B' }), 'E_PROTO_BAD_FIELD'],
+  ['host.report group not string', packValue({ ...agentMessages[3], group: ['root'] }), 'E_PROTO_BAD_FIELD'],
+  ['the old name of host.report', packValue({ ...agentMessages[3], type: 'identity' }), 'E_PROTO_UNKNOWN_TYPE'],
   ['restore.result sha256 31 bytes', packValue({ ...agentMessages[4], sha256: Buffer.alloc(31) }), 'E_PROTO_BAD_FIELD'],
   ['restore.result sha256 as string', packValue({ ...agentMessages[4], sha256: 'ab'.repeat(32) }), 'E_PROTO_BAD_FIELD'],
   ['restore.result sha256 as array', packValue({ ...agentMessages[4], sha256: Array.from(b32) }), 'E_PROTO_BAD_FIELD'],
@@ -176,7 +177,8 @@ const hostileControllerFrames: [string, Uint8Array, string][] = [
   ['tunnel.open user with NUL', packValue({ ...controllerMessages[0], user: 'a\u0000b' }), 'E_PROTO_BAD_FIELD'],
   ['tunnel.open hostKey with newline', packValue({ ...controllerMessages[0], hostKey: 'ssh-ed25519 A\ncommand="x"' }), 'E_PROTO_BAD_FIELD'],
   ['restore.begin owners unknown', packValue({ ...controllerMessages[5], owners: 'root' }), 'E_PROTO_BAD_FIELD'],
-  ['restore.begin dryRun string', packValue({ ...controllerMessages[5], dryRun: 'no' }), 'E_PROTO_BAD_FIELD'],
+  ['restore.begin stream negative', packValue({ ...controllerMessages[5], stream: -1 }), 'E_PROTO_BAD_FIELD'],
+  ['the old name of host.report.get', packValue({ type: 'identity.get', id: 3 }), 'E_PROTO_UNKNOWN_TYPE'],
   ['restore.begin target empty', packValue({ ...controllerMessages[5], target: '' }), 'E_PROTO_BAD_FIELD'],
   ['restore.begin totalBytes negative', packValue({ ...controllerMessages[5], totalBytes: -1 }), 'E_PROTO_BAD_FIELD'],
   ['restore.begin archive not a string', packValue({ ...controllerMessages[5], archive: 42 }), 'E_PROTO_BAD_FIELD'],
@@ -266,7 +268,7 @@ describe('records and state', () => {
   });
   it('encodeMessage refuses a message above the limit', () => {
     const huge = 'p'.repeat(MAX_MESSAGE_BYTES);
-    expect(codeOf(() => encodeMessage({ type: 'identity', id: 1, hostname: 'h', passwd: huge, group: '', mounts: '', sshHostKey: 'k' }))).toBe(
+    expect(codeOf(() => encodeMessage({ type: 'host.report', id: 1, hostname: 'h', passwd: huge, group: '', mounts: '', sshHostKey: 'k' }))).toBe(
       'E_PROTO_FRAME_TOO_LARGE',
     );
   });

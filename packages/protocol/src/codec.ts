@@ -183,7 +183,7 @@ export function decodeControllerMessage(bytes: Uint8Array): ControllerMessage {
     case 'tunnel.open':
       return { type, id: id(r), ...tunnelSpec(r) };
     case 'tunnel.close':
-    case 'identity.get':
+    case 'host.report.get':
     case 'ok':
       return { type, id: id(r) };
     case 'restore.begin': {
@@ -192,7 +192,6 @@ export function decodeControllerMessage(bytes: Uint8Array): ControllerMessage {
         id: id(r),
         stream: uint32(r, 'stream'),
         target: str(r, 'target', pathStr),
-        dryRun: bool(r, 'dryRun'),
       };
       const total = optInt(r, 'totalBytes', 0, Number.MAX_SAFE_INTEGER);
       if (total !== undefined) m.totalBytes = total;
@@ -243,7 +242,7 @@ export function decodeAgentMessage(bytes: Uint8Array): AgentMessage {
       return { type, id: id(r) };
     case 'tunnel.closed':
       return { type, port: port(r, 'port'), reason: str(r, 'reason', msgStr) };
-    case 'identity':
+    case 'host.report':
       return {
         type,
         id: id(r),

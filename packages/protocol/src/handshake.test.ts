@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeAgentMessage, decodeControllerMessage, decodeHandshake, encodeMessage, packValue } from './codec.js';
-import { BorgpullError } from './errors.js';
+import { BorgpullError, PeerError } from './errors.js';
 import { AgentHandshake, ControllerHandshake, encodeHandshakeError, type AgentCheck } from './handshake.js';
 import { generateIdentity, type IdentityKeys } from './keys.js';
 import { checkEnrollment, createToken, parseToken, tokenSigningKey, type TokenRecord } from './token.js';
@@ -57,8 +57,8 @@ describe('handshake', () => {
     for (let i = 0; i < 3; i++) {
       const down = cs.open(as.sealMessage({ type: 'ok', id: i }));
       expect(down.kind === 'message' && decodeAgentMessage(down.bytes)).toEqual({ type: 'ok', id: i });
-      const up = as.open(cs.sealMessage({ type: 'identity.get', id: i }));
-      expect(up.kind === 'message' && decodeControllerMessage(up.bytes)).toEqual({ type: 'identity.get', id: i });
+      const up = as.open(cs.sealMessage({ type: 'host.report.get', id: i }));
+      expect(up.kind === 'message' && decodeControllerMessage(up.bytes)).toEqual({ type: 'host.report.get', id: i });
     }
   });
 
@@ -119,8 +119,8 @@ describe('handshake', () => {
     const known = new Set<string>();
     const revoked = new Set<string>([hex(agent.publicKey)]);
     const checkAgent: AgentCheck = (key) => {
-      if (revoked.has(hex(key))) throw new BorgpullError('E_AUTH_REVOKED', 'agent revoked');
-      if (!known.has(hex(key))) throw new BorgpullError('E_AUTH_UNKNOWN_KEY', 'unknown agent: enroll it first');
+      if (revoked.has(hex(key))) throw new PeerError('E_AUTH_REVOKED', 'agent revoked');
+      if (!known.has(hex(key))) throw new PeerError('E_AUTH_UNKNOWN_KEY', 'unknown agent: enroll it first');
     };
     const { a, c } = pair({ checkAgent });
     const hello = a.hello();
@@ -185,7 +185,7 @@ describe('enrollment', () => {
   } {
     const store = new Map<string, TokenRecord>();
     const checkAgent: AgentCheck = (_key, enroll) => {
-      if (!enroll) throw new BorgpullError('E_AUTH_UNKNOWN_KEY', 'unknown agent');
+      if (!enroll) throw new PeerError('E_AUTH_UNKNOWN_KEY', 'unknown agent');
       checkEnrollment(store.get(enroll.tokenId), enroll, now());
     };
     return {

@@ -28,7 +28,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { decodeHandshake, encodeMessage, packValue } from './codec.js';
-import { ProtocolError } from './errors.js';
+import { PeerError, ProtocolError } from './errors.js';
 import { bytesEqual, signMessage, verifySignature, type IdentityKeys } from './keys.js';
 import { PROTOCOL_VERSION, type HandshakeMessage, type HelloMessage, type WelcomeMessage } from './messages.js';
 import { Session } from './session.js';
@@ -85,9 +85,9 @@ function deriveKeys(privateKey: KeyObject, peerEph: Uint8Array, th: Buffer): { a
 }
 
 /** A peer's {type:'error'} handshake frame, surfaced with its code when well-formed. */
-function peerRefused(m: { code: string; message: string }): ProtocolError {
+function peerRefused(m: { code: string; message: string }): PeerError {
   const code = /^E_[A-Z0-9_]{1,64}$/.test(m.code) ? m.code : 'E_PROTO_UNEXPECTED';
-  return new ProtocolError(code, `peer refused the handshake: ${m.message.slice(0, 512)}`);
+  return new PeerError(code, `peer refused the handshake: ${m.message.slice(0, 512)}`);
 }
 
 function expect<T extends HandshakeMessage['type']>(m: HandshakeMessage, type: T): Extract<HandshakeMessage, { type: T }> {

@@ -1,4 +1,5 @@
-export { BorgpullError, ProtocolError, ErrorCodes } from './errors.js';
+export { BorgpullError, ProtocolError, PeerError, PROTOCOL_CODES, isCodeOf, errorMessage, errnoCode } from './errors.js';
+export type { ProtocolCode } from './errors.js';
 export {
   generateIdentity,
   encodePublicKey,
@@ -23,7 +24,7 @@ export {
   TOKEN_PREFIX,
 } from './token.js';
 export type { TokenRecord, ParsedToken } from './token.js';
-export { PROTOCOL_VERSION, REPLY_TYPES } from './messages.js';
+export { PROTOCOL_VERSION, REPLY_TO } from './messages.js';
 export type {
   HandshakeMessage,
   HelloMessage,
@@ -38,7 +39,7 @@ export type {
   TunnelSpec,
   TunnelOpenMessage,
   TunnelCloseMessage,
-  IdentityGetMessage,
+  HostReportGetMessage,
   RestoreBeginMessage,
   RestoreEndMessage,
   RestoreAbortMessage,
@@ -46,10 +47,10 @@ export type {
   EnrollMessage,
   TunnelOpenedMessage,
   TunnelClosedMessage,
-  IdentityMessage,
+  HostReportMessage,
   RestoreResultMessage,
-  DistributiveOmit,
-  RequestOf,
+  RequestType,
+  ReplyTo,
 } from './messages.js';
 export { LIMITS } from './validate.js';
 // The field readers, for the other trust boundaries (the controller's admin socket).
@@ -72,6 +73,10 @@ export type { AgentCheck, AgentInfo } from './handshake.js';
 export { Session, MAX_DATA_BYTES, MAX_SEALED_FRAME_BYTES } from './session.js';
 export type { OpenedFrame } from './session.js';
 export { Channel, CLOSE_POLICY_VIOLATION, CLOSE_NORMAL } from './channel.js';
-export type { FrameSocket, ChannelOptions } from './channel.js';
+export { Heartbeat } from './heartbeat.js';
+export type { HeartbeatOptions, HeartbeatState } from './heartbeat.js';
+export type { FrameSocket, ChannelOptions, Requests } from './channel.js';
 export { writeFileAtomic } from './fs-atomic.js';
+export { exists } from './fs-exists.js';
+export { toBuffer } from './frame-bytes.js';
 export { escapeControl, terminalSafe } from './text.js';

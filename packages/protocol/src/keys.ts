@@ -5,7 +5,7 @@
  */
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import nacl from 'tweetnacl';
-import { BorgpullError } from './errors.js';
+import { ProtocolError } from './errors.js';
 
 export interface IdentityKeys {
   /** 32-byte ed25519 public key. */
@@ -19,8 +19,8 @@ export const PUBLIC_KEY_PREFIX = 'bp-ed25519:';
 const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 const B64URL_32 = /^[A-Za-z0-9_-]{43}$/;
 
-function keyError(message: string, cause?: unknown): BorgpullError {
-  return new BorgpullError('E_CONFIG_KEY', message, cause === undefined ? undefined : { cause });
+function keyError(message: string, cause?: unknown): ProtocolError {
+  return new ProtocolError('E_CONFIG_KEY', message, cause === undefined ? undefined : { cause });
 }
 
 export function generateIdentity(): IdentityKeys {

@@ -94,8 +94,8 @@ export interface TunnelCloseMessage {
   type: 'tunnel.close';
   id: number;
 }
-export interface IdentityGetMessage {
-  type: 'identity.get';
+export interface HostReportGetMessage {
+  type: 'host.report.get';
   id: number;
 }
 export interface RestoreBeginMessage {
@@ -103,7 +103,6 @@ export interface RestoreBeginMessage {
   id: number;
   stream: number;
   target: string;
-  dryRun: boolean;
   totalBytes?: number;
   /**
    * How tar sets owners: 'numeric' (default) keeps the archived ids; 'names'
@@ -142,7 +141,7 @@ export interface EnrolledMessage {
 export type ControllerMessage =
   | TunnelOpenMessage
   | TunnelCloseMessage
-  | IdentityGetMessage
+  | HostReportGetMessage
   | RestoreBeginMessage
   | RestoreEndMessage
   | RestoreAbortMessage
@@ -170,8 +169,8 @@ export interface TunnelClosedMessage {
   port: number;
   reason: string;
 }
-export interface IdentityMessage {
-  type: 'identity';
+export interface HostReportMessage {
+  type: 'host.report';
   id: number;
   hostname: string;
   passwd: string;
@@ -197,24 +196,39 @@ export type AgentMessage =
   | EnrollMessage
   | TunnelOpenedMessage
   | TunnelClosedMessage
-  | IdentityMessage
+  | HostReportMessage
   | RestoreResultMessage
   | OkMessage
   | ErrorMessage
   | CreditMessage;
 
-/** Message types that are replies to a request (matched by id). */
-export const REPLY_TYPES: ReadonlySet<string> = new Set([
-  'ok',
-  'error',
-  'enrolled',
-  'tunnel.opened',
-  'identity',
-  'restore.result',
-]);
+/** Message types that answer a request (matched to it by id). */
+type ReplyType = 'ok' | 'error' | 'enrolled' | 'tunnel.opened' | 'host.report' | 'restore.result';
+
+/** Every message type with a mandatory id that is not a reply: the requests. */
+type Request = Exclude<Extract<ControllerMessage | AgentMessage, { id: number }>['type'], ReplyType>;
+
+/**
+ * What each request is answered with. Any request may also be answered with
+ * an `error` reply instead; the channel turns that into a rejection. The
+ * `satisfies` makes a request without an entry here a compile error.
+ */
+export const REPLY_TO = {
+  'tunnel.open': 'tunnel.opened',
+  'tunnel.close': 'ok',
+  'host.report.get': 'host.report',
+  'restore.begin': 'ok',
+  'restore.end': 'restore.result',
+  enroll: 'enrolled',
+} as const satisfies Record<Request, Exclude<ReplyType, 'error'>>;
+
+export type RequestType = keyof typeof REPLY_TO;
+
+/** The reply a request of type T gets (when it is not an `error`). */
+export type ReplyTo<T extends RequestType> = Extract<ControllerMessage | AgentMessage, { type: (typeof REPLY_TO)[T] }>;
 
 /** Omit that distributes over a union, so each variant keeps its own fields. */
 export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
-/** The request variants of a union (those carrying a mandatory id), without their id. */
-export type RequestOf<M extends { type: string }> = DistributiveOmit<Extract<M, { id: number }>, 'id'>;
+/** Message types that are replies to a request (matched by id). */
+export const REPLY_TYPES: ReadonlySet<string> = new Set<ReplyType>(['error', ...Object.values(REPLY_TO)]);

@@ -9,7 +9,7 @@
 import { hkdfSync } from 'node:crypto';
 import nacl from 'tweetnacl';
 import { packValue, unpackUntrusted } from './codec.js';
-import { BorgpullError } from './errors.js';
+import { ProtocolError } from './errors.js';
 import { identityFromSeed, signMessage, verifySignature, type IdentityKeys } from './keys.js';
 
 export const TOKEN_PREFIX = 'bpt1.';
@@ -37,8 +37,8 @@ const MAX_TOKEN_CHARS = 4096;
 const ID_RE = /^[0-9a-f]{16}$/;
 const B64URL_RE = /^[A-Za-z0-9_-]+$/;
 
-function malformed(): BorgpullError {
-  return new BorgpullError('E_AUTH_TOKEN', 'malformed enrollment token');
+function malformed(): ProtocolError {
+  return new ProtocolError('E_AUTH_TOKEN', 'malformed enrollment token');
 }
 
 export function createToken(opts: {
@@ -48,8 +48,8 @@ export function createToken(opts: {
   ttlMs: number;
   now?: number;
 }): { token: string; record: TokenRecord } {
-  if (opts.controllerKey.length !== 32) throw new BorgpullError('E_CONFIG_KEY', 'controller key must be 32 bytes');
-  if (!Number.isFinite(opts.ttlMs) || opts.ttlMs <= 0) throw new BorgpullError('E_AUTH_TOKEN', 'token ttl must be positive');
+  if (opts.controllerKey.length !== 32) throw new ProtocolError('E_CONFIG_KEY', 'controller key must be 32 bytes');
+  if (!Number.isFinite(opts.ttlMs) || opts.ttlMs <= 0) throw new ProtocolError('E_AUTH_TOKEN', 'token ttl must be positive');
   const id = Buffer.from(nacl.randomBytes(8)).toString('hex');
   const secret = nacl.randomBytes(32);
   const expiresAt = Math.floor((opts.now ?? Date.now()) + opts.ttlMs);
@@ -104,7 +104,7 @@ const KEY_INFO = 'borgpull-enroll-key-v1';
 
 /** The token's ed25519 key pair: seed = HKDF-SHA256(secret, info "borgpull-enroll-key-v1"). Only the agent has it. */
 export function tokenSigningKey(secret: Uint8Array): IdentityKeys {
-  if (secret.length !== 32) throw new BorgpullError('E_AUTH_TOKEN', 'a token secret is 32 bytes');
+  if (secret.length !== 32) throw new ProtocolError('E_AUTH_TOKEN', 'a token secret is 32 bytes');
   return identityFromSeed(new Uint8Array(hkdfSync('sha256', secret, new Uint8Array(0), KEY_INFO, 32)));
 }
 
@@ -131,18 +131,18 @@ export function checkEnrollment(
   now: number = Date.now(),
 ): void {
   if (!record || record.id !== enroll.tokenId) {
-    throw new BorgpullError('E_AUTH_TOKEN', 'unknown or already used enrollment token');
+    throw new ProtocolError('E_AUTH_TOKEN', 'unknown or already used enrollment token');
   }
-  if (now >= record.expiresAt) throw new BorgpullError('E_AUTH_TOKEN', 'enrollment token expired');
+  if (now >= record.expiresAt) throw new ProtocolError('E_AUTH_TOKEN', 'enrollment token expired');
   if (typeof (record as { verifier?: unknown }).verifier !== 'string') throw legacyToken();
   if (!verifyTokenProof(record.verifier, enroll.proofInput, enroll.proof)) {
-    throw new BorgpullError('E_AUTH_TOKEN', 'enrollment token proof is forged');
+    throw new ProtocolError('E_AUTH_TOKEN', 'enrollment token proof is forged');
   }
 }
 
 /** A record written before tokens had verifiers (it holds a `secretHash`): it can no longer be checked. */
-export function legacyToken(): BorgpullError {
-  return new BorgpullError(
+export function legacyToken(): ProtocolError {
+  return new ProtocolError(
     'E_AUTH_TOKEN_FORMAT',
     "this enrollment token was issued by an older controller and cannot be checked any more: issue a new one ('controller token NAME')",
   );

@@ -1,6 +1,7 @@
 import { createConnection } from 'node:net';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { PeerError, type BorgpullError } from '@borgpull/protocol';
 import { ControllerError } from '../errors.js';
 import type { ApiSpec, ArgsOf, EventOf, ResultOf } from './api.js';
 import { encodeLine } from './wire.js';
@@ -78,7 +79,7 @@ export class AdminClient<Api extends ApiSpec> {
       const sock = createConnection(this.path);
       let buf = '';
       let done = false;
-      const finish = (err: ControllerError | undefined, result?: unknown): void => {
+      const finish = (err: BorgpullError | undefined, result?: unknown): void => {
         if (done) return;
         done = true;
         sock.destroy();
@@ -104,7 +105,7 @@ export class AdminClient<Api extends ApiSpec> {
           }
           if (reply.kind === 'event') onEvent(reply.event);
           else {
-            finish(reply.kind === 'result' ? undefined : new ControllerError(reply.code, reply.message), reply.kind === 'result' ? reply.result : undefined);
+            finish(reply.kind === 'result' ? undefined : new PeerError(reply.code, reply.message), reply.kind === 'result' ? reply.result : undefined);
             return;
           }
         }

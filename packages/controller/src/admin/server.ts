@@ -2,7 +2,7 @@ import { createServer, createConnection, type Server, type Socket } from 'node:n
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import { BorgpullError, ProtocolError, asRecord, str } from '@borgpull/protocol';
+import { asRecord, BorgpullError, errnoCode, ProtocolError, str } from '@borgpull/protocol';
 import { ControllerError } from '../errors.js';
 import { onlyFields, type AnyCommand, type ApiSpec, type Handlers } from './api.js';
 import { MAX_REQUEST_BYTES, encodeLine, type Reply } from './wire.js';
@@ -13,7 +13,7 @@ type ReadHandler = (args: unknown, emit: (event: unknown) => void, signal: Abort
 /** Makes `dir` a directory only this user can enter, refusing anything else at that path (a link, a file, another owner's). */
 async function privateDir(dir: string): Promise<void> {
   await mkdir(dir, { mode: 0o700 }).catch((err: unknown) => {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    if (errnoCode(err) !== 'EEXIST') throw err;
   });
   const st = await lstat(dir);
   const uid = process.getuid?.() ?? 0;

@@ -1,3 +1,4 @@
+import { errorMessage } from '@borgpull/protocol';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DEFAULT_STATE_DIR } from '../config.js';
 import { UsageError } from './usage-error.js';
@@ -18,7 +19,7 @@ export function parse(argv: string[], options: ParseArgsConfig['options']): Pars
       options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, ...options },
     });
   } catch (err) {
-    throw new UsageError((err as Error).message.split('\n')[0] ?? 'bad arguments');
+    throw new UsageError(errorMessage(err).split('\n')[0] ?? 'bad arguments');
   }
 }
 

@@ -1,5 +1,4 @@
-import { stat } from 'node:fs/promises';
-import { encodePublicKey, keyFingerprint } from '@borgpull/protocol';
+import { encodePublicKey, exists, keyFingerprint } from '@borgpull/protocol';
 import { configPath, parseUrl, saveConfig, validateConfig } from '../config.js';
 import { ControllerError } from '../errors.js';
 import { CHROOT_WARNING } from '../isolation.js';
@@ -73,13 +72,4 @@ export async function initController(argv: string[], io: Io): Promise<number> {
   io.out(`next: 'controller check' (the tunnel sshd's rules), 'controller serve', then 'controller token NAME' for each client`);
   if (cfg.isolation === 'chroot') io.err(`warning: ${CHROOT_WARNING}`);
   return 0;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

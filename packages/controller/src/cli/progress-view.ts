@@ -50,10 +50,6 @@ function describeEvent(e: JobEvent): string {
       return `${head} queued`;
     case 'tunnel':
       return `${head} opening the tunnel`;
-    case 'identity':
-      return `${head} reading users and mounts`;
-    case 'mount':
-      return `${head} mounting`;
     case 'cleanup':
       return `${head} cleaning up`;
     case 'done':

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
-import { BorgpullError, escapeControl } from '@borgpull/protocol';
+import { BorgpullError, errorMessage, escapeControl, isCodeOf } from '@borgpull/protocol';
 import type { AgentLink } from '../agent-link.js';
 import { loadConfig, type ControllerConfig, type Isolation } from '../config.js';
-import { ControllerError } from '../errors.js';
+import { CONTROLLER_CODES, ControllerError } from '../errors.js';
 import { applyQuota, breakStaleJobLock, discardArchive, ensureRepo } from './borg.js';
 import { runCleanup, type Cleanup } from './cleanup.js';
 import { openClientAccess, type ClientAccess } from './client-access.js';
@@ -23,7 +23,7 @@ type Say = (e: Omit<JobEvent, 'agent' | 'jobId'>) => void;
 
 /**
  * One pulled backup, top to bottom: the agent's link, the job's limits, client
- * access (tunnel, checked identity, job dir, mountpoint), the repository, the
+ * access (tunnel, checked host report, job dir, mountpoint), the repository, the
  * job script (sshfs + borg in a private namespace), the verdict; on failure
  * its archive is discarded; cleanup runs whatever happened; the job record
  * says what really happened.
@@ -94,7 +94,7 @@ function linkOrRecord(ctx: JobContext, job: JobRecord): AgentLink | undefined {
     const code = err instanceof BorgpullError ? err.code : 'E_JOB_INTERNAL';
     job.status = code === 'E_AGENT_OFFLINE' ? 'offline' : 'failed';
     job.code = code;
-    job.reason = (err as Error).message;
+    job.reason = errorMessage(err);
     job.endedAt = Date.now();
     return undefined;
   }
@@ -122,8 +122,8 @@ async function openAccess(
     mountOpts: BACKUP_MOUNT_OPTS,
     remotePath: '/',
   });
-  const id = access.identity;
-  log.info({ hostname: id.hostname, users: id.users, groups: id.groups, mountExcludes: id.mountExcludes.length }, 'client identity checked');
+  const id = access.host;
+  log.info({ hostname: id.hostname, users: id.users, groups: id.groups, mountExcludes: id.mountExcludes.length }, 'host report checked');
   if (isolation === 'chroot') {
     await access.dir.dir('upper');
     await access.dir.dir('stage');
@@ -157,7 +157,7 @@ async function runCreate(
   say: Say,
 ): Promise<CreateRun> {
   const env = { ...access.env, ARCHIVE: archive };
-  const excludes = [...access.identity.mountExcludes, ...config.exclude, ...(config.agents[agent]?.exclude ?? [])];
+  const excludes = [...access.host.mountExcludes, ...config.exclude, ...(config.agents[agent]?.exclude ?? [])];
   // `--exclude=X` in one word: a pattern starting with '-' is still a pattern.
   const args = excludes.map((x) => `--exclude=${x}`);
   say({ phase: 'borg', message: `${isolation} isolation, ${excludes.length} excludes` });
@@ -191,9 +191,13 @@ function judge(job: JobRecord, run: CreateRun, limits: JobLimits, signal: AbortS
   const out = run.outcome;
   if (signal.aborted) {
     const why: unknown = signal.reason;
-    throw new ControllerError('E_JOB_CANCELLED', `the job was cancelled: ${why instanceof Error ? why.message : String(why)}`);
+    throw new ControllerError('E_JOB_CANCELLED', `the job was cancelled: ${errorMessage(why)}`);
   }
-  if (out.setupError) throw new ControllerError(out.setupError.code, out.setupError.message);
+  if (out.setupError) {
+    // A line the job script wrote; only our own codes pass, anything else is a setup failure.
+    const { code, message } = out.setupError;
+    throw new ControllerError(isCodeOf(CONTROLLER_CODES, code) ? code : 'E_JOB_SETUP', message);
+  }
   if (run.quotaExceeded) throw quotaError(limits);
   if (out.rc === null) {
     throw new ControllerError('E_JOB_ABORTED', `the backup process ended before borg reported (exit ${run.exit})`);
@@ -229,7 +233,7 @@ async function discardFailed(ctx: JobContext, job: JobRecord, log: Logger): Prom
     }
     job.archive = undefined;
   } catch (e) {
-    job.reason = `${job.reason ?? ''}; its archive ${job.archive} could not be deleted (${(e as Error).message}): delete it by hand`;
+    job.reason = `${job.reason ?? ''}; its archive ${job.archive} could not be deleted (${errorMessage(e)}): delete it by hand`;
   }
 }
 

@@ -4,7 +4,8 @@
  * its own borg (chroot isolation) gets its own base bound in, and a broken one
  * cannot reach another agent's cache or security data.
  */
-import { chmod, lstat, mkdir, readFile, rename } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename } from 'node:fs/promises';
+import { exists } from '@borgpull/protocol';
 import { dirname, join } from 'node:path';
 import type { StatePaths } from '../state.js';
 
@@ -18,15 +19,6 @@ async function repoId(p: StatePaths, agent: string): Promise<string | undefined>
     return m?.[1];
   } catch {
     return undefined;
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -52,15 +52,26 @@ export function borgEnv(p: StatePaths, agent: string, extra: Record<string, stri
 }
 
 /**
- * Runs a borg command on an agent's repository, the passphrase on fd 3 (opened
- * by the shell from the root-only file, so it never sits in an argument or env).
+ * The one way to start borg on an agent's repository: `/bin/sh` with this argv
+ * and env runs `borg ARGS` with the passphrase on fd 3, opened by the shell
+ * from the root-only file, so it never sits in an argument or env.
  * Callers end the options with `--`: no repository, archive or path is ever
  * read as an option.
  */
+export function borgCommand(p: StatePaths, agent: string, args: readonly string[]): { file: string; args: string[]; env: Record<string, string> } {
+  return {
+    file: '/bin/sh',
+    args: ['-c', 'exec borg "$@" 3<"$PASSPHRASE_FILE"', 'borg', ...args],
+    env: borgEnv(p, agent, { PASSPHRASE_FILE: p.passphrase(agent) }),
+  };
+}
+
+/** Runs a borg command on an agent's repository to its end (see borgCommand). */
 export async function borg(p: StatePaths, agent: string, args: string[], opts: { cancelSignal?: AbortSignal } = {}) {
   await ensureBorgBase(p, agent);
-  return execa('/bin/sh', ['-c', 'exec borg "$@" 3<"$PASSPHRASE_FILE"', 'borg', ...args], {
-    env: borgEnv(p, agent, { PASSPHRASE_FILE: p.passphrase(agent) }),
+  const cmd = borgCommand(p, agent, args);
+  return execa(cmd.file, cmd.args, {
+    env: cmd.env,
     extendEnv: false,
     stdin: 'ignore',
     reject: false,

@@ -1,3 +1,5 @@
+import { errorMessage } from '@borgpull/protocol';
+
 /** Cleanup steps, each pushed by the step it undoes, run in reverse order whatever happened. */
 export type Cleanup = Array<[string, () => Promise<unknown>]>;
 
@@ -7,7 +9,7 @@ export async function runCleanup(cleanup: Cleanup, warn: (step: string, reason: 
     try {
       await step();
     } catch (err) {
-      warn(what, (err as Error).message);
+      warn(what, errorMessage(err));
     }
   }
   cleanup.length = 0;

@@ -1,22 +1,19 @@
-import type { AgentMessage } from '@borgpull/protocol';
 import type { AgentLink } from '../agent-link.js';
 import type { ControllerConfig } from '../config.js';
 import type { StatePaths } from '../state.js';
 import { readHostKey } from '../tunnel-keys.js';
 import type { AgentRecord } from '../registry.js';
 import { ensureBorgBase } from './borg-base.js';
-import { checkClientIdentity, type ClientIdentity } from './client-identity.js';
+import { checkHostReport, type HostReport } from './host-report.js';
 import { JobDir, ensureMountpoint, removeMountpoint } from './job-dir.js';
 import { hostAlias, jobEnv } from './job-env.js';
 import type { Cleanup } from './cleanup.js';
 
 export const NSSWITCH = 'passwd: files\ngroup: files\nshadow: files\nhosts: files\n';
 
-export type Identity = Extract<AgentMessage, { type: 'identity' }>;
-
 export interface ClientAccess {
   /** The client's report, checked: names, excludes and host key to use. */
-  readonly identity: ClientIdentity;
+  readonly host: HostReport;
   readonly dir: JobDir;
   /** Environment for a job script (see job-script/script.ts). */
   readonly env: Record<string, string>;
@@ -24,7 +21,7 @@ export interface ClientAccess {
 
 /**
  * Everything a job needs before its script runs: the agent's reverse tunnel,
- * the client's identity (names, mounts, sshd host key), checked, a scratch
+ * the client's host report (names, mounts, sshd host key), checked, a scratch
  * directory with the passwd/group rebuilt from its names and ids (never the
  * client's text), the agent's borg base dir and its stable mountpoint. Each
  * step pushes its undo onto `cleanup`.
@@ -47,8 +44,8 @@ export async function openClientAccess(opts: {
     40_000,
   );
   cleanup.push(['close the tunnel', () => link.channel.request({ type: 'tunnel.close' }, 15_000)]);
-  const report = await link.channel.request<Identity>({ type: 'identity.get' });
-  const identity = checkClientIdentity(report, hostAlias(agent.name));
+  const report = await link.channel.request({ type: 'host.report.get' });
+  const host = checkHostReport(report, hostAlias(agent.name));
   const dir = await JobDir.create(`${p.jobsDir}/${opts.jobId}`);
   cleanup.push(['remove the job directory', () => dir.remove()]);
   dir.expect('sshfs.err');
@@ -61,13 +58,13 @@ export async function openClientAccess(opts: {
     mountOpts: opts.mountOpts,
     remotePath: opts.remotePath,
     files: {
-      knownHosts: await dir.file('known_hosts', identity.knownHosts),
-      passwd: await dir.file('passwd', identity.passwd, 0o644),
-      group: await dir.file('group', identity.group, 0o644),
+      knownHosts: await dir.file('known_hosts', host.knownHosts),
+      passwd: await dir.file('passwd', host.passwd, 0o644),
+      group: await dir.file('group', host.group, 0o644),
       nsswitch: await dir.file('nsswitch.conf', NSSWITCH, 0o644),
     },
   });
   await ensureMountpoint(p.mountpoint(agent.name));
   cleanup.push(['remove the mountpoint', () => removeMountpoint(p.mountpoint(agent.name))]);
-  return { identity, dir, env };
+  return { host, dir, env };
 }

@@ -21,7 +21,7 @@ export interface JobEnvOptions {
   readonly sshKey: string;
   readonly mountOpts: string;
   readonly remotePath: string;
-  /** Files in the job dir, written from checked fields (client-identity.ts). */
+  /** Files in the job dir, written from checked fields (host-report.ts). */
   readonly files: { readonly knownHosts: string; readonly passwd: string; readonly group: string; readonly nsswitch: string };
 }
 

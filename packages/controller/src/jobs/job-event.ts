@@ -2,7 +2,7 @@
 export interface JobEvent {
   readonly agent: string;
   readonly jobId: string;
-  readonly phase: 'queued' | 'tunnel' | 'identity' | 'mount' | 'borg' | 'cleanup' | 'done' | 'restore';
+  readonly phase: 'queued' | 'tunnel' | 'borg' | 'cleanup' | 'done' | 'restore';
   readonly nfiles?: number;
   readonly originalSize?: number;
   readonly deduplicatedSize?: number;

@@ -1,3 +1,4 @@
+import { errorMessage } from '@borgpull/protocol';
 import type { Logger } from 'pino';
 import type { AgentLink } from '../agent-link.js';
 import type { BackupArgs, BackupOutcome, BusyAgent, RestoreOutcome } from '../admin/api.js';
@@ -101,7 +102,7 @@ export class JobRunner {
         const gone = await this.ops.discardArchive(this.deps.paths, j.agent, j.archive);
         if (gone.length) log.warn({ agentId: j.agent, archives: gone }, 'deleted the archive of an interrupted backup');
       } catch (err) {
-        log.error({ agentId: j.agent, reason: (err as Error).message }, 'could not clean up after an interrupted backup');
+        log.error({ agentId: j.agent, reason: errorMessage(err) }, 'could not clean up after an interrupted backup');
       }
     }
   }

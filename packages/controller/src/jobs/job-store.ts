@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { terminalSafe, writeFileAtomic } from '@borgpull/protocol';
+import { errnoCode, terminalSafe, writeFileAtomic } from '@borgpull/protocol';
 
 export type JobKind = 'backup' | 'restore';
 export type JobStatus = 'running' | 'succeeded' | 'warning' | 'failed' | 'offline';
@@ -66,7 +66,7 @@ export class JobStore {
       const raw = JSON.parse(await readFile(path, 'utf8')) as { jobs?: JobRecord[] };
       store.jobs = Array.isArray(raw.jobs) ? raw.jobs : [];
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      if (errnoCode(err) !== 'ENOENT') throw err;
     }
     return store;
   }

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { randomInt } from 'node:crypto';
 import { execa } from 'execa';
-import { MAX_RESTORE_PATHS, escapeControl, type AgentMessage } from '@borgpull/protocol';
+import { MAX_RESTORE_PATHS, PeerError, escapeControl, type AgentMessage } from '@borgpull/protocol';
 import type { AgentLink } from '../agent-link.js';
-import { ControllerError, isCoded } from '../errors.js';
+import { ControllerError } from '../errors.js';
 import type { StatePaths } from '../state.js';
-import { borgEnv } from './borg.js';
+import { borgCommand } from './borg.js';
 import { ensureBorgBase } from './borg-base.js';
 
 /** Bytes the controller may have in flight to the agent before borg's output is paused. */
@@ -58,7 +58,6 @@ export async function streamExportTar(opts: {
         type: 'restore.begin',
         stream,
         target: opts.target,
-        dryRun: false,
         totalBytes: opts.totalBytes,
         owners: opts.owners,
         // For the client's own record of restore orders.
@@ -69,7 +68,7 @@ export async function streamExportTar(opts: {
     );
   } catch (err) {
     // The client's policy said no: its own code and one line, with the agent's reason (a peer's text: escaped).
-    if (isCoded(err) && err.code === 'E_RESTORE_REFUSED') {
+    if (err instanceof PeerError && err.code === 'E_RESTORE_REFUSED') {
       throw new ControllerError('E_RESTORE_REFUSED', `restore refused by ${agent}'s restore policy (${oneLine(err.message)}); nothing was sent`);
     }
     throw err;
@@ -79,9 +78,9 @@ export async function streamExportTar(opts: {
   const both = AbortSignal.any([signal, ac.signal]);
   await ensureBorgBase(p, agent);
   // `--` first: a PATH such as `--tar-filter=CMD` (borg runs that command) is a path, never an option.
-  const args = ['--', `${p.repo(agent)}::${opts.archive}`, '-', ...opts.paths];
-  const borg = execa('/bin/sh', ['-c', 'exec borg export-tar "$@" 3<"$PASSPHRASE_FILE"', 'borg', ...args], {
-    env: borgEnv(p, agent, { PASSPHRASE_FILE: p.passphrase(agent) }),
+  const cmd = borgCommand(p, agent, ['export-tar', '--', `${p.repo(agent)}::${opts.archive}`, '-', ...opts.paths]);
+  const borg = execa(cmd.file, cmd.args, {
+    env: cmd.env,
     extendEnv: false,
     stdin: 'ignore',
     stdout: 'pipe',
@@ -148,7 +147,7 @@ export async function streamExportTar(opts: {
       throw new ControllerError('E_JOB_BORG', `borg export-tar failed (exit ${res.exitCode ?? res.signal}): ${text}`);
     }
     const sha = hash.digest();
-    const result = await link.channel.request<Extract<AgentMessage, { type: 'restore.result' }>>(
+    const result = await link.channel.request(
       { type: 'restore.end', stream, bytes: sent, sha256: sha },
       30 * 60_000,
     );

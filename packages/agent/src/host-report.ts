@@ -1,3 +1,4 @@
+import { errorMessage } from '@borgpull/protocol';
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { AgentError } from './errors.js';
@@ -10,7 +11,7 @@ async function readBounded(path: string): Promise<string> {
 }
 
 /** What the controller needs to record the client's names and skip its pseudo file systems. */
-export async function readIdentity(sshdHostKeyFile: string): Promise<{
+export async function readHostReport(sshdHostKeyFile: string): Promise<{
   hostname: string;
   passwd: string;
   group: string;
@@ -21,7 +22,7 @@ export async function readIdentity(sshdHostKeyFile: string): Promise<{
   try {
     sshHostKey = (await readFile(sshdHostKeyFile, 'utf8')).trim().split(/\s+/).slice(0, 2).join(' ');
   } catch (err) {
-    throw new AgentError('E_AGENT_HOSTKEY', `cannot read this machine's sshd host key ${sshdHostKeyFile}: ${(err as Error).message}`);
+    throw new AgentError('E_AGENT_HOSTKEY', `cannot read this machine's sshd host key ${sshdHostKeyFile}: ${errorMessage(err)}`);
   }
   return {
     sshHostKey,

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkClientIdentity, checkHostKey, clientHostname, knownHostsFile } from './client-identity.js';
+import { checkHostReport, checkHostKey, clientHostname, knownHostsFile } from './host-report.js';
 
 const ED = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILTCW7GSfTmBunDXLmjYqUYxpN5DkrLNij5dew0sNAso';
 const ECDSA =
@@ -84,7 +84,7 @@ describe("the client's hostname", () => {
   });
 });
 
-describe('a whole identity report', () => {
+describe('a whole host report', () => {
   const report = {
     hostname: 'web1\u001b[2J',
     passwd: 'root:x:0:0:root:.:/bin/sh\nalice:x:1000:1000::/proc/self/cwd:/bin/sh\n',
@@ -94,7 +94,7 @@ describe('a whole identity report', () => {
   };
 
   it('becomes checked fields and files written from them', () => {
-    expect(checkClientIdentity(report, 'borgpull-agent-web1')).toEqual({
+    expect(checkHostReport(report, 'borgpull-agent-web1')).toEqual({
       hostname: undefined,
       passwd: 'root:x:0:0::/nonexistent:/usr/sbin/nologin\nalice:x:1000:1000::/nonexistent:/usr/sbin/nologin\n',
       group: 'root:x:0:\nalice:x:1000:\n',
@@ -106,7 +106,7 @@ describe('a whole identity report', () => {
   });
 
   it('fails the job on a host key line with a second line in it', () => {
-    expect(code(() => checkClientIdentity({ ...report, sshHostKey: `${ED}\n@cert-authority * ${OTHER_ED}` }, 'borgpull-agent-web1'))).toBe(
+    expect(code(() => checkHostReport({ ...report, sshHostKey: `${ED}\n@cert-authority * ${OTHER_ED}` }, 'borgpull-agent-web1'))).toBe(
       'E_JOB_HOSTKEY',
     );
   });

@@ -48,7 +48,7 @@ export function clientHostname(h: string): string | undefined {
   return /^[A-Za-z0-9_]([A-Za-z0-9._-]{0,252})$/.test(h) ? h : undefined;
 }
 
-export interface ClientIdentity {
+export interface HostReport {
   readonly hostname: string | undefined;
   /** passwd and group texts for the job to bind, rebuilt from names and ids */
   readonly passwd: string;
@@ -61,11 +61,11 @@ export interface ClientIdentity {
   readonly mountExcludes: readonly string[];
 }
 
-/** Checks an identity report and builds everything a job takes from it. */
-export function checkClientIdentity(
+/** Checks a host report and builds everything a job takes from it. */
+export function checkHostReport(
   report: { hostname: string; passwd: string; group: string; mounts: string; sshHostKey: string },
   alias: string,
-): ClientIdentity {
+): HostReport {
   const users = parsePasswd(report.passwd);
   const groups = parseGroup(report.group);
   return {
