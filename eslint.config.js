@@ -6,7 +6,7 @@ import { importX } from 'eslint-plugin-import-x';
 import { createTypeScriptImportResolver } from 'eslint-import-resolver-typescript';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', 'node_modules/**', 'bench/out/**', 'test-results/**', '**/*.js', '**/*.mjs'] },
+  { ignores: ['**/dist/**', 'dist-bundle/**', 'node_modules/**', 'bench/out/**', 'test-results/**', '**/*.js', '**/*.mjs'] },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   importX.flatConfigs.typescript,
@@ -28,7 +28,10 @@ export default tseslint.config(
       'no-control-regex': 'off',
       // Async methods that implement an async interface without awaiting anything themselves.
       '@typescript-eslint/require-await': 'off',
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_', ignoreRestSiblings: true }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_', ignoreRestSiblings: true },
+      ],
       'import-x/no-restricted-paths': [
         'error',
         {

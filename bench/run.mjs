@@ -53,7 +53,10 @@ function wsInfo() {
 }
 
 function nofile() {
-  const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files')) ?? '';
+  const line =
+    readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max open files')) ?? '';
   const [soft, hard] = line.trim().split(/\s+/).slice(3, 5);
   return { soft, hard };
 }
@@ -100,7 +103,11 @@ function table(rows) {
     r.pass === undefined ? '' : r.pass ? 'ok' : 'MISS',
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const line = (cells) => cells.map((c, i) => (i === 1 || i === 3 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  const line = (cells) =>
+    cells
+      .map((c, i) => (i === 1 || i === 3 ? c.padStart(widths[i]) : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
 }
 
@@ -145,7 +152,8 @@ async function main() {
   const env = environment();
   const startedAt = new Date();
   const t0 = performance.now();
-  const log = (suite) => (msg) => process.stderr.write(`[bench ${((performance.now() - t0) / 1000).toFixed(1).padStart(6)}s ${suite}] ${msg}\n`);
+  const log = (suite) => (msg) =>
+    process.stderr.write(`[bench ${((performance.now() - t0) / 1000).toFixed(1).padStart(6)}s ${suite}] ${msg}\n`);
   const results = {};
   let crashed = false;
   for (const name of names) {

@@ -93,7 +93,9 @@ async function bundle(pkg, format, outfile, version) {
       ? {
           ...common,
           // pino, ws and sonic-boom are CommonJS and require() Node's builtins: give the ESM file a real require.
-          banner: { js: "#!/usr/bin/env node\nimport { createRequire as __bpRequire } from 'node:module';\nconst require = __bpRequire(import.meta.url);" },
+          banner: {
+            js: "#!/usr/bin/env node\nimport { createRequire as __bpRequire } from 'node:module';\nconst require = __bpRequire(import.meta.url);",
+          },
         }
       : {
           ...common,
@@ -114,7 +116,12 @@ function quiet(cmd, argv) {
     execFileSync(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (err) {
     process.stderr.write(`${err.stdout ?? ''}${err.stderr ?? ''}`);
-    fail(`${relative(ROOT, argv[0] ?? cmd)} ${argv.slice(1).map((a) => relative(ROOT, a)).join(' ')} failed`);
+    fail(
+      `${relative(ROOT, argv[0] ?? cmd)} ${argv
+        .slice(1)
+        .map((a) => relative(ROOT, a))
+        .join(' ')} failed`,
+    );
   }
 }
 

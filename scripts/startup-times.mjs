@@ -45,6 +45,8 @@ for (const [label, argv] of forms) {
   const size = argv[0] === node ? '' : `, ${(statSync(argv[0]).size / 1024 / 1024).toFixed(1)} MiB`;
   process.stdout.write(
     `${label.padEnd(38)} median ${median(wall).toFixed(0).padStart(4)} ms (min ${Math.min(...wall).toFixed(0)}, max ${Math.max(...wall).toFixed(0)}), ` +
-      `CPU ${median(runs.map((r) => r.cpu)).toFixed(0).padStart(4)} ms, ${RUNS} runs${size}\n`,
+      `CPU ${median(runs.map((r) => r.cpu))
+        .toFixed(0)
+        .padStart(4)} ms, ${RUNS} runs${size}\n`,
   );
 }

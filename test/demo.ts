@@ -27,7 +27,13 @@ function fingerprint(dir: string): Map<string, string> {
       else if (st.isDirectory()) {
         out.set(r, `dir ${owner}`);
         walk(r);
-      } else out.set(r, `file ${owner} ${createHash('sha256').update(readFileSync(join(dir, r))).digest('hex')}`);
+      } else
+        out.set(
+          r,
+          `file ${owner} ${createHash('sha256')
+            .update(readFileSync(join(dir, r)))
+            .digest('hex')}`,
+        );
     }
   };
   walk('');
@@ -65,10 +71,14 @@ async function main(): Promise<void> {
   say(`\nthe archive records the client's own user and group names (the server has no alice, bob or carol):`);
   for (const item of await listItems(ctl, 'laptop', archive)) {
     if (item.path.startsWith('home/') || item.path.startsWith('srv/')) {
-      say(`  ${item.type === 'l' ? 'l' : item.type === 'd' ? 'd' : '-'} ${`${item.user}:${item.group}`.padEnd(14)} ${String(item.uid).padStart(4)}:${String(item.gid).padEnd(4)} ${item.path}${item.linktarget ? ` -> ${item.linktarget}` : ''}`);
+      say(
+        `  ${item.type === 'l' ? 'l' : item.type === 'd' ? 'd' : '-'} ${`${item.user}:${item.group}`.padEnd(14)} ${String(item.uid).padStart(4)}:${String(item.gid).padEnd(4)} ${item.path}${item.linktarget ? ` -> ${item.linktarget}` : ''}`,
+      );
     }
   }
-  const before = new Map([...fingerprint(join(client.host.root, 'home')), ...fingerprint(join(client.host.root, 'srv'))].map(([k, v]) => [k, v]));
+  const before = new Map(
+    [...fingerprint(join(client.host.root, 'home')), ...fingerprint(join(client.host.root, 'srv'))].map(([k, v]) => [k, v]),
+  );
   say('\nthe client loses its files ...');
   rmSync(join(client.host.root, 'home'), { recursive: true });
   rmSync(join(client.host.root, 'srv'), { recursive: true });

@@ -12,7 +12,25 @@
  * and, as a last resort, synchronously at process exit.
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, chmodSync, chownSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, statfsSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  appendFileSync,
+  chmodSync,
+  chownSync,
+  closeSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  readSync,
+  rmSync,
+  statfsSync,
+  symlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -96,7 +114,14 @@ export async function timed(fn) {
   const s = (performance.now() - t0) / 1000;
   const c1 = cpuSnapshot();
   const d1 = diskSnapshot();
-  return { result, s, cpuBusy: (c1.busy - c0.busy) / Math.max(1, c1.total - c0.total), load1, diskReadMB: ((d1.rd - d0.rd) * 512) / 1e6, diskWriteMB: ((d1.wr - d0.wr) * 512) / 1e6 };
+  return {
+    result,
+    s,
+    cpuBusy: (c1.busy - c0.busy) / Math.max(1, c1.total - c0.total),
+    load1,
+    diskReadMB: ((d1.rd - d0.rd) * 512) / 1e6,
+    diskWriteMB: ((d1.wr - d0.wr) * 512) / 1e6,
+  };
 }
 
 export function median(xs) {
@@ -156,7 +181,8 @@ export function nodePid(pid) {
 export function rssSampler(pids, { intervalMs = 100, guardMiB = 2048 } = {}) {
   const t0 = performance.now();
   const st = {};
-  for (const [name, pid] of Object.entries(pids)) st[name] = { pid, startKiB: procKiB(pid, 'VmRSS'), peakKiB: 0, samples: [], killed: false };
+  for (const [name, pid] of Object.entries(pids))
+    st[name] = { pid, startKiB: procKiB(pid, 'VmRSS'), peakKiB: 0, samples: [], killed: false };
   const tick = () => {
     const ms = Math.round(performance.now() - t0);
     for (const s of Object.values(st)) {
@@ -253,7 +279,12 @@ export function generateTree(root, cfg = TREE_CFG, log = () => undefined) {
   const data = join(root, 'data');
   const total = cfg.totalMiB * MIB;
   const small = { count: cfg.smallFiles, bytes: 0 };
-  const owners = [[0, 0], [1000, 1000], [1001, 1001], [1002, 1002]];
+  const owners = [
+    [0, 0],
+    [1000, 1000],
+    [1001, 1001],
+    [1002, 1002],
+  ];
   const modes = [0o644, 0o640, 0o600, 0o755];
   const mk = (p) => mkdirSync(p, { recursive: true, mode: 0o755 });
   const words = vocabulary(3000);
@@ -428,7 +459,9 @@ export async function createEnv(ctx) {
   if (freeMiB < needMiB) {
     const fit = Math.floor((freeMiB - 512) / 5.5);
     if (fit < 64) throw new Error(`/run has only ${freeMiB.toFixed(0)} MiB free: not enough for a benchmark tree`);
-    notes.push(`/run had ${freeMiB.toFixed(0)} MiB free, less than the ${needMiB.toFixed(0)} MiB a ${cfg.totalMiB} MiB tree needs: tree shrunk to ${fit} MiB.`);
+    notes.push(
+      `/run had ${freeMiB.toFixed(0)} MiB free, less than the ${needMiB.toFixed(0)} MiB a ${cfg.totalMiB} MiB tree needs: tree shrunk to ${fit} MiB.`,
+    );
     log(notes.at(-1));
     cfg.totalMiB = fit;
   }
@@ -479,7 +512,8 @@ export async function createEnv(ctx) {
       };
       const ours = left.filter(isOurs);
       const others = left.filter((l) => !isOurs(l));
-      if (others.length) logNow(`not ours, left alone: ${others.length} leftover(s) of other harness users (${others.slice(0, 3).join('; ')})`);
+      if (others.length)
+        logNow(`not ours, left alone: ${others.length} leftover(s) of other harness users (${others.slice(0, 3).join('; ')})`);
       if (ours.length) problems.push(`left behind:\n  ${ours.join('\n  ')}`);
       if (problems.length) throw new Error(`teardown: ${problems.join('\n')}`);
       logNow('torn down: hosts, namespaces, mounts and data removed');
@@ -510,7 +544,12 @@ export async function createEnv(ctx) {
     // Tunnel settings the agent was enrolled with, and the agent's ssh key (same key, port, options as its own tunnel).
     const agentState = join(host.dir, 'agent-state');
     const enrollment = JSON.parse(readFileSync(join(agentState, 'enrollment.json'), 'utf8'));
-    env.tunnel = { ...enrollment.tunnel, sshdPort: enrollment.sshdPort ?? 22, key: join(agentState, 'id_ed25519'), knownHosts: join(host.dir, 'bench-tunnel-known_hosts') };
+    env.tunnel = {
+      ...enrollment.tunnel,
+      sshdPort: enrollment.sshdPort ?? 22,
+      key: join(agentState, 'id_ed25519'),
+      knownHosts: join(host.dir, 'bench-tunnel-known_hosts'),
+    };
     writeFileSync(env.tunnel.knownHosts, `${TUNNEL_ALIAS} ${enrollment.tunnel.hostKey}\n`, { mode: 0o600 });
 
     if (process.env.BENCH_TUNNEL_NODELAY === '1') await nodelayTunnelSshd(env, log);
@@ -523,9 +562,24 @@ export async function createEnv(ctx) {
     env.clientKnownHosts = join(srv.dir, 'bench_client_known_hosts');
     writeFileSync(env.clientKnownHosts, `${CLIENT_ALIAS} ${host.sshdHostKeyPublic}\n`, { mode: 0o600 });
     env.sshBase = [
-      '-F', '/dev/null', '-i', env.testKey, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes',
-      '-o', `UserKnownHostsFile=${env.clientKnownHosts}`, '-o', 'GlobalKnownHostsFile=/dev/null', '-o', `HostKeyAlias=${CLIENT_ALIAS}`,
-      '-p', String(env.tunnel.port),
+      '-F',
+      '/dev/null',
+      '-i',
+      env.testKey,
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      `UserKnownHostsFile=${env.clientKnownHosts}`,
+      '-o',
+      'GlobalKnownHostsFile=/dev/null',
+      '-o',
+      `HostKeyAlias=${CLIENT_ALIAS}`,
+      '-p',
+      String(env.tunnel.port),
     ];
     // Repo passphrase for the hand-run repos (the same for all of them).
     env.passphrase = randomBytes(24).toString('base64url');
@@ -566,12 +620,36 @@ export async function openTunnel(env) {
   if (srv.isListening(t.port)) throw new Error(`port ${t.port} is already forwarded (a job running?)`);
   const sub = env.client.host.spawn(
     [
-      'ssh', '-N', '-F', '/dev/null',
-      '-R', `127.0.0.1:${t.port}:127.0.0.1:${t.sshdPort}`,
-      '-p', String(t.sshPort), '-i', t.key,
-      '-o', 'IdentitiesOnly=yes', '-o', 'ExitOnForwardFailure=yes', '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=3',
-      '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${t.knownHosts}`,
-      '-o', 'GlobalKnownHostsFile=/dev/null', '-o', `HostKeyAlias=${TUNNEL_ALIAS}`, '-o', 'ConnectTimeout=15',
+      'ssh',
+      '-N',
+      '-F',
+      '/dev/null',
+      '-R',
+      `127.0.0.1:${t.port}:127.0.0.1:${t.sshdPort}`,
+      '-p',
+      String(t.sshPort),
+      '-i',
+      t.key,
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      'ExitOnForwardFailure=yes',
+      '-o',
+      'ServerAliveInterval=15',
+      '-o',
+      'ServerAliveCountMax=3',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      `UserKnownHostsFile=${t.knownHosts}`,
+      '-o',
+      'GlobalKnownHostsFile=/dev/null',
+      '-o',
+      `HostKeyAlias=${TUNNEL_ALIAS}`,
+      '-o',
+      'ConnectTimeout=15',
       `${t.user}@${t.sshHost}`,
     ],
     { stdin: 'ignore' },
@@ -579,7 +657,8 @@ export async function openTunnel(env) {
   await waitFor('bench reverse tunnel', () => srv.isListening(t.port), {
     timeoutMs: 20_000,
     intervalMs: 50,
-    abortIf: () => (sub.exitCode === undefined || sub.exitCode === null ? undefined : `ssh -R exited ${sub.exitCode}: ${String(sub.stderr ?? '')}`),
+    abortIf: () =>
+      sub.exitCode === undefined || sub.exitCode === null ? undefined : `ssh -R exited ${sub.exitCode}: ${String(sub.stderr ?? '')}`,
   });
   return async () => {
     sub.kill('SIGTERM');
@@ -590,7 +669,14 @@ export async function openTunnel(env) {
 
 /** Environment for a hand-run borg on the server. */
 export function borgEnv(env, base, extra = {}) {
-  return { LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', BORG_PASSPHRASE: env.passphrase, BORG_BASE_DIR: base, BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes', ...extra };
+  return {
+    LANG: 'C.UTF-8',
+    LC_ALL: 'C.UTF-8',
+    BORG_PASSPHRASE: env.passphrase,
+    BORG_BASE_DIR: base,
+    BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes',
+    ...extra,
+  };
 }
 
 /** borg info --json of one archive, through the controller's own passphrase file for borgpull's repo. */
@@ -598,9 +684,19 @@ export async function archiveInfo(env, which, repo, archive, base) {
   const ctl = env.ctl;
   let r;
   if (which === 'borgpull') {
-    r = await run('sh', ['-c', 'exec borg info --json "$1::$2" 3<"$3"', 'sh', repo, archive, join(ctl.state, 'secrets', `${AGENT_NAME}.passphrase`)], {
-      env: { LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', BORG_PASSPHRASE_FD: '3', BORG_BASE_DIR: join(ctl.state, 'borg', AGENT_NAME), BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes' },
-    });
+    r = await run(
+      'sh',
+      ['-c', 'exec borg info --json "$1::$2" 3<"$3"', 'sh', repo, archive, join(ctl.state, 'secrets', `${AGENT_NAME}.passphrase`)],
+      {
+        env: {
+          LANG: 'C.UTF-8',
+          LC_ALL: 'C.UTF-8',
+          BORG_PASSPHRASE_FD: '3',
+          BORG_BASE_DIR: join(ctl.state, 'borg', AGENT_NAME),
+          BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes',
+        },
+      },
+    );
   } else {
     r = await run('borg', ['info', '--json', `${repo}::${archive}`], { env: borgEnv(env, base) });
   }
@@ -654,12 +750,26 @@ async function nodelayTunnelSshd(env, log) {
   if (cc.code !== 0) throw new Error(`BENCH_TUNNEL_NODELAY=1 needs gcc: ${cc.stderr}`);
   const orig = join(srv.dir, `tunnel-sshd-${env.tunnel.sshPort}`);
   const port = env.tunnel.sshPort + 1;
-  const cfg = readFileSync(join(orig, 'sshd_config'), 'utf8').replace(`ListenAddress 0.0.0.0:${env.tunnel.sshPort}`, `ListenAddress 0.0.0.0:${port}`);
+  const cfg = readFileSync(join(orig, 'sshd_config'), 'utf8').replace(
+    `ListenAddress 0.0.0.0:${env.tunnel.sshPort}`,
+    `ListenAddress 0.0.0.0:${port}`,
+  );
   if (!cfg.includes(`:${port}`)) throw new Error('cannot derive the nodelay sshd config');
   writeFileSync(join(dir, 'sshd_config'), cfg, { mode: 0o644 });
   srv.spawn(
-    ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && exec /usr/sbin/sshd -D -e -f "$3"',
-      'sh', join(orig, 'passwd'), join(orig, 'group'), join(dir, 'sshd_config')],
+    [
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && exec /usr/sbin/sshd -D -e -f "$3"',
+      'sh',
+      join(orig, 'passwd'),
+      join(orig, 'group'),
+      join(dir, 'sshd_config'),
+    ],
     { env: { LD_PRELOAD: join(dir, 'nodelay.so') }, stdin: 'ignore' },
   );
   await srv.waitForPort(port);
@@ -678,10 +788,17 @@ async function nodelayTunnelSshd(env, log) {
 export async function linkProbe(env, relPath, mib = 64) {
   const srv = env.ctl.server;
   const host = env.client.host;
-  const script = 'set -e; M="$1"; F="$2"; C="$3"; shift 3; mkdir -p "$M"; sshfs "$@" "root@127.0.0.1:/" "$M"; ' +
+  const script =
+    'set -e; M="$1"; F="$2"; C="$3"; shift 3; mkdir -p "$M"; sshfs "$@" "root@127.0.0.1:/" "$M"; ' +
     's=$(date +%s%N); dd if="$M/$F" of=/dev/null bs=1M count="$C" status=none; e=$(date +%s%N); cd /; fusermount3 -u "$M"; echo $((e - s))';
-  const opts = (port) => ['-o', 'no_contain_symlinks', '-o',
-    `IdentityFile=${env.testKey},IdentitiesOnly=yes,UserKnownHostsFile=${env.clientKnownHosts},GlobalKnownHostsFile=/dev/null,HostKeyAlias=${CLIENT_ALIAS},StrictHostKeyChecking=yes,BatchMode=yes,Port=${port}`, '-F', '/dev/null'];
+  const opts = (port) => [
+    '-o',
+    'no_contain_symlinks',
+    '-o',
+    `IdentityFile=${env.testKey},IdentitiesOnly=yes,UserKnownHostsFile=${env.clientKnownHosts},GlobalKnownHostsFile=/dev/null,HostKeyAlias=${CLIENT_ALIAS},StrictHostKeyChecking=yes,BatchMode=yes,Port=${port}`,
+    '-F',
+    '/dev/null',
+  ];
   const mbps = (r, what) => {
     if (r.exitCode !== 0) throw new Error(`link probe ${what}: ${r.stderr}`);
     return (mib * MIB) / 1e6 / (Number(r.stdout.trim().split('\n').pop()) / 1e9);
@@ -689,13 +806,43 @@ export async function linkProbe(env, relPath, mib = 64) {
   const close = await openTunnel(env);
   let tunnel;
   try {
-    const r = await srv.exec(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, 'probe', join(srv.dir, 'probe-mnt'), relPath, String(mib), ...opts(env.tunnel.port)],
-      { reject: false, timeout: 600_000 });
+    const r = await srv.exec(
+      [
+        'unshare',
+        '--mount',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        script,
+        'probe',
+        join(srv.dir, 'probe-mnt'),
+        relPath,
+        String(mib),
+        ...opts(env.tunnel.port),
+      ],
+      { reject: false, timeout: 600_000 },
+    );
     tunnel = mbps(r, 'through the tunnel');
   } finally {
     await close();
   }
-  const d = await host.exec(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, 'probe', join(host.dir, 'probe-mnt'), relPath, String(mib), ...opts(22)],
-    { reject: false, timeout: 600_000 });
+  const d = await host.exec(
+    [
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      script,
+      'probe',
+      join(host.dir, 'probe-mnt'),
+      relPath,
+      String(mib),
+      ...opts(22),
+    ],
+    { reject: false, timeout: 600_000 },
+  );
   return { mib, tunnelMBps: tunnel, directMBps: mbps(d, 'inside the client') };
 }

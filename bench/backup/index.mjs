@@ -27,7 +27,20 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AGENT_NAME, archiveInfo, borgEnv, createEnv, linkProbe, median, openTunnel, restoreRunsLater, rssSampler, run as runCmd, syncDisks, timed } from './env.mjs';
+import {
+  AGENT_NAME,
+  archiveInfo,
+  borgEnv,
+  createEnv,
+  linkProbe,
+  median,
+  openTunnel,
+  restoreRunsLater,
+  rssSampler,
+  run as runCmd,
+  syncDisks,
+  timed,
+} from './env.mjs';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const intEnv = (k, d) => (process.env[k] ? Number(process.env[k]) : d);
@@ -62,7 +75,14 @@ function productCommand() {
     const sshfs = /sshfs -f -o "([^"]+)"/.exec(text)?.[1];
     const mountOpts = /BACKUP_MOUNT_OPTS = '([^']+)'/.exec(text)?.[1];
     const ns = text.indexOf('NAMESPACE_CREATE');
-    const borg = ns < 0 ? undefined : text.slice(ns).split('\n').find((l) => l.startsWith('borg create'))?.replace(/\s*\\$/, '');
+    const borg =
+      ns < 0
+        ? undefined
+        : text
+            .slice(ns)
+            .split('\n')
+            .find((l) => l.startsWith('borg create'))
+            ?.replace(/\s*\\$/, '');
     return `sshfs -o ${(sshfs ?? '?').replace('$MOUNT_OPTS', mountOpts ?? '$MOUNT_OPTS')}; ${borg ?? 'borg create ?'}`;
   } catch {
     return 'unknown (cannot read the built controller)';
@@ -81,11 +101,19 @@ export async function run_(ctx, env) {
     localBase: join(srv.dir, 'local-borgbase'),
   };
   await runCmd('mkdir', ['-p', dirs.handTmp, dirs.handBase, dirs.localBase]);
-  await runCmd('sh', ['-c', 'printf "passwd: files\\ngroup: files\\nshadow: files\\nhosts: files\\n" > "$1"', 'sh', join(dirs.handTmp, 'nsswitch.conf')]);
+  await runCmd('sh', [
+    '-c',
+    'printf "passwd: files\\ngroup: files\\nshadow: files\\nhosts: files\\n" > "$1"',
+    'sh',
+    join(dirs.handTmp, 'nsswitch.conf'),
+  ]);
 
   // Fresh repos of the kind borgpull makes (repokey); borgpull's own is made by its first job.
   const inits = {};
-  for (const [k, repo, base] of [['hand', dirs.handRepo, dirs.handBase], ['local', dirs.localRepo, dirs.localBase]]) {
+  for (const [k, repo, base] of [
+    ['hand', dirs.handRepo, dirs.handBase],
+    ['local', dirs.localRepo, dirs.localBase],
+  ]) {
     const r = await runCmd('borg', ['init', '--encryption', 'repokey', repo], { env: borgEnv(env, base) });
     if (r.code !== 0) throw new Error(`borg init ${repo}: ${r.stderr}`);
     inits[k] = r.ms / 1000;
@@ -95,8 +123,14 @@ export async function run_(ctx, env) {
   // Link probe: what one sshfs stream gets through the client's reverse tunnel, vs without it.
   let probe;
   if (CFG.linkProbeMiB > 0 && env.tree.big.count > 0) {
-    probe = await linkProbe(env, 'data/big/blob0.bin', Math.min(CFG.linkProbeMiB, Math.floor(env.tree.big.bytes / env.tree.big.count / 2 ** 20)));
-    log(`link probe (sshfs, dd ${probe.mib} MiB): through the tunnel ${probe.tunnelMBps.toFixed(1)} MB/s, inside the client without it ${probe.directMBps.toFixed(0)} MB/s`);
+    probe = await linkProbe(
+      env,
+      'data/big/blob0.bin',
+      Math.min(CFG.linkProbeMiB, Math.floor(env.tree.big.bytes / env.tree.big.count / 2 ** 20)),
+    );
+    log(
+      `link probe (sshfs, dd ${probe.mib} MiB): through the tunnel ${probe.tunnelMBps.toFixed(1)} MB/s, inside the client without it ${probe.directMBps.toFixed(0)} MB/s`,
+    );
   }
 
   let n = 0;
@@ -107,13 +141,39 @@ export async function run_(ctx, env) {
       await syncDisks();
       const t = await timed(() =>
         srv.exec(
-          ['unshare', '--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child=SIGKILL', '--',
-            'sh', '-c', HAND_RECIPE, 'hand-recipe', dirs.handMnt, dirs.handRepo, archive, String(env.tunnel.port), env.testKey, env.clientKnownHosts, dirs.handTmp],
+          [
+            'unshare',
+            '--mount',
+            '--propagation',
+            'private',
+            '--pid',
+            '--fork',
+            '--kill-child=SIGKILL',
+            '--',
+            'sh',
+            '-c',
+            HAND_RECIPE,
+            'hand-recipe',
+            dirs.handMnt,
+            dirs.handRepo,
+            archive,
+            String(env.tunnel.port),
+            env.testKey,
+            env.clientKnownHosts,
+            dirs.handTmp,
+          ],
           { env: borgEnv(env, dirs.handBase, { BORG_HOST_ID: `bench-hand-${n}` }), reject: false, timeout: CFG.timeoutS * 1000 },
         ),
       );
       if (t.result.exitCode !== 0) throw new Error(`hand recipe exited ${t.result.exitCode}: ${t.result.stderr.slice(-2000)}`);
-      return { archive, s: t.s, cpuBusy: t.cpuBusy, load1: t.load1, disk: [t.diskReadMB, t.diskWriteMB], warnings: t.result.stderr.trim().split('\n').filter(Boolean).slice(0, 5) };
+      return {
+        archive,
+        s: t.s,
+        cpuBusy: t.cpuBusy,
+        load1: t.load1,
+        disk: [t.diskReadMB, t.diskWriteMB],
+        warnings: t.result.stderr.trim().split('\n').filter(Boolean).slice(0, 5),
+      };
     } finally {
       await close();
     }
@@ -138,13 +198,24 @@ export async function run_(ctx, env) {
     if (t.result.exitCode !== 0 || !job || job.status !== 'succeeded') {
       throw new Error(`controller backup: exit ${t.result.exitCode}, job ${JSON.stringify(job)}: ${t.result.stderr.slice(-2000)}`);
     }
-    return { archive: job.archive, s: t.s, disk: [t.diskReadMB, t.diskWriteMB], jobS: (job.endedAt - job.startedAt) / 1000, cpuBusy: t.cpuBusy, load1: t.load1, stats: job.stats, ctlPeakMiB: mem.controller.peakKiB / 1024 };
+    return {
+      archive: job.archive,
+      s: t.s,
+      disk: [t.diskReadMB, t.diskWriteMB],
+      jobS: (job.endedAt - job.startedAt) / 1000,
+      cpuBusy: t.cpuBusy,
+      load1: t.load1,
+      stats: job.stats,
+      ctlPeakMiB: mem.controller.peakKiB / 1024,
+    };
   };
   let m = 0;
   const local = async () => {
     const archive = `local-${++m}`;
     await syncDisks();
-    const t = await timed(() => runCmd('borg', ['create', `${dirs.localRepo}::${archive}`, '.'], { cwd: env.client.host.root, env: borgEnv(env, dirs.localBase) }));
+    const t = await timed(() =>
+      runCmd('borg', ['create', `${dirs.localRepo}::${archive}`, '.'], { cwd: env.client.host.root, env: borgEnv(env, dirs.localBase) }),
+    );
     if (t.result.code !== 0) throw new Error(`local borg create exited ${t.result.code}: ${t.result.stderr.slice(-2000)}`);
     return { archive, s: t.s, cpuBusy: t.cpuBusy, load1: t.load1, disk: [t.diskReadMB, t.diskWriteMB] };
   };
@@ -158,7 +229,9 @@ export async function run_(ctx, env) {
     log(`(a) hand recipe, ${what}: ${fmt(a)}`);
     const b = await pulled();
     res.pulled.push(b);
-    log(`(b) controller backup, ${what}: ${fmt(b)}; controller peak RSS ${b.ctlPeakMiB.toFixed(0)} MiB; changed files ${b.stats?.changedFiles}`);
+    log(
+      `(b) controller backup, ${what}: ${fmt(b)}; controller peak RSS ${b.ctlPeakMiB.toFixed(0)} MiB; changed files ${b.stats?.changedFiles}`,
+    );
     const c = await local();
     res.local.push(c);
     log(`(c) local borg create, ${what}: ${fmt(c)}`);
@@ -166,13 +239,24 @@ export async function run_(ctx, env) {
   env.archiveB = res.pulled[0].archive;
 
   // Same data in every archive? And borg's own duration of every run (wall time minus this = what is around borg).
-  const where = { hand: ['hand', dirs.handRepo, dirs.handBase], pulled: ['borgpull', join(env.ctl.state, 'repos', AGENT_NAME), undefined], local: ['local', dirs.localRepo, dirs.localBase] };
+  const where = {
+    hand: ['hand', dirs.handRepo, dirs.handBase],
+    pulled: ['borgpull', join(env.ctl.state, 'repos', AGENT_NAME), undefined],
+    local: ['local', dirs.localRepo, dirs.localBase],
+  };
   for (const [k, [kind, repo, base]] of Object.entries(where)) {
     for (const r of res[k]) r.borg = await archiveInfo(env, kind, repo, r.archive, base);
   }
   const infos = { hand: res.hand[0].borg, pulled: res.pulled[0].borg, local: res.local[0].borg };
-  log(`archives: ${Object.entries(infos).map(([k, v]) => `${k} ${v.nfiles} files ${(v.originalSize / 2 ** 20).toFixed(0)} MiB`).join('; ')}`);
-  for (const k of Object.keys(where)) log(`borg's own duration, ${k}: ${res[k].map((r) => r.borg.durationS.toFixed(1)).join(' / ')} s (wall ${res[k].map((r) => r.s.toFixed(1)).join(' / ')} s)`);
+  log(
+    `archives: ${Object.entries(infos)
+      .map(([k, v]) => `${k} ${v.nfiles} files ${(v.originalSize / 2 ** 20).toFixed(0)} MiB`)
+      .join('; ')}`,
+  );
+  for (const k of Object.keys(where))
+    log(
+      `borg's own duration, ${k}: ${res[k].map((r) => r.borg.durationS.toFixed(1)).join(' / ')} s (wall ${res[k].map((r) => r.s.toFixed(1)).join(' / ')} s)`,
+    );
 
   const first = (k) => res[k][0].s;
   const unchanged = (k) => median(res[k].slice(1).map((r) => r.s));
@@ -188,11 +272,25 @@ export async function run_(ctx, env) {
       ratio: first('pulled') / first('hand'),
       target: { on: 'ratio', op: '<=', value: 0.8 },
     },
-    { key: 'pulled_first_vs_local', label: '  (b) vs (c) local borg create, first run', value: first('pulled'), unit: 's', digits: 1, baseline: { label: '(c) local', value: first('local') }, ratio: first('pulled') / first('local') },
+    {
+      key: 'pulled_first_vs_local',
+      label: '  (b) vs (c) local borg create, first run',
+      value: first('pulled'),
+      unit: 's',
+      digits: 1,
+      baseline: { label: '(c) local', value: first('local') },
+      ratio: first('pulled') / first('local'),
+    },
   ];
   if (CFG.unchangedRuns > 0) {
     rows.push(
-      { key: 'hand_unchanged_s', label: `(a) hand recipe, unchanged run${CFG.unchangedRuns > 1 ? ` (median of ${CFG.unchangedRuns})` : ''}`, value: unchanged('hand'), unit: 's', digits: 1 },
+      {
+        key: 'hand_unchanged_s',
+        label: `(a) hand recipe, unchanged run${CFG.unchangedRuns > 1 ? ` (median of ${CFG.unchangedRuns})` : ''}`,
+        value: unchanged('hand'),
+        unit: 's',
+        digits: 1,
+      },
       {
         key: 'pulled_unchanged_s',
         label: `(b) controller backup, unchanged run${CFG.unchangedRuns > 1 ? ` (median of ${CFG.unchangedRuns})` : ''}`,
@@ -203,13 +301,37 @@ export async function run_(ctx, env) {
         ratio: unchanged('pulled') / unchanged('hand'),
         target: { on: 'ratio', op: '<=', value: 0.6 },
       },
-      { key: 'pulled_unchanged_vs_local', label: '  (b) vs (c) local borg create, unchanged run', value: unchanged('pulled'), unit: 's', digits: 1, baseline: { label: '(c) local', value: unchanged('local') }, ratio: unchanged('pulled') / unchanged('local') },
+      {
+        key: 'pulled_unchanged_vs_local',
+        label: '  (b) vs (c) local borg create, unchanged run',
+        value: unchanged('pulled'),
+        unit: 's',
+        digits: 1,
+        baseline: { label: '(c) local', value: unchanged('local') },
+        ratio: unchanged('pulled') / unchanged('local'),
+      },
     );
   }
   rows.push(
     { key: 'local_first_s', label: '(c) local borg create (ceiling), first run', value: first('local'), unit: 's', digits: 1 },
-    ...(CFG.unchangedRuns > 0 ? [{ key: 'local_unchanged_s', label: '(c) local borg create (ceiling), unchanged run', value: unchanged('local'), unit: 's', digits: 1 }] : []),
-    { key: 'pulled_ctl_peak_rss', label: 'controller peak RSS during (b) (all runs)', value: Math.max(...res.pulled.map((r) => r.ctlPeakMiB)), unit: 'MiB', digits: 0 },
+    ...(CFG.unchangedRuns > 0
+      ? [
+          {
+            key: 'local_unchanged_s',
+            label: '(c) local borg create (ceiling), unchanged run',
+            value: unchanged('local'),
+            unit: 's',
+            digits: 1,
+          },
+        ]
+      : []),
+    {
+      key: 'pulled_ctl_peak_rss',
+      label: 'controller peak RSS during (b) (all runs)',
+      value: Math.max(...res.pulled.map((r) => r.ctlPeakMiB)),
+      unit: 'MiB',
+      digits: 0,
+    },
   );
   const t = env.tree;
   const per = (k) => res[k].map((r) => r.s.toFixed(1)).join(' / ');
@@ -220,11 +342,20 @@ export async function run_(ctx, env) {
     `(a) ran, on the server in a private mount + PID namespace: sshfs -o no_contain_symlinks -o IdentityFile=<test root key>,HostKeyAlias,StrictHostKeyChecking=yes,BatchMode=yes,Port=<agent's tunnel port> -F /dev/null root@127.0.0.1:/ MNT; copy the client's etc/passwd and etc/group from the mount and bind them (and a files-only nsswitch.conf) over the server's; cd MNT; borg create --files-cache ctime,size REPO::ARCHIVE .; cd /; fusermount3 -u MNT. Timed: the whole script. The tunnel: ssh -N -R 127.0.0.1:PORT:127.0.0.1:22 from inside the client with the agent's own key, port and ssh options (opened before the timer, like the agent's tunnel exists before borg starts). Repo init (${inits.hand.toFixed(1)} s) outside the timer; (b)'s first run includes borgpull creating its repo.`,
     `(b) = wall time of 'controller backup ${AGENT_NAME} --json' (CLI start to exit: tunnel order, identity, job dir, repo check, sshfs, borg, cleanup); the built controller runs: ${productCommand()}. (c) = borg create REPO::ARCHIVE . with cwd at the client's root on the server, borg defaults.`,
     `all runs (s): (a) ${per('hand')}; (b) ${per('pulled')}; (c) ${per('local')} (first, then unchanged). Order per round: a, b, c; sync before each run; page cache warm (tree written just before).`,
-    `machine CPU busy during runs (2 cores): (a) ${res.hand.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}; (b) ${res.pulled.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}; (c) ${res.local.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}; 1-min load at start ${res.hand.concat(res.pulled, res.local).map((r) => r.load1.toFixed(1)).join(',')} (includes any other work on the machine).`,
+    `machine CPU busy during runs (2 cores): (a) ${res.hand.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}; (b) ${res.pulled.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}; (c) ${res.local.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}; 1-min load at start ${res.hand
+      .concat(res.pulled, res.local)
+      .map((r) => r.load1.toFixed(1))
+      .join(',')} (includes any other work on the machine).`,
     `borg's own duration (from the archive) vs wall time, s: (a) ${res.hand.map((r) => `${r.borg.durationS.toFixed(1)}/${r.s.toFixed(1)}`).join(', ')}; (b) ${res.pulled.map((r) => `${r.borg.durationS.toFixed(1)}/${r.s.toFixed(1)} (job ${r.jobS.toFixed(1)})`).join(', ')}; (c) ${res.local.map((r) => `${r.borg.durationS.toFixed(1)}/${r.s.toFixed(1)}`).join(', ')}. For (b), wall - job = CLI start-up and admin socket; job - borg = tunnel, identity, job dir, repo check, sshfs mount, cleanup.`,
     `(b) changed files reported: ${res.pulled.map((r) => r.stats?.changedFiles).join(' / ')}.`,
   ];
-  const sections = [{ title: `Backup of a ${(t.totalBytes / 2 ** 20).toFixed(0)} MiB tree (${t.small.count} small files)${env.diagnostic ? ' [DIAGNOSTIC: nodelay tunnel sshd]' : ''}`, rows, notes }];
+  const sections = [
+    {
+      title: `Backup of a ${(t.totalBytes / 2 ** 20).toFixed(0)} MiB tree (${t.small.count} small files)${env.diagnostic ? ' [DIAGNOSTIC: nodelay tunnel sshd]' : ''}`,
+      rows,
+      notes,
+    },
+  ];
   if (probe) {
     sections.push({
       title: 'Link probe: one sshfs sequential read (dd bs=1M) of a large file',
@@ -247,7 +378,16 @@ export async function run_(ctx, env) {
   return {
     title: `pulled backup: controller vs hand-run recipe vs local borg${env.diagnostic ? ' [DIAGNOSTIC]' : ''}`,
     sections,
-    details: { config: { ...CFG, tree: env.cfg }, tree: env.tree, inits, runs: res, archives: infos, linkProbe: probe, diagnostic: env.diagnostic, freeRunMiB: env.freeMiB },
+    details: {
+      config: { ...CFG, tree: env.cfg },
+      tree: env.tree,
+      inits,
+      runs: res,
+      archives: infos,
+      linkProbe: probe,
+      diagnostic: env.diagnostic,
+      freeRunMiB: env.freeMiB,
+    },
   };
 }
 

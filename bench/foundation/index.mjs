@@ -55,7 +55,10 @@ const MIB = 2 ** 20;
 
 const intEnv = (k, d) => (process.env[k] ? Number(process.env[k]) : d);
 const CFG = {
-  agents: (process.env.BENCH_AGENTS ?? '1000,5000').split(',').map(Number).sort((a, b) => a - b),
+  agents: (process.env.BENCH_AGENTS ?? '1000,5000')
+    .split(',')
+    .map(Number)
+    .sort((a, b) => a - b),
   connectConcurrency: intEnv('BENCH_CONNECT_CONCURRENCY', 32),
   handshakes: intEnv('BENCH_HANDSHAKES', 2000),
   hsConcurrency: intEnv('BENCH_HS_CONCURRENCY', 32),
@@ -102,7 +105,8 @@ class Run {
     process.on('SIGINT', this.onSignal);
     process.on('SIGTERM', this.onSignal);
     // A suite that ends without cleanup() must not vanish silently (e.g. an await nothing can settle).
-    this.onExit = (code) => process.stderr.write(`[bench foundation] process exiting (code ${code}) in the middle of the suite; temp dir ${this.tmp}\n`);
+    this.onExit = (code) =>
+      process.stderr.write(`[bench foundation] process exiting (code ${code}) in the middle of the suite; temp dir ${this.tmp}\n`);
     process.on('exit', this.onExit);
   }
 
@@ -127,12 +131,25 @@ class Run {
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'bench-host', '-f', this.hostKey]);
     // `controller serve` checks the tunnel sshd's rules with `sshd -T`: give it a config that passes (read, never run).
     this.sshdConfig = join(this.tmp, 'sshd_config');
-    writeFileSync(this.sshdConfig, [
-      `HostKey ${this.hostKey}`, 'PidFile none', 'UsePAM no',
-      'AllowTcpForwarding remote', 'AllowStreamLocalForwarding no', 'AllowAgentForwarding no', 'GatewayPorts no',
-      'PermitTTY no', 'PermitTunnel no', 'PermitUserRC no', 'PermitUserEnvironment no', 'X11Forwarding no',
-      'ForceCommand /bin/false', '',
-    ].join('\n'));
+    writeFileSync(
+      this.sshdConfig,
+      [
+        `HostKey ${this.hostKey}`,
+        'PidFile none',
+        'UsePAM no',
+        'AllowTcpForwarding remote',
+        'AllowStreamLocalForwarding no',
+        'AllowAgentForwarding no',
+        'GatewayPorts no',
+        'PermitTTY no',
+        'PermitTunnel no',
+        'PermitUserRC no',
+        'PermitUserEnvironment no',
+        'X11Forwarding no',
+        'ForceCommand /bin/false',
+        '',
+      ].join('\n'),
+    );
     // one real ssh key, reused by every agent record: only its shape matters here
     this.agentSshKey = readFileSync(`${this.hostKey}.pub`, 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
     const t = performance.now();
@@ -146,20 +163,38 @@ class Run {
   async startController(label, registered) {
     const dir = join(this.tmp, label);
     execFileSync(process.execPath, [
-      CONTROLLER_BIN, 'init', '--state-dir', dir,
-      '--url', 'ws://127.0.0.1:7400', '--listen', '127.0.0.1:0', '--ssh-host-key', `${this.hostKey}.pub`,
-      '--sshd-config', this.sshdConfig,
+      CONTROLLER_BIN,
+      'init',
+      '--state-dir',
+      dir,
+      '--url',
+      'ws://127.0.0.1:7400',
+      '--listen',
+      '127.0.0.1:0',
+      '--ssh-host-key',
+      `${this.hostKey}.pub`,
+      '--sshd-config',
+      this.sshdConfig,
     ]);
     const now = Date.now();
     const agents = {};
     for (let i = 0; i < registered; i++) {
       const a = this.agents[i];
-      agents[a.name] = { name: a.name, publicKey: encodePublicKey(a.publicKey), enrolledAt: now, port: 40000 + i, sshKey: this.agentSshKey };
+      agents[a.name] = {
+        name: a.name,
+        publicKey: encodePublicKey(a.publicKey),
+        enrolledAt: now,
+        port: 40000 + i,
+        sshKey: this.agentSshKey,
+      };
     }
     writeFileSync(join(dir, 'registry.json'), JSON.stringify({ agents, tokens: [], revokedKeys: [] }, null, 2) + '\n', { mode: 0o600 });
     const logFile = join(this.tmp, `${label}.log`);
     const child = this.track(
-      spawnNode(CONTROLLER_BIN, ['serve', '--state-dir', dir], { execArgv: ['--expose-gc', '--import', PROBE_URL, ...CFG.controllerNodeArgs], logFile }),
+      spawnNode(CONTROLLER_BIN, ['serve', '--state-dir', dir], {
+        execArgv: ['--expose-gc', '--import', PROBE_URL, ...CFG.controllerNodeArgs],
+        logFile,
+      }),
     );
     const m = await waitForLine(logFile, /"port":(\d+)[^\n]*"msg":"listening for agents"/, { child });
     const identity = parseIdentity(readFileSync(join(dir, 'identity.json'), 'utf8'));
@@ -236,7 +271,10 @@ async function guarded(ctl, fn) {
 async function controllerFate(ctl, guard) {
   await Promise.race([ctl.child.exited, sleep(200)]);
   if (guard.tripped) {
-    return { alive: false, why: `killed by the bench at ${(guard.atKiB / 1024).toFixed(0)} MiB RSS (BENCH_RSS_GUARD_MIB=${CFG.rssGuardMiB}; raise it to let the controller run into V8's heap limit)` };
+    return {
+      alive: false,
+      why: `killed by the bench at ${(guard.atKiB / 1024).toFixed(0)} MiB RSS (BENCH_RSS_GUARD_MIB=${CFG.rssGuardMiB}; raise it to let the controller run into V8's heap limit)`,
+    };
   }
   if (ctl.child.exitCode === null && ctl.child.signalCode === null) return { alive: true };
   const log = readFileSync(ctl.logFile, 'utf8');
@@ -250,7 +288,9 @@ async function controllerFate(ctl, guard) {
 function settleController(ctl, maxMs = CFG.settleMaxS * 1000) {
   const sig = () => {
     try {
-      const names = readdirSync(ctl.dir).filter((f) => f.startsWith('.registry.json.')).join(',');
+      const names = readdirSync(ctl.dir)
+        .filter((f) => f.startsWith('.registry.json.'))
+        .join(',');
       return `${statSync(join(ctl.dir, 'registry.json')).mtimeMs}|${names}`;
     } catch {
       return 'gone';
@@ -269,7 +309,16 @@ async function memoryStep(run, sim, n) {
     step.base = await ctl.rpc.mem();
     const { result: r, guard } = await guarded(ctl, () =>
       sim.rpc.call(
-        { cmd: 'connect', mode: 'borgpull', url: ctl.url, controllerKey: ctl.controllerKey, from: 0, to: n, concurrency: CFG.connectConcurrency, deadlineMs: CFG.stepDeadlineS * 1000 },
+        {
+          cmd: 'connect',
+          mode: 'borgpull',
+          url: ctl.url,
+          controllerKey: ctl.controllerKey,
+          from: 0,
+          to: n,
+          concurrency: CFG.connectConcurrency,
+          deadlineMs: CFG.stepDeadlineS * 1000,
+        },
         (CFG.stepDeadlineS + 120) * 1000,
       ),
     );
@@ -283,7 +332,8 @@ async function memoryStep(run, sim, n) {
     } else if (r.failed > n * MAX_FAILED) {
       step.failure = `${r.failed} of ${n} sessions failed with the controller up: ${JSON.stringify(r.errors)}`;
     } else {
-      if (r.failed) step.note = `${r.failed} of ${n} sessions failed (${JSON.stringify(r.errors)}); per-agent figures use the ${r.ok} that connected`;
+      if (r.failed)
+        step.note = `${r.failed} of ${n} sessions failed (${JSON.stringify(r.errors)}); per-agent figures use the ${r.ok} that connected`;
       step.settleMs = await settleController(ctl);
       const alive = await sim.rpc.call({ cmd: 'count' });
       if (alive.open < r.ok * (1 - MAX_FAILED)) throw new Error(`only ${alive.open} of ${r.ok} sessions still open after settling`);
@@ -315,16 +365,30 @@ async function rawMemory(run, sim) {
   const steps = [];
   let have = 0;
   for (const n of CFG.agents) {
-    const r = await sim.rpc.call({ cmd: 'connect', mode: 'raw', url: raw.url, from: have, to: n, concurrency: CFG.connectConcurrency }, 300_000);
-    if (r.failed > (n - have) * MAX_FAILED) throw new Error(`raw: ${r.failed} of ${n - have} connections failed: ${JSON.stringify(r.errors)}`);
+    const r = await sim.rpc.call(
+      { cmd: 'connect', mode: 'raw', url: raw.url, from: have, to: n, concurrency: CFG.connectConcurrency },
+      300_000,
+    );
+    if (r.failed > (n - have) * MAX_FAILED)
+      throw new Error(`raw: ${r.failed} of ${n - have} connections failed: ${JSON.stringify(r.errors)}`);
     const rate = r.ok / (r.ms / 1000);
     have = n;
     await waitQuiet(raw.pid);
     const { open } = await sim.rpc.call({ cmd: 'count' });
     const m = await raw.rpc.mem();
-    const s = { n, connected: open, rate, mem: m, perAgentKiB: (m.rssKiB - base.rssKiB) / open, perAgentHeapKiB: (m.heapUsedKiB - base.heapUsedKiB) / open, errors: r.errors };
+    const s = {
+      n,
+      connected: open,
+      rate,
+      mem: m,
+      perAgentKiB: (m.rssKiB - base.rssKiB) / open,
+      perAgentHeapKiB: (m.heapUsedKiB - base.heapUsedKiB) / open,
+      errors: r.errors,
+    };
     steps.push(s);
-    run.log(`raw N=${n}: RSS ${(m.rssKiB / 1024).toFixed(1)} MiB (${s.perAgentKiB.toFixed(1)} KiB/conn, heap ${s.perAgentHeapKiB.toFixed(1)}), connected at ${rate.toFixed(0)}/s`);
+    run.log(
+      `raw N=${n}: RSS ${(m.rssKiB / 1024).toFixed(1)} MiB (${s.perAgentKiB.toFixed(1)} KiB/conn, heap ${s.perAgentHeapKiB.toFixed(1)}), connected at ${rate.toFixed(0)}/s`,
+    );
   }
   await kill(raw.child);
   await sim.rpc.call({ cmd: 'closeAll' });
@@ -358,14 +422,44 @@ async function memorySuite(run) {
       target: { on: 'value', op: '<', value: 30 },
     });
     if (!s.failure) {
-      rows.push({ key: `ctl_heap_per_agent_${s.n}`, label: `  of which V8 heap used`, value: s.perAgentHeapKiB, unit: 'KiB', baseline: { label: 'plain ws conn', value: b.perAgentHeapKiB }, ratio: s.perAgentHeapKiB / b.perAgentHeapKiB });
-      rows.push({ key: `ctl_rss_${s.n}`, label: `  controller RSS 0 -> N connected`, value: `${(s.base.rssKiB / 1024).toFixed(1)} -> ${(s.mem.rssKiB / 1024).toFixed(1)}`, unit: 'MiB', baseline: { label: 'plain ws server', value: `${(raw.base.rssKiB / 1024).toFixed(1)} -> ${(b.mem.rssKiB / 1024).toFixed(1)}` } });
+      rows.push({
+        key: `ctl_heap_per_agent_${s.n}`,
+        label: `  of which V8 heap used`,
+        value: s.perAgentHeapKiB,
+        unit: 'KiB',
+        baseline: { label: 'plain ws conn', value: b.perAgentHeapKiB },
+        ratio: s.perAgentHeapKiB / b.perAgentHeapKiB,
+      });
+      rows.push({
+        key: `ctl_rss_${s.n}`,
+        label: `  controller RSS 0 -> N connected`,
+        value: `${(s.base.rssKiB / 1024).toFixed(1)} -> ${(s.mem.rssKiB / 1024).toFixed(1)}`,
+        unit: 'MiB',
+        baseline: { label: 'plain ws server', value: `${(raw.base.rssKiB / 1024).toFixed(1)} -> ${(b.mem.rssKiB / 1024).toFixed(1)}` },
+      });
     }
-    rows.push({ key: `ctl_peak_${s.n}`, label: `  controller peak RSS while connecting`, value: s.peakRssKiB / 1024, unit: 'MiB', digits: 0, baseline: { label: 'plain ws server', value: b.mem.hwmKiB / 1024 }, ratio: s.peakRssKiB / b.mem.hwmKiB });
-    rows.push({ key: `ctl_connect_rate_${s.n}`, label: `  connect storm rate (${CFG.connectConcurrency} in flight)`, value: s.connect.rate, unit: 'sessions/s', digits: 0, baseline: { label: 'plain ws', value: b.rate }, ratio: s.connect.rate / b.rate });
+    rows.push({
+      key: `ctl_peak_${s.n}`,
+      label: `  controller peak RSS while connecting`,
+      value: s.peakRssKiB / 1024,
+      unit: 'MiB',
+      digits: 0,
+      baseline: { label: 'plain ws server', value: b.mem.hwmKiB / 1024 },
+      ratio: s.peakRssKiB / b.mem.hwmKiB,
+    });
+    rows.push({
+      key: `ctl_connect_rate_${s.n}`,
+      label: `  connect storm rate (${CFG.connectConcurrency} in flight)`,
+      value: s.connect.rate,
+      unit: 'sessions/s',
+      digits: 0,
+      baseline: { label: 'plain ws', value: b.rate },
+      ratio: s.connect.rate / b.rate,
+    });
   }
   const notes = [];
-  for (const s of borg.filter((x) => x.failure || x.note)) notes.push(`N=${s.n} (${s.n} registered, registry.json ${s.registryKiB.toFixed(0)} KiB): ${s.failure ?? s.note}.`);
+  for (const s of borg.filter((x) => x.failure || x.note))
+    notes.push(`N=${s.n} (${s.n} registered, registry.json ${s.registryKiB.toFixed(0)} KiB): ${s.failure ?? s.note}.`);
   notes.push(
     `one fresh 'controller serve' per N with exactly N agents registered; RSS = /proc/PID/status VmRSS after a forced full GC (--expose-gc + bench/foundation/probe.mjs preloaded); per agent = (RSS(N) - RSS(0)) / N, measured once the controller is idle and no longer rewriting registry.json; baseline: raw-ws-server.mjs (ws configured like AgentServer) holding N plain connections.`,
     `open files: controller and simulator each hold N sockets, so RLIMIT_NOFILE must be >= N + ~100 (N=${maxN}: ~${maxN + 100}). Node raises its soft limit to the hard limit at startup, so the hard limit is what counts: here ${limits.hard}${
@@ -382,10 +476,15 @@ async function memorySuite(run) {
 /** Handshake crypto alone, in a child process with a deadline (see crypto-only.mjs for why). */
 function cryptoOnlyHandshakes(run, count) {
   try {
-    const out = execFileSync(process.execPath, [fileURLToPath(new URL('./crypto-only.mjs', import.meta.url)), String(count)], { encoding: 'utf8', timeout: 120_000, killSignal: 'SIGKILL' });
+    const out = execFileSync(process.execPath, [fileURLToPath(new URL('./crypto-only.mjs', import.meta.url)), String(count)], {
+      encoding: 'utf8',
+      timeout: 120_000,
+      killSignal: 'SIGKILL',
+    });
     return JSON.parse(out.trim().split('\n').pop());
   } catch (err) {
-    const why = err.signal === 'SIGKILL' ? 'hung for 120 s (Node crypto deadlock, see crypto-only.mjs)' : `failed: ${err.message.split('\n')[0]}`;
+    const why =
+      err.signal === 'SIGKILL' ? 'hung for 120 s (Node crypto deadlock, see crypto-only.mjs)' : `failed: ${err.message.split('\n')[0]}`;
     run.log(`crypto only: ${why}`);
     return { count, bothSidesPerS: null, controllerSidePerS: null, failure: why };
   }
@@ -398,7 +497,10 @@ async function cycles(run, sim, server, mode, registered, extra, settle) {
   const ticks = server.ticks ?? (() => cpuTicks(server.pid));
   const c0 = ticks();
   const s0 = cpuTicks(sim.pid);
-  const r = await sim.rpc.call({ cmd: 'cycle', ...base, count: CFG.handshakes, deadlineMs: CFG.hsDeadlineS * 1000 }, (CFG.hsDeadlineS + 120) * 1000);
+  const r = await sim.rpc.call(
+    { cmd: 'cycle', ...base, count: CFG.handshakes, deadlineMs: CFG.hsDeadlineS * 1000 },
+    (CFG.hsDeadlineS + 120) * 1000,
+  );
   const serverCpuS = (ticks() - c0) / CLK_TCK;
   const simCpuS = (cpuTicks(sim.pid) - s0) / CLK_TCK;
   return { ...r, perS: r.ok / (r.ms / 1000), serverCpuS, simCpuS, wallS: r.ms / 1000, registered };
@@ -408,8 +510,11 @@ async function handshakeSuite(run) {
   const sim = run.startSim();
   const raw = await run.startRawServer();
   const rawRes = await cycles(run, sim, raw, 'raw', 1, {}, () => waitQuiet(raw.pid));
-  if (rawRes.failed > rawRes.attempted * MAX_FAILED) throw new Error(`raw: ${rawRes.failed} cycles failed: ${JSON.stringify(rawRes.errors)}`);
-  run.log(`raw ws cycles: ${rawRes.perS.toFixed(0)}/s, p50 ${rawRes.latencyMs.p50.toFixed(1)} ms, server CPU ${rawRes.serverCpuS.toFixed(1)} s / sim ${rawRes.simCpuS.toFixed(1)} s`);
+  if (rawRes.failed > rawRes.attempted * MAX_FAILED)
+    throw new Error(`raw: ${rawRes.failed} cycles failed: ${JSON.stringify(rawRes.errors)}`);
+  run.log(
+    `raw ws cycles: ${rawRes.perS.toFixed(0)}/s, p50 ${rawRes.latencyMs.p50.toFixed(1)} ms, server CPU ${rawRes.serverCpuS.toFixed(1)} s / sim ${rawRes.simCpuS.toFixed(1)} s`,
+  );
   await kill(raw.child);
 
   const results = {};
@@ -422,7 +527,8 @@ async function handshakeSuite(run) {
     r.peakRssKiB = guard.peakKiB;
     const fate = await controllerFate(ctl, guard);
     if (!fate.alive) r.failure = `${fate.why} after ${r.ok} handshakes`;
-    else if (r.failed > r.attempted * MAX_FAILED) r.failure = `${r.failed} of ${r.attempted} cycles failed with the controller up: ${JSON.stringify(r.errors)}`;
+    else if (r.failed > r.attempted * MAX_FAILED)
+      r.failure = `${r.failed} of ${r.attempted} cycles failed with the controller up: ${JSON.stringify(r.errors)}`;
     else {
       const parts = [];
       if (r.deadlineHit) parts.push(`stopped at the ${CFG.hsDeadlineS} s deadline after ${r.ok} of ${CFG.handshakes}`);
@@ -438,7 +544,10 @@ async function handshakeSuite(run) {
   }
   await kill(sim.child);
   const crypto = cryptoOnlyHandshakes(run, 2000);
-  if (crypto.failure === undefined) run.log(`crypto only, one process: ${crypto.bothSidesPerS.toFixed(0)}/s both sides, ${crypto.controllerSidePerS.toFixed(0)}/s controller side`);
+  if (crypto.failure === undefined)
+    run.log(
+      `crypto only, one process: ${crypto.bothSidesPerS.toFixed(0)}/s both sides, ${crypto.controllerSidePerS.toFixed(0)}/s controller side`,
+    );
 
   const rows = [];
   for (const registered of CFG.hsRegistries) {
@@ -456,12 +565,46 @@ async function handshakeSuite(run) {
       ratio: r.perS / rawRes.perS,
       target: { on: 'value', op: '>=', value: 500 },
     });
-    rows.push({ key: `hs_latency_registry_${registered}`, label: `  latency p50 / p99`, value: `${r.latencyMs.p50.toFixed(1)} / ${r.latencyMs.p99.toFixed(1)}`, unit: 'ms', baseline: { label: 'plain ws', value: `${rawRes.latencyMs.p50.toFixed(1)} / ${rawRes.latencyMs.p99.toFixed(1)}` } });
-    rows.push({ key: `hs_cpu_registry_${registered}`, label: `  controller CPU per cycle`, value: cpuUs, unit: 'us', digits: 0, baseline: { label: 'plain ws server', value: rawCpuUs }, ratio: cpuUs / rawCpuUs });
-    rows.push({ key: `hs_peak_registry_${registered}`, label: `  controller peak RSS`, value: r.peakRssKiB / 1024, unit: 'MiB', digits: 0 });
+    rows.push({
+      key: `hs_latency_registry_${registered}`,
+      label: `  latency p50 / p99`,
+      value: `${r.latencyMs.p50.toFixed(1)} / ${r.latencyMs.p99.toFixed(1)}`,
+      unit: 'ms',
+      baseline: { label: 'plain ws', value: `${rawRes.latencyMs.p50.toFixed(1)} / ${rawRes.latencyMs.p99.toFixed(1)}` },
+    });
+    rows.push({
+      key: `hs_cpu_registry_${registered}`,
+      label: `  controller CPU per cycle`,
+      value: cpuUs,
+      unit: 'us',
+      digits: 0,
+      baseline: { label: 'plain ws server', value: rawCpuUs },
+      ratio: cpuUs / rawCpuUs,
+    });
+    rows.push({
+      key: `hs_peak_registry_${registered}`,
+      label: `  controller peak RSS`,
+      value: r.peakRssKiB / 1024,
+      unit: 'MiB',
+      digits: 0,
+    });
   }
-  rows.push({ key: 'hs_crypto_both', label: 'handshake crypto alone, both sides, 1 core', value: crypto.bothSidesPerS, unit: '/s', digits: 0, ...(crypto.failure ? { display: crypto.failure } : {}) });
-  rows.push({ key: 'hs_crypto_ctl', label: 'handshake crypto alone, controller half, 1 core', value: crypto.controllerSidePerS, unit: '/s', digits: 0, ...(crypto.failure ? { display: crypto.failure } : {}) });
+  rows.push({
+    key: 'hs_crypto_both',
+    label: 'handshake crypto alone, both sides, 1 core',
+    value: crypto.bothSidesPerS,
+    unit: '/s',
+    digits: 0,
+    ...(crypto.failure ? { display: crypto.failure } : {}),
+  });
+  rows.push({
+    key: 'hs_crypto_ctl',
+    label: 'handshake crypto alone, controller half, 1 core',
+    value: crypto.controllerSidePerS,
+    unit: '/s',
+    digits: 0,
+    ...(crypto.failure ? { display: crypto.failure } : {}),
+  });
   const notes = [];
   for (const registered of CFG.hsRegistries) {
     const r = results[registered];
@@ -470,10 +613,16 @@ async function handshakeSuite(run) {
   notes.push(
     `one cycle = TCP connect + HTTP upgrade + hello/welcome/auth + ws ping/pong (proves the controller verified auth and registered the link) + close, so the controller's connect and disconnect work is in it; up to ${CFG.handshakes} cycles (deadline ${CFG.hsDeadlineS} s), ${CFG.hsConcurrency} in flight, after a warm-up; distinct registered agents round-robin; a fresh controller per registry size.`,
     `the controller and the simulator (agent half: x25519, ed25519 sign+verify, ws client) share the machine's ${cpus().length} cores. CPU seconds controller / simulator: ${CFG.hsRegistries
-      .map((n) => `registry ${n}: ${results[n].serverCpuS.toFixed(1)} / ${results[n].simCpuS.toFixed(1)} over ${results[n].wallS.toFixed(1)} s`)
+      .map(
+        (n) =>
+          `registry ${n}: ${results[n].serverCpuS.toFixed(1)} / ${results[n].simCpuS.toFixed(1)} over ${results[n].wallS.toFixed(1)} s`,
+      )
       .join('; ')}; plain ws: ${rawRes.serverCpuS.toFixed(1)} / ${rawRes.simCpuS.toFixed(1)} over ${rawRes.wallS.toFixed(1)} s.`,
   );
-  return { section: { title: 'Handshakes per second (real controller)', rows, notes }, details: { controller: results, rawWs: rawRes, cryptoOnly: crypto } };
+  return {
+    section: { title: 'Handshakes per second (real controller)', rows, notes },
+    details: { controller: results, rawWs: rawRes, cryptoOnly: crypto },
+  };
 }
 
 // ------------------------------------------------------------ 3. throughput
@@ -497,7 +646,9 @@ async function throughputSuite(run) {
     for (const c of combos) {
       const r = await rpc.call({ cmd: 'run', port: ready.port, ...c, bytes }, 300_000);
       runs.push({ rep, ...r });
-      run.log(`${c.dir} ${c.mode} rep ${rep + 1}: ${r.mbps.toFixed(0)} MB/s (sender+receiver CPU ${((r.clientCpuMs + r.serverCpuMs) / 1000).toFixed(2)} s)`);
+      run.log(
+        `${c.dir} ${c.mode} rep ${rep + 1}: ${r.mbps.toFixed(0)} MB/s (sender+receiver CPU ${((r.clientCpuMs + r.serverCpuMs) / 1000).toFixed(2)} s)`,
+      );
     }
   }
   const crypto = await rpc.call({ cmd: 'crypto', bytes: 256 * MIB }, 300_000);
@@ -516,8 +667,15 @@ async function throughputSuite(run) {
       const b = runs.find((r) => r.rep === rep && r.dir === dir && r.mode === 'sealed');
       pairRatios.push(b.mbps / a.mbps);
     }
-    const cpu = (mode) => median(runs.filter((r) => r.dir === dir && r.mode === mode).map((r) => (r.clientCpuMs + r.serverCpuMs) / (r.bytes / 2 ** 30)));
-    byCombo[dir] = { rawMBps: rawMed, sealedMBps: sealedMed, ratio: sealedMed / rawMed, pairRatios, cpuMsPerGiB: { raw: cpu('raw'), sealed: cpu('sealed') } };
+    const cpu = (mode) =>
+      median(runs.filter((r) => r.dir === dir && r.mode === mode).map((r) => (r.clientCpuMs + r.serverCpuMs) / (r.bytes / 2 ** 30)));
+    byCombo[dir] = {
+      rawMBps: rawMed,
+      sealedMBps: sealedMed,
+      ratio: sealedMed / rawMed,
+      pairRatios,
+      cpuMsPerGiB: { raw: cpu('raw'), sealed: cpu('sealed') },
+    };
     rows.push({ key: `tp_raw_${dir}`, label: `raw ws, ${dirLabel[dir]}`, value: rawMed, unit: 'MB/s', digits: 0 });
     rows.push({
       key: `tp_sealed_${dir}`,
@@ -530,8 +688,22 @@ async function throughputSuite(run) {
       target: { on: 'ratio', op: '>=', value: 0.7 },
     });
   }
-  rows.push({ key: 'tp_seal_inproc', label: 'Session.sealData alone, 1 core, in-process', value: crypto.sealMBps, unit: 'MB/s', digits: 0, baseline: { label: 'memcpy 1 MiB', value: crypto.memcpyMBps } });
-  rows.push({ key: 'tp_open_inproc', label: 'Session.open alone, 1 core, in-process', value: crypto.openMBps, unit: 'MB/s', digits: 0, baseline: { label: 'memcpy 1 MiB', value: crypto.memcpyMBps } });
+  rows.push({
+    key: 'tp_seal_inproc',
+    label: 'Session.sealData alone, 1 core, in-process',
+    value: crypto.sealMBps,
+    unit: 'MB/s',
+    digits: 0,
+    baseline: { label: 'memcpy 1 MiB', value: crypto.memcpyMBps },
+  });
+  rows.push({
+    key: 'tp_open_inproc',
+    label: 'Session.open alone, 1 core, in-process',
+    value: crypto.openMBps,
+    unit: 'MB/s',
+    digits: 0,
+    baseline: { label: 'memcpy 1 MiB', value: crypto.memcpyMBps },
+  });
   const fmtRatios = (d) => byCombo[d].pairRatios.map((x) => x.toFixed(2)).join(', ');
   const bufferutil = run.ctx.env?.ws?.bufferutil?.installed;
   const notes = [
@@ -542,7 +714,10 @@ async function throughputSuite(run) {
       : `ws's optional bufferutil is NOT installed: client->server frames are masked/unmasked in JS, which caps raw agent->controller at ${byCombo.c2s.rawMBps.toFixed(0)} MB/s (vs ${byCombo.s2c.rawMBps.toFixed(0)} unmasked), so that direction's ratio flatters sealing.`,
     `CPU ms per GiB (sender+receiver): agent->controller raw ${byCombo.c2s.cpuMsPerGiB.raw.toFixed(0)} / sealed ${byCombo.c2s.cpuMsPerGiB.sealed.toFixed(0)}; controller->agent raw ${byCombo.s2c.cpuMsPerGiB.raw.toFixed(0)} / sealed ${byCombo.s2c.cpuMsPerGiB.sealed.toFixed(0)}.`,
   ];
-  return { section: { title: 'Sealed throughput, 1 MiB data frames (ChaCha20-Poly1305)', rows, notes }, details: { config: { bytes, reps: CFG.throughputReps }, byDirection: byCombo, runs, inProcess: crypto } };
+  return {
+    section: { title: 'Sealed throughput, 1 MiB data frames (ChaCha20-Poly1305)', rows, notes },
+    details: { config: { bytes, reps: CFG.throughputReps }, byDirection: byCombo, runs, inProcess: crypto },
+  };
 }
 
 // ------------------------------------------------------------------ entry

@@ -50,7 +50,9 @@ export async function waitQuiet(pid, { windowMs = 500, maxTicks = 2, maxMs = 30_
 
 /** RLIMIT_NOFILE of this process (Node raises its soft limit to the hard limit at startup). */
 export function nofileLimits(pid = 'self') {
-  const line = readFileSync(`/proc/${pid}/limits`, 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+  const line = readFileSync(`/proc/${pid}/limits`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('Max open files'));
   const [soft, hard] = (line ?? '').trim().split(/\s+/).slice(3, 5);
   return { soft: soft === 'unlimited' ? Infinity : Number(soft), hard: hard === 'unlimited' ? Infinity : Number(hard) };
 }

@@ -193,5 +193,4 @@ function crypto({ bytes }) {
 if (process.argv[2] === 'server') {
   exitWithParent();
   server();
-}
-else serveRpc({ run, crypto: async (m) => crypto(m) });
+} else serveRpc({ run, crypto: async (m) => crypto(m) });

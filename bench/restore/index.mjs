@@ -35,7 +35,20 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { AGENT_NAME, archiveInfo, createEnv, median, openTunnel, rssSampler, run as runCmd, sharedEnv, syncDisks, timed, treeSummary, warmPageCache } from '../backup/env.mjs';
+import {
+  AGENT_NAME,
+  archiveInfo,
+  createEnv,
+  median,
+  openTunnel,
+  rssSampler,
+  run as runCmd,
+  sharedEnv,
+  syncDisks,
+  timed,
+  treeSummary,
+  warmPageCache,
+} from '../backup/env.mjs';
 
 const intEnv = (k, d) => (process.env[k] ? Number(process.env[k]) : d);
 const CFG = {
@@ -86,7 +99,13 @@ async function run_(ctx, env) {
   const host = env.client.host;
   const repo = join(ctl.state, 'repos', AGENT_NAME);
   const passFile = join(ctl.state, 'secrets', `${AGENT_NAME}.passphrase`);
-  const serverBorgEnv = { LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', BORG_PASSPHRASE_FD: '3', BORG_BASE_DIR: join(ctl.state, 'borg', AGENT_NAME), BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes' };
+  const serverBorgEnv = {
+    LANG: 'C.UTF-8',
+    LC_ALL: 'C.UTF-8',
+    BORG_PASSPHRASE_FD: '3',
+    BORG_BASE_DIR: join(ctl.state, 'borg', AGENT_NAME),
+    BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes',
+  };
   const notes = env.diagnostic ? [env.diagnostic] : [];
 
   let archive = env.archiveB;
@@ -120,14 +139,17 @@ async function run_(ctx, env) {
   };
   const check = (dir, what) => {
     const got = treeSummary(join(dir, 'data'));
-    if (!sameTree(got, original)) throw new Error(`${what} restore differs from the original data/: got ${JSON.stringify(got)}, want ${JSON.stringify(original)}`);
+    if (!sameTree(got, original))
+      throw new Error(`${what} restore differs from the original data/: got ${JSON.stringify(got)}, want ${JSON.stringify(original)}`);
     return got;
   };
 
   // Context: borg export-tar alone, to /dev/null, on the server.
   await syncDisks();
   warm();
-  const alone = await timed(() => runCmd('sh', ['-c', 'exec borg export-tar "$1" - 3<"$2" >/dev/null', 'sh', `${repo}::${archive}`, passFile], { env: serverBorgEnv }));
+  const alone = await timed(() =>
+    runCmd('sh', ['-c', 'exec borg export-tar "$1" - 3<"$2" >/dev/null', 'sh', `${repo}::${archive}`, passFile], { env: serverBorgEnv }),
+  );
   if (alone.result.code !== 0) throw new Error(`borg export-tar alone: ${alone.result.stderr}`);
   log(`borg export-tar alone (to /dev/null): ${alone.s.toFixed(1)} s`);
 
@@ -143,17 +165,27 @@ async function run_(ctx, env) {
     } finally {
       mem = rss.stop();
     }
-    for (const [name, m] of Object.entries(mem)) if (m.killed) throw new Error(`${name} passed ${CFG.rssGuardMiB} MiB RSS during the restore and was killed`);
+    for (const [name, m] of Object.entries(mem))
+      if (m.killed) throw new Error(`${name} passed ${CFG.rssGuardMiB} MiB RSS during the restore and was killed`);
     let job;
     try {
       job = JSON.parse(t.result.stdout);
     } catch {
       /* below */
     }
-    if (t.result.exitCode !== 0 || job?.status !== 'succeeded') throw new Error(`controller restore: exit ${t.result.exitCode}: ${t.result.stdout.slice(-1000)} ${t.result.stderr.slice(-1000)}`);
+    if (t.result.exitCode !== 0 || job?.status !== 'succeeded')
+      throw new Error(`controller restore: exit ${t.result.exitCode}: ${t.result.stdout.slice(-1000)} ${t.result.stderr.slice(-1000)}`);
     check(streamT, 'stream');
     await wipe(streamT);
-    return { s: t.s, cpuBusy: t.cpuBusy, load1: t.load1, disk: [t.diskReadMB, t.diskWriteMB], jobS: (job.endedAt - job.startedAt) / 1000, stats: job.stats, mem };
+    return {
+      s: t.s,
+      cpuBusy: t.cpuBusy,
+      load1: t.load1,
+      disk: [t.diskReadMB, t.diskWriteMB],
+      jobS: (job.endedAt - job.startedAt) / 1000,
+      stats: job.stats,
+      mem,
+    };
   };
 
   const ssh = async () => {
@@ -166,7 +198,16 @@ async function run_(ctx, env) {
       warm();
       t = await timed(() =>
         ctl.server.exec(
-          ['bash', '-c', 'set -o pipefail; borg export-tar "$1" - 3<"$2" | ssh "${@:4}" root@127.0.0.1 "tar -C $3 -x"', 'restore-ssh', `${repo}::${archive}`, passFile, sshIn, ...env.sshBase],
+          [
+            'bash',
+            '-c',
+            'set -o pipefail; borg export-tar "$1" - 3<"$2" | ssh "${@:4}" root@127.0.0.1 "tar -C $3 -x"',
+            'restore-ssh',
+            `${repo}::${archive}`,
+            passFile,
+            sshIn,
+            ...env.sshBase,
+          ],
           { env: serverBorgEnv, reject: false, timeout: CFG.timeoutS * 1000 },
         ),
       );
@@ -202,7 +243,9 @@ async function run_(ctx, env) {
         } else {
           const r = await ssh();
           res.ssh.push(r);
-          log(`ssh rep ${rep + 1}: ${r.s.toFixed(1)} s (${(info.originalSize / MB / r.s).toFixed(0)} MB/s; CPU ${(r.cpuBusy * 100).toFixed(0)}%, load ${r.load1.toFixed(1)}; disk r/w ${r.disk[0].toFixed(0)}/${r.disk[1].toFixed(0)} MB)`);
+          log(
+            `ssh rep ${rep + 1}: ${r.s.toFixed(1)} s (${(info.originalSize / MB / r.s).toFixed(0)} MB/s; CPU ${(r.cpuBusy * 100).toFixed(0)}%, load ${r.load1.toFixed(1)}; disk r/w ${r.disk[0].toFixed(0)}/${r.disk[1].toFixed(0)} MB)`,
+          );
         }
       }
     }
@@ -219,7 +262,12 @@ async function run_(ctx, env) {
     return {
       key: `${who}_rss_flat`,
       label: `  ${who} RSS start -> peak 1st/last quarter -> end`,
-      value: m.map((x) => `${(x.startKiB / 1024).toFixed(0)} -> ${(x.peakFirstQuarterKiB / 1024).toFixed(0)} / ${(x.peakLastQuarterKiB / 1024).toFixed(0)} -> ${(x.endKiB / 1024).toFixed(0)}`).join('; '),
+      value: m
+        .map(
+          (x) =>
+            `${(x.startKiB / 1024).toFixed(0)} -> ${(x.peakFirstQuarterKiB / 1024).toFixed(0)} / ${(x.peakLastQuarterKiB / 1024).toFixed(0)} -> ${(x.endKiB / 1024).toFixed(0)}`,
+        )
+        .join('; '),
       unit: 'MiB',
     };
   };
@@ -234,13 +282,46 @@ async function run_(ctx, env) {
       ratio: mbps(sStream) / mbps(sSsh),
       target: { on: 'ratio', op: '>=', value: 0.9 },
     },
-    { key: 'restore_stream_s', label: '  stream wall time (CLI start to exit)', value: sStream, unit: 's', digits: 1, baseline: { label: 'ssh', value: sSsh } },
-    { key: 'restore_stream_job_s', label: '  of which the job (after borg info)', value: median(res.stream.map((r) => r.jobS)), unit: 's', digits: 1 },
+    {
+      key: 'restore_stream_s',
+      label: '  stream wall time (CLI start to exit)',
+      value: sStream,
+      unit: 's',
+      digits: 1,
+      baseline: { label: 'ssh', value: sSsh },
+    },
+    {
+      key: 'restore_stream_job_s',
+      label: '  of which the job (after borg info)',
+      value: median(res.stream.map((r) => r.jobS)),
+      unit: 's',
+      digits: 1,
+    },
     { key: 'restore_export_alone', label: 'borg export-tar alone (to /dev/null)', value: mbps(alone.s), unit: 'MB/s', digits: 0 },
-    { key: 'restore_borg_info_s', label: "borg info --json REPO::ARCHIVE (the controller's size lookup)", value: infoS, unit: 's', digits: 1 },
-    { key: 'restore_ctl_peak_rss', label: 'controller peak RSS during the restores (incl. warm-up)', value: peak('controller'), unit: 'MiB', digits: 0, target: { on: 'value', op: '<', value: 150 } },
+    {
+      key: 'restore_borg_info_s',
+      label: "borg info --json REPO::ARCHIVE (the controller's size lookup)",
+      value: infoS,
+      unit: 's',
+      digits: 1,
+    },
+    {
+      key: 'restore_ctl_peak_rss',
+      label: 'controller peak RSS during the restores (incl. warm-up)',
+      value: peak('controller'),
+      unit: 'MiB',
+      digits: 0,
+      target: { on: 'value', op: '<', value: 150 },
+    },
     memRow('controller'),
-    { key: 'restore_agent_peak_rss', label: 'agent peak RSS during the restores (incl. warm-up)', value: peak('agent'), unit: 'MiB', digits: 0, target: { on: 'value', op: '<', value: 150 } },
+    {
+      key: 'restore_agent_peak_rss',
+      label: 'agent peak RSS during the restores (incl. warm-up)',
+      value: peak('agent'),
+      unit: 'MiB',
+      digits: 0,
+      target: { on: 'value', op: '<', value: 150 },
+    },
     memRow('agent'),
   ];
   notes.push(
@@ -248,7 +329,7 @@ async function run_(ctx, env) {
     `stream = wall time of 'controller restore ${AGENT_NAME} ARCHIVE --target ${streamT} --json' (CLI start to exit; includes the controller's borg info for the total size, then export-tar -> session -> the agent's own extractor, which never writes through a user's symlink).`,
     `ssh baseline = on the server: bash -c 'set -o pipefail; borg export-tar REPO::ARCHIVE - 3<passphrase | ssh -i <test root key> -p <agent's tunnel port> root@127.0.0.1 "tar -C ${sshIn} -x"' through a reverse tunnel opened from the client with the agent's own key, port and ssh options (open before the timer); the client's sshd chroots into the client's root (${sshIn} = ${sshT}), where the server's /usr was bound read-only for this baseline only. Same repo, cache dir and passphrase as the controller's.`,
     `runs (s): stream ${res.stream.map((r) => r.s.toFixed(1)).join(' / ')}; ssh ${res.ssh.map((r) => r.s.toFixed(1)).join(' / ')} (medians in the rows; order alternates per rep). Machine CPU busy: stream ${res.stream.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}, ssh ${res.ssh.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}; 1-min load at start ${[...res.stream, ...res.ssh].map((r) => r.load1.toFixed(1)).join(',')}.`,
-    `${CFG.prewarm ? "BENCH_RESTORE_PREWARM=1: the repository was read once right before each timed run; the stream's own borg info then drops the segments it touched from the cache again (borg's DONTNEED on close), so stream re-reads those from disk and ssh does not" : "cold repository, as in a real restore: each borg run drops the segments it read from the page cache (posix_fadvise DONTNEED on close), so every run reads the repository from disk"}.${CFG.warmup ? ` One untimed stream restore ran first (${res.warmup.s.toFixed(1)} s): the first large write after setup is much faster on this VM than later ones (also seen with a plain tar -x), which would favour whichever method runs first.` : ''}`,
+    `${CFG.prewarm ? "BENCH_RESTORE_PREWARM=1: the repository was read once right before each timed run; the stream's own borg info then drops the segments it touched from the cache again (borg's DONTNEED on close), so stream re-reads those from disk and ssh does not" : 'cold repository, as in a real restore: each borg run drops the segments it read from the page cache (posix_fadvise DONTNEED on close), so every run reads the repository from disk'}.${CFG.warmup ? ` One untimed stream restore ran first (${res.warmup.s.toFixed(1)} s): the first large write after setup is much faster on this VM than later ones (also seen with a plain tar -x), which would favour whichever method runs first.` : ''}`,
     `disk I/O during the runs (MB read / written on the block device; the rest came from or stayed in the page cache): stream ${res.stream.map((r) => `${r.disk[0].toFixed(0)}/${r.disk[1].toFixed(0)}`).join(', ')}; ssh ${res.ssh.map((r) => `${r.disk[0].toFixed(0)}/${r.disk[1].toFixed(0)}`).join(', ')}; export-tar alone ${alone.diskReadMB.toFixed(0)}/${alone.diskWriteMB.toFixed(0)}.`,
     `RSS: VmRSS of the controller's and the agent's node processes polled every ${CFG.rssIntervalMs} ms during each stream restore (quarters of the samples show whether it grows with the bytes sent); VmHWM over the processes' lifetimes: controller ${(Math.max(...res.stream.map((r) => r.mem.controller.hwmKiB)) / 1024).toFixed(0)} MiB, agent ${(Math.max(...res.stream.map((r) => r.mem.agent.hwmKiB)) / 1024).toFixed(0)} MiB.`,
   );
@@ -256,7 +337,13 @@ async function run_(ctx, env) {
   for (const r of res.stream) for (const m of Object.values(r.mem)) delete m.samples;
   return {
     title: `restore: controller stream vs export-tar | ssh tar${env.diagnostic ? ' [DIAGNOSTIC]' : ''}`,
-    sections: [{ title: `Restore of a ${(info.originalSize / MIB).toFixed(0)} MiB archive${env.diagnostic ? ' [DIAGNOSTIC: nodelay tunnel sshd]' : ''}`, rows, notes }],
+    sections: [
+      {
+        title: `Restore of a ${(info.originalSize / MIB).toFixed(0)} MiB archive${env.diagnostic ? ' [DIAGNOSTIC: nodelay tunnel sshd]' : ''}`,
+        rows,
+        notes,
+      },
+    ],
     details: { config: CFG, archive, info, original, exportTarAloneS: alone.s, runs: res, rssSamples: samples },
   };
 }

@@ -34,7 +34,12 @@ export async function ensureBundle(target: 'agent' | 'controller'): Promise<{ bi
   const built = (p: string): number => (existsSync(p) ? statSync(p).mtimeMs : -1);
   const newest = Math.max(...sources.map(newestMtime));
   if (Math.min(built(binary), built(mjs)) >= newest) return { binary, mjs };
-  const r = await execa(process.execPath, [join(ROOT, 'scripts/bundle.mjs'), target], { cwd: ROOT, reject: false, timeout: 300_000, all: true });
+  const r = await execa(process.execPath, [join(ROOT, 'scripts/bundle.mjs'), target], {
+    cwd: ROOT,
+    reject: false,
+    timeout: 300_000,
+    all: true,
+  });
   if (r.exitCode !== 0 || !existsSync(binary) || !existsSync(mjs)) {
     throw new Error(`the single-file ${target} (${binary}) could not be built; run 'npm run bundle' and see why:\n${r.all}`);
   }

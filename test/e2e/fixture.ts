@@ -61,9 +61,7 @@ export interface Controller {
  * `tunnelRules`: the tunnel sshd's rules for the tunnel user, given the tunnel
  * keys file (default: the harness's TUNNEL_RULES).
  */
-export async function startController(
-  opts: { tunnelRules?: (authorizedKeysFile: string) => readonly string[] } = {},
-): Promise<Controller> {
+export async function startController(opts: { tunnelRules?: (authorizedKeysFile: string) => readonly string[] } = {}): Promise<Controller> {
   const server = await createServerHost();
   const state = join(server.dir, 'state');
   const authorizedKeysFile = join(state, 'tunnel', 'authorized_keys');
@@ -76,13 +74,19 @@ export async function startController(
   };
   const init = await cli([
     'init',
-    '--url', `ws://${SERVER_ADDRESS}:${WS_PORT}`,
-    '--listen', `0.0.0.0:${WS_PORT}`,
-    '--ssh-host', SERVER_ADDRESS,
-    '--ssh-port', String(TUNNEL_SSHD_PORT),
-    '--ssh-host-key', hostKeyFile,
+    '--url',
+    `ws://${SERVER_ADDRESS}:${WS_PORT}`,
+    '--listen',
+    `0.0.0.0:${WS_PORT}`,
+    '--ssh-host',
+    SERVER_ADDRESS,
+    '--ssh-port',
+    String(TUNNEL_SSHD_PORT),
+    '--ssh-host-key',
+    hostKeyFile,
     // The tunnel sshd's config, which `controller serve` checks with `sshd -T`.
-    '--sshd-config', sshd.configFile,
+    '--sshd-config',
+    sshd.configFile,
   ]);
   if (init.exitCode !== 0) throw new Error(`controller init failed: ${init.stderr}`);
   const ctl: Controller = {
@@ -132,7 +136,17 @@ export async function startClient(
   if (tok.exitCode !== 0) throw new Error(`token failed: ${tok.stderr}`);
   const agentState = join(host.dir, 'agent-state');
   const enroll = await host.exec(
-    ['node', AGENT, 'enroll', tok.stdout.trim(), '--state-dir', agentState, '--sshd-host-key', join(host.dir, 'sshd', 'ssh_host_ed25519_key.pub'), ...(opts.enrollArgs ?? [])],
+    [
+      'node',
+      AGENT,
+      'enroll',
+      tok.stdout.trim(),
+      '--state-dir',
+      agentState,
+      '--sshd-host-key',
+      join(host.dir, 'sshd', 'ssh_host_ed25519_key.pub'),
+      ...(opts.enrollArgs ?? []),
+    ],
     { reject: false },
   );
   if (enroll.exitCode !== 0) throw new Error(`agent enroll failed: ${enroll.stderr}`);
@@ -156,10 +170,14 @@ export async function agentsJson(ctl: Controller): Promise<Array<{ name: string;
 
 export async function waitForAgent(ctl: Controller, name: string, connected: boolean): Promise<void> {
   let last = false;
-  await waitFor(`agent ${name} ${connected ? 'connected' : 'disconnected'}`, async () => {
-    last = (await agentsJson(ctl)).some((a) => a.name === name && a.connected);
-    return last === connected;
-  }, { timeoutMs: 30_000, intervalMs: 200 });
+  await waitFor(
+    `agent ${name} ${connected ? 'connected' : 'disconnected'}`,
+    async () => {
+      last = (await agentsJson(ctl)).some((a) => a.name === name && a.connected);
+      return last === connected;
+    },
+    { timeoutMs: 30_000, intervalMs: 200 },
+  );
 }
 
 export interface Item {
@@ -182,21 +200,18 @@ export interface Item {
  */
 export function serverBorg(ctl: Controller, agent: string, args: string[]): Promise<ExecResult> {
   const repo = join(ctl.state, 'repos', agent);
-  return ctl.server.exec(
-    ['sh', '-c', 'exec borg "$@" 3<"$PASSPHRASE_FILE"', 'borg', ...args.map((a) => a.replace(/^REPO/, repo))],
-    {
-      env: {
-        PASSPHRASE_FILE: join(ctl.state, 'secrets', `${agent}.passphrase`),
-        BORG_PASSPHRASE_FD: '3',
-        BORG_BASE_DIR: join(ctl.state, 'borg', agent),
-        PYTHONNOUSERSITE: '1',
-        BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes',
-        LANG: 'C.UTF-8',
-        LC_ALL: 'C.UTF-8',
-      },
-      reject: false,
+  return ctl.server.exec(['sh', '-c', 'exec borg "$@" 3<"$PASSPHRASE_FILE"', 'borg', ...args.map((a) => a.replace(/^REPO/, repo))], {
+    env: {
+      PASSPHRASE_FILE: join(ctl.state, 'secrets', `${agent}.passphrase`),
+      BORG_PASSPHRASE_FD: '3',
+      BORG_BASE_DIR: join(ctl.state, 'borg', agent),
+      PYTHONNOUSERSITE: '1',
+      BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes',
+      LANG: 'C.UTF-8',
+      LC_ALL: 'C.UTF-8',
     },
-  );
+    reject: false,
+  });
 }
 
 /** The items of an archive, straight from borg on the server. */

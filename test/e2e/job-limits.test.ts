@@ -41,7 +41,9 @@ function parentOf(pid: number): number | undefined {
 /** The client sshd's session processes (its listener's descendants): what serves sshfs its files. */
 function sshdSessions(c: Client): number[] {
   const listener = pidsMatching('/usr/sbin/sshd', join(c.host.dir, 'sshd', 'sshd_config'));
-  const all = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number);
+  const all = readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number);
   const found = new Set<number>();
   let grew = true;
   while (grew) {
@@ -71,7 +73,10 @@ function signal(pids: number[], sig: NodeJS.Signals): void {
 function tunnelOpens(c: Client): () => number {
   let n = 0;
   c.agent!.stdout.on('data', (b: Buffer) => {
-    n += b.toString().split('\n').filter((l) => l.includes('"tunnel open"')).length;
+    n += b
+      .toString()
+      .split('\n')
+      .filter((l) => l.includes('"tunnel open"')).length;
   });
   return () => n;
 }
@@ -101,7 +106,10 @@ describe('bounded jobs and disks', () => {
     const started = Date.now();
     const run = backup(ctl, ['pc1']);
     // This controller's borg (the machine is shared: other tests back up a 'pc1' too).
-    await waitFor('borg create for pc1', () => pidsMatching('borg', 'create', `${ctl.state}/repos/pc1::`).length > 0, { timeoutMs: 30_000, intervalMs: 50 });
+    await waitFor('borg create for pc1', () => pidsMatching('borg', 'create', `${ctl.state}/repos/pc1::`).length > 0, {
+      timeoutMs: 30_000,
+      intervalMs: 50,
+    });
     // The client's sshd stops answering, mid-file, with its connection open: a stalled client.
     const stalled = sshdSessions(c1);
     expect(stalled.length).toBeGreaterThan(0);
@@ -194,13 +202,23 @@ describe('bounded jobs and disks', () => {
     // The stream stalls: borg export-tar stops producing (the agent, which unpacks in its own
     // process now, stays connected and idle: only the time limit can end this job).
     let borgs: number[] = [];
-    await waitFor('export-tar running', () => (borgs = pidsMatching('borg', 'export-tar', ctl.state)).length > 0, { timeoutMs: 30_000, intervalMs: 10 });
+    await waitFor('export-tar running', () => (borgs = pidsMatching('borg', 'export-tar', ctl.state)).length > 0, {
+      timeoutMs: 30_000,
+      intervalMs: 10,
+    });
     signal(borgs, 'SIGSTOP');
     try {
       const r = await run;
       expect(r.exitCode).not.toBe(0);
       expect(Date.now() - started).toBeLessThan(15_000 + 20_000);
-      const jobs = JSON.parse((await ctl.cli(['jobs', '--json'])).stdout) as Array<{ kind: string; status: string; code?: string; reason?: string; startedAt: number; endedAt: number }>;
+      const jobs = JSON.parse((await ctl.cli(['jobs', '--json'])).stdout) as Array<{
+        kind: string;
+        status: string;
+        code?: string;
+        reason?: string;
+        startedAt: number;
+        endedAt: number;
+      }>;
       expect(jobs[0]!.endedAt - jobs[0]!.startedAt).toBeGreaterThanOrEqual(15_000);
       expect(jobs[0]).toMatchObject({
         kind: 'restore',

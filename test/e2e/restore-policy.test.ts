@@ -84,7 +84,11 @@ describe('the client restore policy', () => {
     const elsewhere = join(c1.host.dir, 'elsewhere');
     const r = await restore(elsewhere);
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toMatch(new RegExp(`^restore refused by pc1's restore policy \\(restores only into ${area}: ${elsewhere} is outside ${area}\\); nothing was sent \\(job [^)]+\\)$`));
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^restore refused by pc1's restore policy \\(restores only into ${area}: ${elsewhere} is outside ${area}\\); nothing was sent \\(job [^)]+\\)$`,
+      ),
+    );
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(existsSync(elsewhere)).toBe(false);
     expect(await lastJob()).toMatchObject({ kind: 'restore', status: 'failed', code: 'E_RESTORE_REFUSED' });
@@ -136,7 +140,10 @@ describe('the client restore policy', () => {
   });
 
   it('enroll --restores sets the policy from the start; a bad one enrolls nothing', async () => {
-    const bad = await c1.host.exec(['node', AGENT, 'enroll', 'bp1.whatever', '--restores', 'srv', '--state-dir', join(c1.host.dir, 'never')], { reject: false });
+    const bad = await c1.host.exec(
+      ['node', AGENT, 'enroll', 'bp1.whatever', '--restores', 'srv', '--state-dir', join(c1.host.dir, 'never')],
+      { reject: false },
+    );
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr).toMatch(/^agent: --restores must be anywhere, off or DIR/);
     expect(existsSync(join(c1.host.dir, 'never'))).toBe(false);

@@ -1,9 +1,30 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lchownSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertNoLeftovers, cleanupAll, requireTools, waitFor, type FileSpec } from '../harness/index.js';
-import { backup, jobLeftovers, pidsMatching, startClient, startController, waitForAgent, CLIENT_PASSWD, type Client, type Controller } from './fixture.js';
+import {
+  backup,
+  jobLeftovers,
+  pidsMatching,
+  startClient,
+  startController,
+  waitForAgent,
+  CLIENT_PASSWD,
+  type Client,
+  type Controller,
+} from './fixture.js';
 
 const BIG = randomBytes(3 * 1024 * 1024);
 
@@ -159,12 +180,27 @@ describe('restores', () => {
     expect(live.stderr).toMatch(/--yes/);
   });
 
-  it("the backup key alone cannot write on the client", async () => {
+  it('the backup key alone cannot write on the client', async () => {
     const key = join(ctl.state, 'ssh', 'id_ed25519');
     const pin = join(c1.host.dir, 'pin');
     writeFileSync(pin, `c ${readFileSync(join(c1.host.dir, 'sshd', 'ssh_host_ed25519_key.pub'), 'utf8')}`);
     const sftp = await c1.host.exec(
-      ['sftp', '-b', '-', '-i', key, '-o', 'BatchMode=yes', '-o', `UserKnownHostsFile=${pin}`, '-o', 'HostKeyAlias=c', '-o', 'StrictHostKeyChecking=yes', 'root@127.0.0.1'],
+      [
+        'sftp',
+        '-b',
+        '-',
+        '-i',
+        key,
+        '-o',
+        'BatchMode=yes',
+        '-o',
+        `UserKnownHostsFile=${pin}`,
+        '-o',
+        'HostKeyAlias=c',
+        '-o',
+        'StrictHostKeyChecking=yes',
+        'root@127.0.0.1',
+      ],
       { input: 'mkdir /data/intruder\n', reject: false },
     );
     expect(sftp.exitCode).not.toBe(0);
@@ -182,7 +218,10 @@ describe('restores', () => {
     expect(b.jobs[0]?.status).toBe('succeeded');
     const target = join(c1.host.dir, 'killed');
     const run = ctl.cli(['restore', 'pc1', b.jobs[0]!.archive!, '--target', target], 300_000);
-    await waitFor('restore streaming', () => existsSync(target) && pidsMatching('borg', 'export-tar', ctl.state).length > 0, { timeoutMs: 30_000, intervalMs: 20 });
+    await waitFor('restore streaming', () => existsSync(target) && pidsMatching('borg', 'export-tar', ctl.state).length > 0, {
+      timeoutMs: 30_000,
+      intervalMs: 20,
+    });
     c1.agent!.kill('SIGKILL');
     const r = await run;
     expect(r.exitCode).not.toBe(0);
@@ -199,7 +238,10 @@ describe('restores', () => {
     const archives = JSON.parse((await ctl.cli(['archives', 'pc1', '--json'])).stdout) as Array<{ name: string }>;
     const target = join(c1.host.dir, 'cut');
     const run = ctl.cli(['restore', 'pc1', archives.at(-1)!.name, '--target', target], 300_000);
-    await waitFor('restore streaming', () => existsSync(target) && pidsMatching('borg', 'export-tar', ctl.state).length > 0, { timeoutMs: 30_000, intervalMs: 20 });
+    await waitFor('restore streaming', () => existsSync(target) && pidsMatching('borg', 'export-tar', ctl.state).length > 0, {
+      timeoutMs: 30_000,
+      intervalMs: 20,
+    });
     await c1.host.exec(['ip', 'link', 'set', 'eth0', 'down']);
     try {
       const r = await run;

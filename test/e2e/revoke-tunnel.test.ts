@@ -22,7 +22,14 @@ describe('revoking an agent whose tunnel is open', () => {
     ctl = await startController();
     client = await startClient(ctl, 'gone');
     knownHosts = join(client.host.dir, 'gone_known_hosts');
-    await client.host.exec(['sh', '-c', 'printf "%s\\n" "$1" > "$2"', 'sh', `[${SERVER_ADDRESS}]:${TUNNEL_SSHD_PORT} ${ctl.sshd.hostKeyPublic}`, knownHosts]);
+    await client.host.exec([
+      'sh',
+      '-c',
+      'printf "%s\\n" "$1" > "$2"',
+      'sh',
+      `[${SERVER_ADDRESS}]:${TUNNEL_SSHD_PORT} ${ctl.sshd.hostKeyPublic}`,
+      knownHosts,
+    ]);
   }, 120_000);
 
   afterAll(async () => {
@@ -32,15 +39,36 @@ describe('revoking an agent whose tunnel is open', () => {
 
   /** ssh -N with the agent's key from inside the client: with `-R` of `port`, or (undefined) a login with no forward. */
   function tunnel(port: number | undefined): ReturnType<Client['host']['spawn']> {
-    return client.host.spawn([
-      'ssh', '-F', '/dev/null', '-N', '-v', '-p', String(TUNNEL_SSHD_PORT),
-      '-i', join(client.host.dir, 'agent-state', 'id_ed25519'),
-      '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes',
-      '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'GlobalKnownHostsFile=/dev/null',
-      '-o', 'ExitOnForwardFailure=yes', '-o', 'ConnectTimeout=10',
-      ...(port === undefined ? [] : ['-R', `127.0.0.1:${port}:127.0.0.1:22`]),
-      `borgpull@${SERVER_ADDRESS}`,
-    ], { stdin: 'ignore' });
+    return client.host.spawn(
+      [
+        'ssh',
+        '-F',
+        '/dev/null',
+        '-N',
+        '-v',
+        '-p',
+        String(TUNNEL_SSHD_PORT),
+        '-i',
+        join(client.host.dir, 'agent-state', 'id_ed25519'),
+        '-o',
+        'IdentitiesOnly=yes',
+        '-o',
+        'BatchMode=yes',
+        '-o',
+        'StrictHostKeyChecking=yes',
+        '-o',
+        `UserKnownHostsFile=${knownHosts}`,
+        '-o',
+        'GlobalKnownHostsFile=/dev/null',
+        '-o',
+        'ExitOnForwardFailure=yes',
+        '-o',
+        'ConnectTimeout=10',
+        ...(port === undefined ? [] : ['-R', `127.0.0.1:${port}:127.0.0.1:22`]),
+        `borgpull@${SERVER_ADDRESS}`,
+      ],
+      { stdin: 'ignore' },
+    );
   }
 
   it('ends the sshd session holding its port and its spare login, and nothing else', async () => {

@@ -3,7 +3,18 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertNoLeftovers, cleanupAll, createClientHost, requireTools, type ClientHost, type HostSubprocess } from '../harness/index.js';
 import { ensureBundle } from './bundle-build.js';
-import { agentsJson, backup, listItems, startController, waitForAgent, CLIENT_GROUP, CLIENT_PASSWD, HEARTBEAT_MS, ROOT, type Controller } from './fixture.js';
+import {
+  agentsJson,
+  backup,
+  listItems,
+  startController,
+  waitForAgent,
+  CLIENT_GROUP,
+  CLIENT_PASSWD,
+  HEARTBEAT_MS,
+  ROOT,
+  type Controller,
+} from './fixture.js';
 
 /** The PATH a service gets on a Debian client: no node_modules/.bin, nothing of this repository. */
 const CLEAN_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -30,7 +41,8 @@ describe('the single-binary agent on a client with no Node.js and no repository'
   let installed = '';
   let agentState = '';
   /** Runs argv in the client with nothing from our environment. */
-  const inClient = (argv: string[], timeout = 60_000) => host.exec(['env', '-i', CLEAN_PATH, ...argv], { cwd: '/', reject: false, timeout });
+  const inClient = (argv: string[], timeout = 60_000) =>
+    host.exec(['env', '-i', CLEAN_PATH, ...argv], { cwd: '/', reject: false, timeout });
 
   beforeAll(async () => {
     requireTools();
@@ -58,7 +70,11 @@ describe('the single-binary agent on a client with no Node.js and no repository'
   });
 
   it('finds no Node.js and no repository in the client', async () => {
-    for (const argv of [['sh', '-c', 'node --version'], ['sh', '-c', 'nodejs --version'], [process.execPath, '--version']]) {
+    for (const argv of [
+      ['sh', '-c', 'node --version'],
+      ['sh', '-c', 'nodejs --version'],
+      [process.execPath, '--version'],
+    ]) {
       const r = await inClient(argv);
       expect(r.exitCode, `${argv.join(' ')}: ${r.stdout}`).not.toBe(0);
       expect(r.stdout).not.toMatch(/v\d+\./);
@@ -73,10 +89,21 @@ describe('the single-binary agent on a client with no Node.js and no repository'
   it('enrolls and runs as a service from the one binary', async () => {
     const tok = await ctl.cli(['token', NAME]);
     expect(tok.exitCode, tok.stderr).toBe(0);
-    const enroll = await inClient([installed, 'enroll', tok.stdout.trim(), '--state-dir', agentState, '--sshd-host-key', join(host.dir, 'sshd', 'ssh_host_ed25519_key.pub')]);
+    const enroll = await inClient([
+      installed,
+      'enroll',
+      tok.stdout.trim(),
+      '--state-dir',
+      agentState,
+      '--sshd-host-key',
+      join(host.dir, 'sshd', 'ssh_host_ed25519_key.pub'),
+    ]);
     expect(enroll.exitCode, enroll.stdout + enroll.stderr).toBe(0);
     expect(enroll.stdout).toContain(`enrolled as '${NAME}'`);
-    agent = host.spawn(['env', '-i', CLEAN_PATH, `BORGPULL_HEARTBEAT_MS=${HEARTBEAT_MS}`, installed, 'run', '--state-dir', agentState], { cwd: '/', stdin: 'ignore' });
+    agent = host.spawn(['env', '-i', CLEAN_PATH, `BORGPULL_HEARTBEAT_MS=${HEARTBEAT_MS}`, installed, 'run', '--state-dir', agentState], {
+      cwd: '/',
+      stdin: 'ignore',
+    });
     await waitForAgent(ctl, NAME, true);
     // nsenter and env exec in place: this pid is the agent, and it is the binary, with no Node.js and no addon loaded.
     const pid = agent.pid ?? 0;
@@ -84,7 +111,10 @@ describe('the single-binary agent on a client with no Node.js and no repository'
     const maps = readFileSync(`/proc/${pid}/maps`, 'utf8');
     expect(maps).not.toMatch(/\.node$|node_modules/m);
     const view = (await agentsJson(ctl)).find((a) => a.name === NAME) as { version?: string; outdated?: boolean } | undefined;
-    expect(view).toMatchObject({ version: `borgpull-agent/${(await inClient([installed, '--version'])).stdout.trim().split(' ')[1]}`, outdated: false });
+    expect(view).toMatchObject({
+      version: `borgpull-agent/${(await inClient([installed, '--version'])).stdout.trim().split(' ')[1]}`,
+      outdated: false,
+    });
   });
 
   it('is backed up and restored through the controller', async () => {

@@ -46,7 +46,14 @@ describe("the agent's ssh key against the README's tunnel sshd rules", () => {
     client = await startClient(ctl, 'evil');
     port = ((await agentsJson(ctl)).find((a) => a.name === 'evil') as unknown as { port: number }).port;
     knownHosts = join(client.host.dir, 'evil_known_hosts');
-    await client.host.exec(['sh', '-c', 'printf "%s\\n" "$1" > "$2"', 'sh', `[${SERVER_ADDRESS}]:${TUNNEL_SSHD_PORT} ${ctl.sshd.hostKeyPublic}`, knownHosts]);
+    await client.host.exec([
+      'sh',
+      '-c',
+      'printf "%s\\n" "$1" > "$2"',
+      'sh',
+      `[${SERVER_ADDRESS}]:${TUNNEL_SSHD_PORT} ${ctl.sshd.hostKeyPublic}`,
+      knownHosts,
+    ]);
     // A Unix socket on the server that anyone may connect to (like D-Bus's): it counts connections.
     probe = createServer((sock) => {
       probeConnections++;
@@ -68,11 +75,27 @@ describe("the agent's ssh key against the README's tunnel sshd rules", () => {
   /** ssh from inside the client with the agent's own key, to the tunnel sshd. */
   function sshArgs(...extra: string[]): string[] {
     return [
-      'ssh', '-F', '/dev/null', '-p', String(TUNNEL_SSHD_PORT),
-      '-i', join(client.host.dir, 'agent-state', 'id_ed25519'),
-      '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes',
-      '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'GlobalKnownHostsFile=/dev/null',
-      '-o', 'ExitOnForwardFailure=yes', '-o', 'ConnectTimeout=10',
+      'ssh',
+      '-F',
+      '/dev/null',
+      '-p',
+      String(TUNNEL_SSHD_PORT),
+      '-i',
+      join(client.host.dir, 'agent-state', 'id_ed25519'),
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      `UserKnownHostsFile=${knownHosts}`,
+      '-o',
+      'GlobalKnownHostsFile=/dev/null',
+      '-o',
+      'ExitOnForwardFailure=yes',
+      '-o',
+      'ConnectTimeout=10',
       ...extra,
       `borgpull@${SERVER_ADDRESS}`,
     ];
@@ -140,10 +163,17 @@ describe("the agent's ssh key against the README's tunnel sshd rules", () => {
     expect(r.got).not.toContain('probe says hello');
     expect(r.stderr).toMatch(/open failed|administratively prohibited/);
     // Refused by sshd's own rule, not only by the key's permitopen (which alone refused it on 9.2 before).
-    await waitFor('sshd to log the refusal', () => ctl.server.logs().includes(`refused streamlocal port forward: originator 127.0.0.1 port`), {
-      timeoutMs: 5_000,
-      abortIf: () => (ctl.server.logs().includes(`connect to path ${probeSocket()}, but the request was denied`) ? 'refused by the key\'s permitopen only' : undefined),
-    });
+    await waitFor(
+      'sshd to log the refusal',
+      () => ctl.server.logs().includes(`refused streamlocal port forward: originator 127.0.0.1 port`),
+      {
+        timeoutMs: 5_000,
+        abortIf: () =>
+          ctl.server.logs().includes(`connect to path ${probeSocket()}, but the request was denied`)
+            ? "refused by the key's permitopen only"
+            : undefined,
+      },
+    );
   });
 
   it('cannot forward a TCP port that is not its own, either way', async () => {

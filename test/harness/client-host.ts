@@ -66,7 +66,11 @@ export class ClientHost implements Stoppable {
   private readonly runner: Runner;
   private stopping: Promise<void> | undefined;
 
-  constructor(readonly server: ServerHost, id: string, private readonly opts: ClientHostOptions) {
+  constructor(
+    readonly server: ServerHost,
+    id: string,
+    private readonly opts: ClientHostOptions,
+  ) {
     if (!/^[a-z0-9][a-z0-9-]{0,31}$/.test(opts.name)) throw new Error(`bad client name: ${opts.name}`);
     checkClientPasswd(opts.passwd);
     this.name = opts.name;
@@ -94,9 +98,24 @@ export class ClientHost implements Stoppable {
     this.serverAddress = this.veth.serverAddress;
 
     const holder = this.boot.spawnLogged(
-      ['unshare', '--mount', '--uts', '--propagation', 'private', 'sh', '-c', HOLDER_SCRIPT, 'holder',
-        this.root, this.dir, this.name, this.system ? '1' : '0', this.opts.bindRootHome === false ? '0' : '1'],
-      join(this.dir, 'logs', 'holder.log'));
+      [
+        'unshare',
+        '--mount',
+        '--uts',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        HOLDER_SCRIPT,
+        'holder',
+        this.root,
+        this.dir,
+        this.name,
+        this.system ? '1' : '0',
+        this.opts.bindRootHome === false ? '0' : '1',
+      ],
+      join(this.dir, 'logs', 'holder.log'),
+    );
     this.holderPid = holder.pid ?? 0;
     await waitFor(`client ${this.name} namespaces`, () => existsSync(join(this.dir, 'holder.ready')), {
       abortIf: () => (isAlive(this.holderPid) ? undefined : `holder exited:\n${readLog(join(this.dir, 'logs'))}`),

@@ -43,8 +43,7 @@ describe('e2e harness', () => {
 
   it('lets the client reach the server over the veth', async () => {
     const port = 7001;
-    const srv = server.spawn(['node', '-e',
-      `require('net').createServer((s) => s.end('hello from server')).listen(${port}, '0.0.0.0')`]);
+    const srv = server.spawn(['node', '-e', `require('net').createServer((s) => s.end('hello from server')).listen(${port}, '0.0.0.0')`]);
     await waitFor('tiny server', () => server.isListening(port), {
       abortIf: () => (srv.exitCode === null ? undefined : 'tiny server exited'),
     });
@@ -82,9 +81,11 @@ describe('e2e harness', () => {
     const agentKeyDir = join(client.dir, 'agent');
     mkdirSync(agentKeyDir, { mode: 0o700 });
     const agentPub = await generateSshKey(join(agentKeyDir, 'tunnel_key'));
-    writeFileSync(akFile,
+    writeFileSync(
+      akFile,
       `restrict,port-forwarding,permitlisten="127.0.0.1:${TUNNEL_PORT}",permitopen="127.0.0.1:9",command="/bin/false" ${agentPub}\n`,
-      { mode: 0o644 });
+      { mode: 0o644 },
+    );
     const sshd = await server.startTunnelSshd({ port: TUNNEL_SSHD_PORT, authorizedKeysFile: akFile });
     expect(sshd.hostKeyPublic).toMatch(/^ssh-ed25519 AAAA\S+$/);
 
@@ -103,20 +104,59 @@ describe('e2e harness', () => {
     // --- agent: ssh -R from the client to the server's tunnel sshd, server key pinned
     const knownServer = join(agentKeyDir, 'known_hosts');
     writeFileSync(knownServer, `[${client.serverAddress}]:${TUNNEL_SSHD_PORT} ${sshd.hostKeyPublic}\n`);
-    const tunnel = client.spawn(['ssh', '-N', '-R', `127.0.0.1:${TUNNEL_PORT}:127.0.0.1:22`,
-      '-o', 'ExitOnForwardFailure=yes', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes',
-      '-o', `UserKnownHostsFile=${knownServer}`, '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=3',
-      '-i', join(agentKeyDir, 'tunnel_key'), '-p', String(TUNNEL_SSHD_PORT), `${server.tunnelUser}@${client.serverAddress}`],
-    { stdin: 'ignore' });
+    const tunnel = client.spawn(
+      [
+        'ssh',
+        '-N',
+        '-R',
+        `127.0.0.1:${TUNNEL_PORT}:127.0.0.1:22`,
+        '-o',
+        'ExitOnForwardFailure=yes',
+        '-o',
+        'BatchMode=yes',
+        '-o',
+        'StrictHostKeyChecking=yes',
+        '-o',
+        `UserKnownHostsFile=${knownServer}`,
+        '-o',
+        'ServerAliveInterval=15',
+        '-o',
+        'ServerAliveCountMax=3',
+        '-i',
+        join(agentKeyDir, 'tunnel_key'),
+        '-p',
+        String(TUNNEL_SSHD_PORT),
+        `${server.tunnelUser}@${client.serverAddress}`,
+      ],
+      { stdin: 'ignore' },
+    );
     await waitFor('reverse tunnel listening on the server', () => server.isListening(TUNNEL_PORT), {
       abortIf: () => (tunnel.exitCode === null ? undefined : `ssh -R exited:\n${server.logs()}`),
     });
 
     // The key line allows that one port only.
-    const other = await client.exec(['ssh', '-N', '-R', `127.0.0.1:${TUNNEL_PORT + 1}:127.0.0.1:22`,
-      '-o', 'ExitOnForwardFailure=yes', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes',
-      '-o', `UserKnownHostsFile=${knownServer}`, '-i', join(agentKeyDir, 'tunnel_key'), '-p', String(TUNNEL_SSHD_PORT),
-      `${server.tunnelUser}@${client.serverAddress}`], { reject: false, timeout: 10_000 });
+    const other = await client.exec(
+      [
+        'ssh',
+        '-N',
+        '-R',
+        `127.0.0.1:${TUNNEL_PORT + 1}:127.0.0.1:22`,
+        '-o',
+        'ExitOnForwardFailure=yes',
+        '-o',
+        'BatchMode=yes',
+        '-o',
+        'StrictHostKeyChecking=yes',
+        '-o',
+        `UserKnownHostsFile=${knownServer}`,
+        '-i',
+        join(agentKeyDir, 'tunnel_key'),
+        '-p',
+        String(TUNNEL_SSHD_PORT),
+        `${server.tunnelUser}@${client.serverAddress}`,
+      ],
+      { reject: false, timeout: 10_000 },
+    );
     expect(other.exitCode).toBe(255);
     expect(other.stderr).toMatch(/remote port forwarding failed/);
 
@@ -136,8 +176,10 @@ test -x "$1/usr/bin/borg" || echo NO-BORG
 ls "$1"
 if touch "$1/data/new" 2>/dev/null; then echo WRITABLE; fi
 `;
-    const r = await server.exec(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, 'mount',
-      mnt, knownClient, ctlKey, String(TUNNEL_PORT)], { reject: false });
+    const r = await server.exec(
+      ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, 'mount', mnt, knownClient, ctlKey, String(TUNNEL_PORT)],
+      { reject: false },
+    );
     expect(r.stderr, client.logs()).toBe('');
     expect(r.exitCode).toBe(0);
     const lines = r.stdout.split('\n');

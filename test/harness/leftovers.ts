@@ -4,7 +4,11 @@ import { readMounts } from './mounts.js';
 import { created } from './registry.js';
 
 /** sshfs mounts that existed before the harness loaded (other users of the machine): ignored. */
-const preexistingSshfs = new Set(readMounts().filter((m) => m.fsType === 'fuse.sshfs').map((m) => m.mountPoint));
+const preexistingSshfs = new Set(
+  readMounts()
+    .filter((m) => m.fsType === 'fuse.sshfs')
+    .map((m) => m.mountPoint),
+);
 
 /** A path under a directory or network namespace this process created. */
 function ownPath(p: string): boolean {

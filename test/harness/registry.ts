@@ -36,7 +36,12 @@ export function unregister(h: Stoppable): void {
 }
 
 /** SIGKILL groups and namespace members, then delete netns, all synchronously. */
-export function killSyncHelper(groups: Iterable<number>, netInode: number | undefined, mntInode: number | undefined, netns: string[]): void {
+export function killSyncHelper(
+  groups: Iterable<number>,
+  netInode: number | undefined,
+  mntInode: number | undefined,
+  netns: string[],
+): void {
   const kill = (pid: number): void => {
     try {
       process.kill(pid, 'SIGKILL');

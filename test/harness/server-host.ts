@@ -121,23 +121,44 @@ export class ServerHost implements Stoppable {
     const hostKeyPublic = publicKeyOnly(await generateSshKey(hostKey, `${this.netns}-tunnel`));
     const passwd = join(d, 'passwd');
     const group = join(d, 'group');
-    writeFileSync(passwd, withLine(readFileSync('/etc/passwd', 'utf8'), this.tunnelUser,
-      `${this.tunnelUser}:x:${this.tunnelUid}:${this.tunnelGid}:borgpull tunnel:/nonexistent:/usr/sbin/nologin`), { mode: 0o644 });
-    writeFileSync(group, withLine(readFileSync('/etc/group', 'utf8'), this.tunnelUser,
-      `${this.tunnelUser}:x:${this.tunnelGid}:`), { mode: 0o644 });
+    writeFileSync(
+      passwd,
+      withLine(
+        readFileSync('/etc/passwd', 'utf8'),
+        this.tunnelUser,
+        `${this.tunnelUser}:x:${this.tunnelUid}:${this.tunnelGid}:borgpull tunnel:/nonexistent:/usr/sbin/nologin`,
+      ),
+      { mode: 0o644 },
+    );
+    writeFileSync(group, withLine(readFileSync('/etc/group', 'utf8'), this.tunnelUser, `${this.tunnelUser}:x:${this.tunnelGid}:`), {
+      mode: 0o644,
+    });
     // And a shadow entry that is not locked: with UsePAM no, sshd refuses a user
     // whose shadow password starts with '!' ("account is locked"), which is
     // what `useradd` leaves if this machine happens to have such a user.
     const shadow = join(d, 'shadow');
-    writeFileSync(shadow, withLine(readFileSync('/etc/shadow', 'utf8'), this.tunnelUser, `${this.tunnelUser}:*:20000::::::`), { mode: 0o600 });
+    writeFileSync(shadow, withLine(readFileSync('/etc/shadow', 'utf8'), this.tunnelUser, `${this.tunnelUser}:*:20000::::::`), {
+      mode: 0o600,
+    });
     const config = join(d, 'sshd_config');
-    writeFileSync(config, tunnelSshdConfig({
-      port: opts.port, hostKey, tunnelUser: this.tunnelUser, authorizedKeysFile: opts.authorizedKeysFile, rules: opts.rules,
-    }), { mode: 0o644 });
+    writeFileSync(
+      config,
+      tunnelSshdConfig({
+        port: opts.port,
+        hostKey,
+        tunnelUser: this.tunnelUser,
+        authorizedKeysFile: opts.authorizedKeysFile,
+        rules: opts.rules,
+      }),
+      { mode: 0o644 },
+    );
     const logFile = join(this.dir, 'logs', `tunnel-sshd-${opts.port}.log`);
-    const script = 'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && mount --bind "$4" /etc/shadow && exec /usr/sbin/sshd -D -e -f "$3"';
+    const script =
+      'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && mount --bind "$4" /etc/shadow && exec /usr/sbin/sshd -D -e -f "$3"';
     const sub = this.runner.spawnLogged(
-      ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', passwd, group, config, shadow], logFile);
+      ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', passwd, group, config, shadow],
+      logFile,
+    );
     const pid = sub.pid ?? 0;
     await waitFor(`tunnel sshd on port ${opts.port}`, () => this.isListening(opts.port), {
       abortIf: () => (isAlive(pid) ? undefined : `sshd exited:\n${readLog(logFile)}`),

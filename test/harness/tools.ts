@@ -43,8 +43,7 @@ export function requireTools(): void {
   if (missing.length > 0) {
     const pkgs = [...new Set(missing.map(([, pkg]) => pkg))].join(' ');
     problems.push(
-      `missing tools: ${missing.map(([tool]) => tool).join(', ')}; ` +
-        `install them with: apt-get update && apt-get install -y ${pkgs}`,
+      `missing tools: ${missing.map(([tool]) => tool).join(', ')}; ` + `install them with: apt-get update && apt-get install -y ${pkgs}`,
     );
   }
   if (findTool('sshd') !== undefined && findTool('sshd') !== '/usr/sbin/sshd') {

@@ -21,7 +21,9 @@ let controller: { binary: string; mjs: string };
 /** Copies of the bundles in a directory of their own: no package.json, no node_modules anywhere above it. */
 let agentMjs = '';
 let controllerMjs = '';
-const AGENT_VERSION = (JSON.parse(await readFile(new URL('../../packages/agent/package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const AGENT_VERSION = (
+  JSON.parse(await readFile(new URL('../../packages/agent/package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 /** Runs FILE (a binary, or node with an .mjs) in `cwd`, environment cleaned of BORGPULL_*. */
 async function run(file: string, args: string[], env: Record<string, string> = {}) {
@@ -47,14 +49,18 @@ afterAll(async () => {
 
 describe('the single-file builds', () => {
   it('print their version, injected at build time, with no package.json beside them', async () => {
-    for (const f of [agentMjs, agent.binary]) expect(await run(f, ['--version'])).toMatchObject({ exitCode: 0, stdout: `borgpull-agent ${AGENT_VERSION}`, stderr: '' });
+    for (const f of [agentMjs, agent.binary])
+      expect(await run(f, ['--version'])).toMatchObject({ exitCode: 0, stdout: `borgpull-agent ${AGENT_VERSION}`, stderr: '' });
     for (const f of [controllerMjs, controller.binary]) {
       const r = await run(f, ['--version']);
       expect(r).toMatchObject({ exitCode: 0, stderr: '' });
       expect(r.stdout).toMatch(/^borgpull-controller \d+\.\d+\.\d+$/);
     }
     // The binary says nothing about being an experimental SEA, and fails like the CLI does.
-    expect(await run(agent.binary, ['bogus'])).toMatchObject({ exitCode: 2, stderr: "agent: unknown command 'bogus' (see 'agent help')\n".trimEnd() });
+    expect(await run(agent.binary, ['bogus'])).toMatchObject({
+      exitCode: 2,
+      stderr: "agent: unknown command 'bogus' (see 'agent help')\n".trimEnd(),
+    });
   });
 
   it('load no native addon, even next to a node_modules that has them', async () => {
@@ -77,20 +83,41 @@ describe('the single-file builds', () => {
     const state = join(tmp, 'controller');
     await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'test-host', '-f', join(tmp, 'host_key')]);
     const port = await freePort();
-    const init = await run(controllerMjs, ['init', '--url', `ws://127.0.0.1:${port}`, '--ssh-host-key', join(tmp, 'host_key.pub'), '--sshd-config', safeSshdConfig(tmp, join(tmp, 'host_key')), '--state-dir', state]);
+    const init = await run(controllerMjs, [
+      'init',
+      '--url',
+      `ws://127.0.0.1:${port}`,
+      '--ssh-host-key',
+      join(tmp, 'host_key.pub'),
+      '--sshd-config',
+      safeSshdConfig(tmp, join(tmp, 'host_key')),
+      '--state-dir',
+      state,
+    ]);
     expect(init.exitCode, init.stderr).toBe(0);
     const serve = procs.spawn('controller bundle', controllerMjs, ['serve', '--state-dir', state]);
     await serve.waitForLog({ msg: 'controller state', to: 'running' });
     const tok = await run(controllerMjs, ['token', 'mjs1', '--state-dir', state]);
     expect(tok.exitCode, tok.stderr).toBe(0);
     const dir = join(tmp, 'agent');
-    const enroll = await run(agentMjs, ['enroll', tok.stdout.trim(), '--state-dir', dir, '--authorized-keys', join(tmp, 'authorized_keys'), '--sshd-host-key', join(tmp, 'host_key.pub')]);
+    const enroll = await run(agentMjs, [
+      'enroll',
+      tok.stdout.trim(),
+      '--state-dir',
+      dir,
+      '--authorized-keys',
+      join(tmp, 'authorized_keys'),
+      '--sshd-host-key',
+      join(tmp, 'host_key.pub'),
+    ]);
     expect(enroll.exitCode, enroll.stderr).toBe(0);
     const from = serve.mark();
     const a = procs.spawn('agent bundle', agentMjs, ['run', '--state-dir', dir]);
     await a.waitForLog({ msg: 'agent state', to: 'connected' });
     await serve.waitForLog({ msg: 'agent connected', agentId: 'mjs1' }, { from });
     const list = await cli(controllerMjs, ['agents', '--json', '--state-dir', state]);
-    expect(JSON.parse(list.stdout)).toMatchObject([{ name: 'mjs1', connected: true, version: `borgpull-agent/${AGENT_VERSION}`, outdated: false }]);
+    expect(JSON.parse(list.stdout)).toMatchObject([
+      { name: 'mjs1', connected: true, version: `borgpull-agent/${AGENT_VERSION}`, outdated: false },
+    ]);
   });
 });

@@ -49,9 +49,17 @@ export class Fixture {
     const port = await freePort();
     // The tunnel sshd rules are checked at start: check a config of our own, never this machine's.
     const sshdConfig = safeSshdConfig(this.tmp, this.hostKeyFile);
-    const init = await c.run('init', '--url', `ws://127.0.0.1:${port}`, '--ssh-host-key', `${this.hostKeyFile}.pub`, '--sshd-config', sshdConfig);
+    const init = await c.run(
+      'init',
+      '--url',
+      `ws://127.0.0.1:${port}`,
+      '--ssh-host-key',
+      `${this.hostKeyFile}.pub`,
+      '--sshd-config',
+      sshdConfig,
+    );
     expect(init.exitCode, init.stderr).toBe(0);
-    c.key = Buffer.from((/controller key bp-ed25519:(\S+)/.exec(init.stdout)?.[1] ?? ''), 'base64url');
+    c.key = Buffer.from(/controller key bp-ed25519:(\S+)/.exec(init.stdout)?.[1] ?? '', 'base64url');
     expect(c.key.length).toBe(32);
     await c.start();
     return c;

@@ -42,8 +42,9 @@ interface AgentView {
   revoked: boolean;
 }
 
-const AGENT_VERSION = (JSON.parse(await readFile(new URL('../../packages/agent/package.json', import.meta.url), 'utf8')) as { version: string })
-  .version;
+const AGENT_VERSION = (
+  JSON.parse(await readFile(new URL('../../packages/agent/package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 const procs = new Procs();
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -155,7 +156,9 @@ class Controller {
 }
 
 /** `controller init` in a fresh state dir, then `controller serve`. */
-async function startController(opts: { url?: string; listen?: string; owner?: Procs; env?: Record<string, string> } = {}): Promise<Controller> {
+async function startController(
+  opts: { url?: string; listen?: string; owner?: Procs; env?: Record<string, string> } = {},
+): Promise<Controller> {
   const c = new Controller(join(tmp, `controller-${++seq}`));
   if (opts.owner) c.owner = opts.owner;
   if (opts.env) c.env = opts.env;
@@ -181,7 +184,17 @@ function agentCli(...args: string[]): Promise<CliResult> {
 
 function enrollCli(token: string, dir: string, ...extra: string[]): Promise<CliResult> {
   // Our own files for this machine's authorized_keys and sshd host key: nothing outside the temp dir.
-  return agentCli('enroll', token, '--state-dir', dir, '--authorized-keys', join(dir, 'authorized_keys'), '--sshd-host-key', `${hostKeyFile}.pub`, ...extra);
+  return agentCli(
+    'enroll',
+    token,
+    '--state-dir',
+    dir,
+    '--authorized-keys',
+    join(dir, 'authorized_keys'),
+    '--sshd-host-key',
+    `${hostKeyFile}.pub`,
+    ...extra,
+  );
 }
 
 /** Token + `agent enroll`; returns the agent's state dir. */
@@ -415,9 +428,13 @@ describe('foundation over loopback (real processes)', () => {
 
     await c.serve.waitForLog({ msg: 'agent disconnected', agentId: 'web1' }, { from });
     // The agent never gives up, and is refused every time.
-    await waitFor('two refused reconnects', () => c.serve.filter({ msg: 'connection rejected', code: 'E_AUTH_REVOKED' }, from).length >= 2, {
-      context: () => c.serve.tail(),
-    });
+    await waitFor(
+      'two refused reconnects',
+      () => c.serve.filter({ msg: 'connection rejected', code: 'E_AUTH_REVOKED' }, from).length >= 2,
+      {
+        context: () => c.serve.tail(),
+      },
+    );
     await agent.waitForLog({ msg: 'connection to controller failed', code: 'E_AUTH_REVOKED' }, { from: agentFrom });
     expect(c.serve.find({ msg: 'agent connected' }, from)).toBeUndefined();
 
@@ -520,13 +537,22 @@ describe('foundation over loopback (real processes)', () => {
       const controllerKey = controllerKeyOf(c);
       // A pending token for another machine: we know its id (it is logged), not its secret.
       const victim = parseToken((await c.token('web2')).token);
-      const hs = new AgentHandshake({ identity, controllerKey, software: 'test', enroll: { tokenId: victim.id, tokenKey: generateIdentity() } });
+      const hs = new AgentHandshake({
+        identity,
+        controllerKey,
+        software: 'test',
+        enroll: { tokenId: victim.id, tokenKey: generateIdentity() },
+      });
       const rc = await rawClient(c);
       rc.send(hs.hello());
       let refusedWith: string | undefined;
       try {
         rc.send(hs.onWelcome((await rc.nextFrame()).data));
-        const channel = new Channel<AgentMessage, ControllerMessage>({ socket: rc.ws, session: hs.session(), decode: decodeControllerMessage });
+        const channel = new Channel<AgentMessage, ControllerMessage>({
+          socket: rc.ws,
+          session: hs.session(),
+          decode: decodeControllerMessage,
+        });
         rc.ws.on('message', (data) => channel.receive(data as Buffer));
         const sshKey = (await readFile(`${hostKeyFile}.pub`, 'utf8')).trim();
         await channel.request({ type: 'enroll', sshKey }).catch((err: unknown) => {
@@ -569,14 +595,34 @@ describe('foundation over loopback (real processes)', () => {
           /^controller: no controller state in \/nonexistent\/borgpull: run 'controller init/,
           1,
         ],
-        ['serve with a missing state dir', cli(CONTROLLER_BIN, ['serve', '--state-dir', '/nonexistent/borgpull']), /^controller: no controller state in \/nonexistent\/borgpull/, 1],
+        [
+          'serve with a missing state dir',
+          cli(CONTROLLER_BIN, ['serve', '--state-dir', '/nonexistent/borgpull']),
+          /^controller: no controller state in \/nonexistent\/borgpull/,
+          1,
+        ],
         ['token with the daemon down', c.run('token', 'web1'), /^controller: the controller daemon is not running/, 1],
         ['agents with the daemon down', c.run('agents'), /^controller: the controller daemon is not running/, 1],
         ['init twice', c.run('init', '--url', `ws://127.0.0.1:${port}`), /^controller: .* is already initialized/, 1],
-        ['init without --url', cli(CONTROLLER_BIN, ['init', '--state-dir', join(tmp, `x-${++seq}`)]), /^controller: controller init needs --url/, 2],
-        ['agent status, not enrolled', cli(AGENT_BIN, ['status', '--state-dir', '/nonexistent/agent']), /^agent: this agent is not enrolled/, 1],
+        [
+          'init without --url',
+          cli(CONTROLLER_BIN, ['init', '--state-dir', join(tmp, `x-${++seq}`)]),
+          /^controller: controller init needs --url/,
+          2,
+        ],
+        [
+          'agent status, not enrolled',
+          cli(AGENT_BIN, ['status', '--state-dir', '/nonexistent/agent']),
+          /^agent: this agent is not enrolled/,
+          1,
+        ],
         ['agent run, not enrolled', cli(AGENT_BIN, ['run', '--state-dir', '/nonexistent/agent']), /^agent: this agent is not enrolled/, 1],
-        ['malformed token', cli(AGENT_BIN, ['enroll', 'bpt1.garbage', '--state-dir', join(tmp, `x-${++seq}`)]), /^agent: malformed enrollment token$/, 1],
+        [
+          'malformed token',
+          cli(AGENT_BIN, ['enroll', 'bpt1.garbage', '--state-dir', join(tmp, `x-${++seq}`)]),
+          /^agent: malformed enrollment token$/,
+          1,
+        ],
       ];
       const results = await Promise.all(cases.map(([, p]) => p));
       cases.forEach(([name, , re, code], i) => {
@@ -624,7 +670,11 @@ describe('foundation over loopback (real processes)', () => {
       const c = await startController();
       const dir = await enrollAgent(c, 'web1');
       const cases: Array<[string, Promise<CliResult>, RegExp]> = [
-        ['second serve on the same state dir', cli(CONTROLLER_BIN, ['serve', '--state-dir', c.dir]), /^controller: a controller is already running/],
+        [
+          'second serve on the same state dir',
+          cli(CONTROLLER_BIN, ['serve', '--state-dir', c.dir]),
+          /^controller: a controller is already running/,
+        ],
         ['token for a taken name', c.run('token', 'web1'), /^controller: agent 'web1' is already enrolled; revoke it first/],
         ['token with a bad name', c.run('token', 'no/slash'), /^controller: invalid agent name 'no\/slash'/],
         ['token with a bad ttl', c.run('token', 'web2', '--ttl', 'soon'), /^controller: --ttl must be minutes/],
@@ -658,11 +708,22 @@ describe('foundation over loopback (real processes)', () => {
       {
         // Within the pre-auth byte budget (8 KiB) but over the handshake frame limit (4 KiB): never decoded.
         name: 'hello padded to 5 KiB',
-        send: (rc) => rc.send(new Packr({ useRecords: false }).pack({ ...(unpack(new AgentHandshake({ identity: generateIdentity(), controllerKey, software: 'test' }).hello()) as object), pad: Buffer.alloc(5000) })),
+        send: (rc) =>
+          rc.send(
+            new Packr({ useRecords: false }).pack({
+              ...(unpack(new AgentHandshake({ identity: generateIdentity(), controllerKey, software: 'test' }).hello()) as object),
+              pad: Buffer.alloc(5000),
+            }),
+          ),
         close: 1008,
         code: 'E_PROTO_FRAME_TOO_LARGE',
       },
-      { name: 'auth before hello', send: (rc) => rc.send(encodeMessage({ type: 'auth', sig: randomBytes(64) })), close: 1008, code: 'E_PROTO_UNEXPECTED' },
+      {
+        name: 'auth before hello',
+        send: (rc) => rc.send(encodeMessage({ type: 'auth', sig: randomBytes(64) })),
+        close: 1008,
+        code: 'E_PROTO_UNEXPECTED',
+      },
       {
         name: 'unknown agent key',
         send: (rc) => rc.send(new AgentHandshake({ identity: generateIdentity(), controllerKey, software: 'test' }).hello()),

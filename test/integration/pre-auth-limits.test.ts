@@ -74,13 +74,17 @@ describe('before authentication (real controller)', () => {
     // The daemon's own answer, and the CLI's (whose node start-up alone is ~0.6 s on a loaded 2-core box).
     const [daemon, busy] = await Promise.all([timed(admin), timed(() => c.agent('steady'))]);
     await sending;
-    await waitFor('the controller to cut off every connection', () => runaway || conns.every((k) => k.closed), { timeoutMs: 20_000 }).catch(() => undefined);
+    await waitFor('the controller to cut off every connection', () => runaway || conns.every((k) => k.closed), { timeoutMs: 20_000 }).catch(
+      () => undefined,
+    );
     sampling = false;
     await sampler;
 
     const grownMiB = (peak - rss0) / MIB;
     const sentMiB = conns.reduce((n, k) => n + k.sent, 0) / MIB;
-    console.log(`controller RSS +${grownMiB.toFixed(1)} MiB at peak; ${sentMiB.toFixed(1)} MiB sent by 200 peers; admin socket ${daemon.ms.toFixed(0)} ms, agents CLI ${idle.ms.toFixed(0)} ms before, ${busy.ms.toFixed(0)} ms while sending`);
+    console.log(
+      `controller RSS +${grownMiB.toFixed(1)} MiB at peak; ${sentMiB.toFixed(1)} MiB sent by 200 peers; admin socket ${daemon.ms.toFixed(0)} ms, agents CLI ${idle.ms.toFixed(0)} ms before, ${busy.ms.toFixed(0)} ms while sending`,
+    );
     expect(grownMiB, `the controller grew by ${grownMiB.toFixed(0)} MiB`).toBeLessThan(50);
     expect(conns.filter((k) => !k.closed).length, 'connections still open').toBe(0);
     expect(c.serve.filter({ code: 'E_PROTO_FRAME_TOO_LARGE' }, from).length).toBe(200);

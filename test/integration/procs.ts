@@ -35,22 +35,26 @@ export function cleanEnv(extra: Record<string, string> = {}): Record<string, str
  */
 export function safeSshdConfig(dir: string, hostKey: string): string {
   const file = join(dir, 'sshd_config');
-  writeFileSync(file, [
-    `HostKey ${hostKey}`,
-    'PidFile none',
-    'UsePAM no',
-    'AllowTcpForwarding remote',
-    'AllowStreamLocalForwarding no',
-    'AllowAgentForwarding no',
-    'GatewayPorts no',
-    'PermitTTY no',
-    'PermitTunnel no',
-    'PermitUserRC no',
-    'PermitUserEnvironment no',
-    'X11Forwarding no',
-    'ForceCommand /bin/false',
-    '',
-  ].join('\n'), { mode: 0o644 });
+  writeFileSync(
+    file,
+    [
+      `HostKey ${hostKey}`,
+      'PidFile none',
+      'UsePAM no',
+      'AllowTcpForwarding remote',
+      'AllowStreamLocalForwarding no',
+      'AllowAgentForwarding no',
+      'GatewayPorts no',
+      'PermitTTY no',
+      'PermitTunnel no',
+      'PermitUserRC no',
+      'PermitUserEnvironment no',
+      'X11Forwarding no',
+      'ForceCommand /bin/false',
+      '',
+    ].join('\n'),
+    { mode: 0o644 },
+  );
   return file;
 }
 
@@ -154,7 +158,8 @@ export class Proc {
       () => {
         const hit = this.find(m, opts.from ?? 0);
         if (hit) return hit;
-        if (!this.running) throw new Error(`${this.name} exited (${this.exitCode ?? this.signal}) before logging ${JSON.stringify(m)}\n${this.tail()}`);
+        if (!this.running)
+          throw new Error(`${this.name} exited (${this.exitCode ?? this.signal}) before logging ${JSON.stringify(m)}\n${this.tail()}`);
         return undefined;
       },
       { ...opts, context: () => this.tail() },

@@ -56,7 +56,11 @@ beforeAll(async () => {
   const data = fx.dir('data');
   await mkdir(data);
   for (let i = 0; i < ARCHIVE_MIB / 16; i++) await writeFile(join(data, `blob-${i}`), randomBytes(16 * MIB));
-  await execa('borg', ['create', '--compression', 'none', `${repo}::${ARCHIVE}`, '.'], { cwd: data, env: borgEnv(passphrase), extendEnv: false });
+  await execa('borg', ['create', '--compression', 'none', `${repo}::${ARCHIVE}`, '.'], {
+    cwd: data,
+    env: borgEnv(passphrase),
+    extendEnv: false,
+  });
 }, 180_000);
 
 afterEach(async () => {
@@ -105,7 +109,10 @@ class FakeAgent {
       let agent: FakeAgent | undefined;
       ws.once('open', () => ws.send(hs.hello()));
       ws.on('message', (data) => {
-        if (agent) { agent.channel.receive(toBuffer(data)); return; }
+        if (agent) {
+          agent.channel.receive(toBuffer(data));
+          return;
+        }
         try {
           ws.send(hs.onWelcome(toBuffer(data)));
           agent = new FakeAgent(ws, new Channel({ socket: ws, session: hs.session(), decode: decodeControllerMessage }));
@@ -130,11 +137,15 @@ class FakeAgent {
 
 /** `controller restore`, as an admin would run it. */
 function restore(): ResultPromise<{ reject: false; extendEnv: false }> {
-  const p = execa(process.execPath, [CONTROLLER_BIN, 'restore', NAME, ARCHIVE, '--target', '/srv/restore', '--json', '--state-dir', c.dir], {
-    reject: false,
-    extendEnv: false,
-    env: cleanEnv(),
-  });
+  const p = execa(
+    process.execPath,
+    [CONTROLLER_BIN, 'restore', NAME, ARCHIVE, '--target', '/srv/restore', '--json', '--state-dir', c.dir],
+    {
+      reject: false,
+      extendEnv: false,
+      env: cleanEnv(),
+    },
+  );
   cleanups.push(() => p.kill('SIGKILL'));
   return p;
 }
@@ -168,7 +179,10 @@ async function borgGone(): Promise<void> {
 }
 
 /** Waits for the restore CLI, or gives up as soon as the controller outgrows the bound. */
-async function outcome(run: ReturnType<typeof restore>, rss: ReturnType<typeof rssWatch>): Promise<{ job?: { status: string; code?: string; reason?: string }; grownMiB: number }> {
+async function outcome(
+  run: ReturnType<typeof restore>,
+  rss: ReturnType<typeof rssWatch>,
+): Promise<{ job?: { status: string; code?: string; reason?: string }; grownMiB: number }> {
   let ended = false;
   void run.finally(() => (ended = true));
   await waitFor('the restore to end (or the controller to outgrow its bound)', () => ended || rss.over(), { timeoutMs: 60_000 });
@@ -191,7 +205,9 @@ describe('restore flow control against a hostile agent (real controller and borg
     };
     const rss = rssWatch();
     const { job, grownMiB } = await outcome(restore(), rss);
-    console.log(`2^53 credit: controller RSS +${grownMiB.toFixed(1)} MiB at peak; job ${JSON.stringify(job && { code: job.code, reason: job.reason })}`);
+    console.log(
+      `2^53 credit: controller RSS +${grownMiB.toFixed(1)} MiB at peak; job ${JSON.stringify(job && { code: job.code, reason: job.reason })}`,
+    );
     expect(grownMiB).toBeLessThan(RSS_BOUND_MIB);
     expect(job).toMatchObject({ status: 'failed', code: 'E_PROTO_CREDIT' });
     await borgGone();
@@ -220,7 +236,9 @@ describe('restore flow control against a hostile agent (real controller and borg
     const rss = rssWatch();
     const { job, grownMiB } = await outcome(restore(), rss);
     clearInterval(granting);
-    console.log(`credit without reading: controller RSS +${grownMiB.toFixed(1)} MiB at peak; job ${JSON.stringify(job && { code: job.code, reason: job.reason })}`);
+    console.log(
+      `credit without reading: controller RSS +${grownMiB.toFixed(1)} MiB at peak; job ${JSON.stringify(job && { code: job.code, reason: job.reason })}`,
+    );
     expect(grownMiB).toBeLessThan(RSS_BOUND_MIB);
     expect(job).toMatchObject({ status: 'failed', code: 'E_PROTO_CREDIT' });
     await borgGone();
@@ -243,7 +261,9 @@ describe('restore flow control against a hostile agent (real controller and borg
     await run;
     const done = await c.serve.waitForLog({ msg: 'restore finished', jobId }, { from });
     const grownMiB = await rss.stop();
-    console.log(`stalled agent: controller RSS +${grownMiB.toFixed(1)} MiB at peak; ${JSON.stringify({ status: done['status'], code: done['code'] })}`);
+    console.log(
+      `stalled agent: controller RSS +${grownMiB.toFixed(1)} MiB at peak; ${JSON.stringify({ status: done['status'], code: done['code'] })}`,
+    );
     expect(grownMiB).toBeLessThan(RSS_BOUND_MIB);
     expect(done).toMatchObject({ status: 'failed', code: 'E_JOB_CANCELLED' });
     await borgGone();

@@ -28,8 +28,17 @@ afterAll(async () => {
 /** `controller init` with this sshd config; returns the state dir. */
 async function init(sshdConfig: string): Promise<string> {
   const dir = join(tmp, `state-${++seq}`);
-  const r = await cli(CONTROLLER_BIN, ['init', '--url', `ws://127.0.0.1:${await freePort()}`, '--ssh-host-key', `${hostKey}.pub`,
-    '--sshd-config', sshdConfig, '--state-dir', dir]);
+  const r = await cli(CONTROLLER_BIN, [
+    'init',
+    '--url',
+    `ws://127.0.0.1:${await freePort()}`,
+    '--ssh-host-key',
+    `${hostKey}.pub`,
+    '--sshd-config',
+    sshdConfig,
+    '--state-dir',
+    dir,
+  ]);
   expect(r.exitCode, r.stderr).toBe(0);
   return dir;
 }
@@ -37,17 +46,20 @@ async function init(sshdConfig: string): Promise<string> {
 /** The README's rules before issue 7, in a Debian-like config. */
 async function oldReadmeConfig(): Promise<string> {
   const file = join(tmp, 'old_sshd_config');
-  await writeFile(file, [
-    `HostKey ${hostKey}`,
-    'X11Forwarding yes',
-    'Match User borgpull',
-    '    AuthorizedKeysFile /var/lib/borgpull/tunnel/authorized_keys',
-    '    AllowTcpForwarding remote',
-    '    X11Forwarding no',
-    '    AllowAgentForwarding no',
-    '    PermitTTY no',
-    '',
-  ].join('\n'));
+  await writeFile(
+    file,
+    [
+      `HostKey ${hostKey}`,
+      'X11Forwarding yes',
+      'Match User borgpull',
+      '    AuthorizedKeysFile /var/lib/borgpull/tunnel/authorized_keys',
+      '    AllowTcpForwarding remote',
+      '    X11Forwarding no',
+      '    AllowAgentForwarding no',
+      '    PermitTTY no',
+      '',
+    ].join('\n'),
+  );
   return file;
 }
 

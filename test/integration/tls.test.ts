@@ -24,13 +24,45 @@ describe('wss://', () => {
     tmp = await mkdtemp(join(tmpdir(), 'bp-tls-'));
     const cert = join(tmp, 'cert.pem');
     const key = join(tmp, 'key.pem');
-    await execa('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-      '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert]);
+    await execa('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ]);
     await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(tmp, 'hostkey')]);
     const port = await freePort();
     const c = join(tmp, 'controller');
-    const init = await cli(CONTROLLER_BIN, ['init', '--url', `wss://localhost:${port}`, '--listen', `127.0.0.1:${port}`,
-      '--tls-cert', cert, '--tls-key', key, '--ssh-host-key', join(tmp, 'hostkey.pub'), '--sshd-config', safeSshdConfig(tmp, join(tmp, 'hostkey')), '--state-dir', c]);
+    const init = await cli(CONTROLLER_BIN, [
+      'init',
+      '--url',
+      `wss://localhost:${port}`,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--tls-cert',
+      cert,
+      '--tls-key',
+      key,
+      '--ssh-host-key',
+      join(tmp, 'hostkey.pub'),
+      '--sshd-config',
+      safeSshdConfig(tmp, join(tmp, 'hostkey')),
+      '--state-dir',
+      c,
+    ]);
     expect(init.exitCode, init.stderr).toBe(0);
     const serve = procs.spawn('controller', CONTROLLER_BIN, ['serve', '--state-dir', c]);
     await serve.waitForLog({ msg: 'listening for agents' });

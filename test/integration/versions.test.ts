@@ -46,7 +46,16 @@ async function enroll(name: string): Promise<string> {
   const tok = await ctl('token', name);
   expect(tok.exitCode, tok.stderr).toBe(0);
   const dir = join(tmp, `agent-${name}`);
-  const r = await cli(AGENT_BIN, ['enroll', tok.stdout.trim(), '--state-dir', dir, '--authorized-keys', join(dir, 'authorized_keys'), '--sshd-host-key', join(tmp, 'host_key.pub')]);
+  const r = await cli(AGENT_BIN, [
+    'enroll',
+    tok.stdout.trim(),
+    '--state-dir',
+    dir,
+    '--authorized-keys',
+    join(dir, 'authorized_keys'),
+    '--sshd-host-key',
+    join(tmp, 'host_key.pub'),
+  ]);
   expect(r.exitCode, r.stderr).toBe(0);
   return dir;
 }
@@ -69,9 +78,17 @@ beforeAll(async () => {
   state = join(tmp, 'controller');
   await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'test-host', '-f', join(tmp, 'host_key')]);
   port = await freePort();
-  const init = await ctl('init', '--url', `ws://127.0.0.1:${port}`, '--ssh-host-key', join(tmp, 'host_key.pub'), '--sshd-config', safeSshdConfig(tmp, join(tmp, 'host_key')));
+  const init = await ctl(
+    'init',
+    '--url',
+    `ws://127.0.0.1:${port}`,
+    '--ssh-host-key',
+    join(tmp, 'host_key.pub'),
+    '--sshd-config',
+    safeSshdConfig(tmp, join(tmp, 'host_key')),
+  );
   expect(init.exitCode, init.stderr).toBe(0);
-  controllerKey = Buffer.from((/controller key bp-ed25519:(\S+)/.exec(init.stdout)?.[1] ?? ''), 'base64url');
+  controllerKey = Buffer.from(/controller key bp-ed25519:(\S+)/.exec(init.stdout)?.[1] ?? '', 'base64url');
   serve = procs.spawn('controller', CONTROLLER_BIN, ['serve', '--state-dir', state]);
   await serve.waitForLog({ msg: 'controller state', to: 'running' });
 });
@@ -88,7 +105,11 @@ afterAll(async () => {
 describe('versions', () => {
   it('--version prints each program and its version, and runs nothing', async () => {
     expect(await cli(AGENT_BIN, ['--version'])).toMatchObject({ exitCode: 0, stdout: `borgpull-agent ${AGENT_VERSION}`, stderr: '' });
-    expect(await cli(CONTROLLER_BIN, ['--version'])).toMatchObject({ exitCode: 0, stdout: `borgpull-controller ${CONTROLLER_VERSION}`, stderr: '' });
+    expect(await cli(CONTROLLER_BIN, ['--version'])).toMatchObject({
+      exitCode: 0,
+      stdout: `borgpull-controller ${CONTROLLER_VERSION}`,
+      stderr: '',
+    });
   });
 
   it('shows the real agent current, and flags an older agent of the same protocol version (allowed)', async () => {
@@ -96,13 +117,21 @@ describe('versions', () => {
     const from = serve.mark();
     const real = procs.spawn('agent cur', AGENT_BIN, ['run', '--state-dir', dir]);
     await serve.waitForLog({ msg: 'agent connected', agentId: 'cur' }, { from });
-    expect((await agents()).find((a) => a.name === 'cur')).toMatchObject({ connected: true, version: `borgpull-agent/${AGENT_VERSION}`, outdated: false });
+    expect((await agents()).find((a) => a.name === 'cur')).toMatchObject({
+      connected: true,
+      version: `borgpull-agent/${AGENT_VERSION}`,
+      outdated: false,
+    });
     await real.kill();
 
     // An agent one release behind (0.0.x is older than any 0.1.0 or later): it connects and is flagged.
     const old = await enroll('old');
     await connectAs('old', old, 'borgpull-agent/0.0.9');
-    expect((await agents()).find((a) => a.name === 'old')).toMatchObject({ connected: true, version: 'borgpull-agent/0.0.9', outdated: true });
+    expect((await agents()).find((a) => a.name === 'old')).toMatchObject({
+      connected: true,
+      version: 'borgpull-agent/0.0.9',
+      outdated: true,
+    });
     // A pre-release of the controller's own version is older too (semver), and a newer agent is not flagged.
     const pre = await enroll('pre');
     await connectAs('pre', pre, `borgpull-agent/${CONTROLLER_VERSION}-rc.1`);
@@ -122,7 +151,10 @@ describe('versions', () => {
     const dir = await enroll('odd');
     // C1 CSI and a bidi override, around something that almost looks like a version.
     await connectAs('odd', dir, 'borgpull-agent/0.0.1\u009b2J\u202e');
-    expect((await agents()).find((a) => a.name === 'odd')).toMatchObject({ version: 'borgpull-agent/0.0.1\\x9b2J\\u202e', outdated: false });
+    expect((await agents()).find((a) => a.name === 'odd')).toMatchObject({
+      version: 'borgpull-agent/0.0.1\\x9b2J\\u202e',
+      outdated: false,
+    });
     const out = (await ctl('agents')).stdout;
     expect(out.split('\n').find((l) => l.startsWith('odd '))).toMatch(/borgpull-agent\/0\.0\.1\\x9b2J\\u202e \(unknown\)$/);
     expect(/[\u0080-\u009f\u202e]/.test(out)).toBe(false);
@@ -139,7 +171,11 @@ describe('versions', () => {
     // What a later agent's hello might be: the same type and v, any other fields.
     rc.send(encodeMessage({ type: 'hello', v: 2, agentKey: generateIdentity().publicKey, caps: ['x'] } as never));
     const reply = decodeHandshake((await rc.nextFrame()).data);
-    expect(reply).toMatchObject({ type: 'error', code: 'E_PROTO_VERSION', message: 'agent speaks protocol version 2, this controller speaks 1' });
+    expect(reply).toMatchObject({
+      type: 'error',
+      code: 'E_PROTO_VERSION',
+      message: 'agent speaks protocol version 2, this controller speaks 1',
+    });
     expect(await rc.closed()).toMatchObject({ code: 1008, reason: 'E_PROTO_VERSION' });
     await serve.waitForLog({ msg: 'connection rejected', code: 'E_PROTO_VERSION', peer: rc.peer }, { from });
   });

@@ -84,7 +84,9 @@ function wantsHelp(args: readonly string[]): boolean {
 export async function run(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd !== undefined && Object.hasOwn(COMMAND_USAGE, cmd) && wantsHelp(rest)) {
-    process.stdout.write(`${COMMAND_USAGE[cmd]}\n\nevery command: --state-dir DIR (or BORGPULL_AGENT_STATE_DIR; default ${DEFAULT_AGENT_STATE_DIR})\n`);
+    process.stdout.write(
+      `${COMMAND_USAGE[cmd]}\n\nevery command: --state-dir DIR (or BORGPULL_AGENT_STATE_DIR; default ${DEFAULT_AGENT_STATE_DIR})\n`,
+    );
     return 0;
   }
   switch (cmd) {
@@ -128,7 +130,9 @@ export async function run(argv: string[]): Promise<number> {
       process.stdout.write(`enrolled as '${terminalSafe(e.name)}' with ${terminalSafe(e.url)}\n`);
       process.stdout.write(`installed the controller's read-only SFTP key in ${e.authorizedKeys}\n`);
       const policy = await loadPolicy(paths.restorePolicy);
-      process.stdout.write(`restore policy: ${policy.policy ? describePolicy(policy.policy) : 'damaged (every restore refused)'} (change with 'agent restores')\n`);
+      process.stdout.write(
+        `restore policy: ${policy.policy ? describePolicy(policy.policy) : 'damaged (every restore refused)'} (change with 'agent restores')\n`,
+      );
       process.stdout.write(`next: run 'agent run' (as a service)\n`);
       return 0;
     }
@@ -140,7 +144,13 @@ export async function run(argv: string[]): Promise<number> {
       const level = typeof values['log-level'] === 'string' ? values['log-level'] : (process.env['BORGPULL_LOG_LEVEL'] ?? 'info');
       const log = pino({ level, base: { service: 'borgpull-agent', agentId: loaded.enrollment.name } });
       const hb = Number(process.env['BORGPULL_HEARTBEAT_MS']);
-      const service = new AgentService({ paths, ...loaded, software: SOFTWARE, log, heartbeatMs: Number.isInteger(hb) && hb >= 100 ? hb : undefined });
+      const service = new AgentService({
+        paths,
+        ...loaded,
+        software: SOFTWARE,
+        log,
+        heartbeatMs: Number.isInteger(hb) && hb >= 100 ? hb : undefined,
+      });
       service.start();
       await new Promise<void>((resolve) => {
         const shutdown = (signal: string): void => {
@@ -160,12 +170,23 @@ export async function run(argv: string[]): Promise<number> {
       if (positionals[0] !== undefined) await savePolicy(paths.restorePolicy, policyArg(positionals[0], 'the policy'));
       const state = await loadPolicy(paths.restorePolicy);
       if (values['json']) {
-        process.stdout.write(JSON.stringify(state.policy ? { restores: state.policy.mode === 'dirs' ? state.policy.dirs : state.policy.mode } : { restores: 'damaged', problem: state.damaged }) + '\n');
+        process.stdout.write(
+          JSON.stringify(
+            state.policy
+              ? { restores: state.policy.mode === 'dirs' ? state.policy.dirs : state.policy.mode }
+              : { restores: 'damaged', problem: state.damaged },
+          ) + '\n',
+        );
       } else if (state.policy) {
         process.stdout.write(`${formatPolicy(state.policy)}\n`);
-        process.stderr.write(`${describePolicy(state.policy)}${positionals[0] !== undefined ? ' (a running agent applies it to the next restore order)' : ''}\n`);
+        process.stderr.write(
+          `${describePolicy(state.policy)}${positionals[0] !== undefined ? ' (a running agent applies it to the next restore order)' : ''}\n`,
+        );
       } else {
-        throw new AgentError('E_CONFIG_INVALID', `${state.damaged}: every restore is refused; set it again with 'agent restores anywhere|off|DIR[,DIR...]'`);
+        throw new AgentError(
+          'E_CONFIG_INVALID',
+          `${state.damaged}: every restore is refused; set it again with 'agent restores anywhere|off|DIR[,DIR...]'`,
+        );
       }
       return 0;
     }
@@ -189,7 +210,9 @@ export async function main(argv: string[]): Promise<void> {
   } catch (err) {
     const code = err instanceof BorgpullError ? err.code : 'E_INTERNAL';
     // An error may quote the controller's words (a refused enrollment): nothing in it may act on the terminal.
-    process.stderr.write(`agent: ${terminalSafe(err instanceof Error ? err.message : String(err))}${code === 'E_INTERNAL' ? ' (internal error)' : ''}\n`);
+    process.stderr.write(
+      `agent: ${terminalSafe(err instanceof Error ? err.message : String(err))}${code === 'E_INTERNAL' ? ' (internal error)' : ''}\n`,
+    );
     if (code === 'E_INTERNAL' && process.env['BORGPULL_DEBUG']) process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
     process.exitCode = code === 'E_USAGE' ? 2 : 1;
   }

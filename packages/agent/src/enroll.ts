@@ -3,7 +3,15 @@ import { installBackupKey } from './authorized-keys.js';
 import { dialSession } from './dial.js';
 import { AgentError } from './errors.js';
 import { savePolicy, type RestorePolicy } from './restore-policy.js';
-import { encodePublicKey, ensureSshKey, ensureStateDir, loadOrCreateIdentity, saveEnrollment, type AgentPaths, type Enrollment } from './state.js';
+import {
+  encodePublicKey,
+  ensureSshKey,
+  ensureStateDir,
+  loadOrCreateIdentity,
+  saveEnrollment,
+  type AgentPaths,
+  type Enrollment,
+} from './state.js';
 
 export interface EnrollOptions {
   readonly token: string;
@@ -24,9 +32,13 @@ export interface EnrollOptions {
  */
 export async function enroll(opts: EnrollOptions): Promise<Enrollment> {
   const tok = parseToken(opts.token);
-  if (tok.expiresAt <= Date.now()) throw new AgentError('E_AUTH_TOKEN', 'this enrollment token has expired: ask for a new one (controller token NAME)');
+  if (tok.expiresAt <= Date.now())
+    throw new AgentError('E_AUTH_TOKEN', 'this enrollment token has expired: ask for a new one (controller token NAME)');
   if (!opts.force && (await exists(opts.paths.enrollment))) {
-    throw new AgentError('E_CONFIG_ENROLLED', `already enrolled (${opts.paths.enrollment} exists); pass --force to enroll again with new keys`);
+    throw new AgentError(
+      'E_CONFIG_ENROLLED',
+      `already enrolled (${opts.paths.enrollment} exists); pass --force to enroll again with new keys`,
+    );
   }
   await ensureStateDir(opts.paths);
   // --force starts over with new keys: the old ones may have been revoked for good.

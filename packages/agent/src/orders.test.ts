@@ -1,6 +1,17 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { lchownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  lchownSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -11,7 +22,11 @@ import { agentPaths, type AgentPaths, type Enrollment } from './state.js';
 
 /** A channel that records what the agent sends: the module under test is the order dispatch. */
 function fakeChannel(sent: AgentMessage[]): Channel<AgentMessage, ControllerMessage> {
-  return { notify: (m: AgentMessage) => sent.push(m), reply: (m: AgentMessage) => sent.push(m), close: () => undefined } as unknown as Channel<AgentMessage, ControllerMessage>;
+  return {
+    notify: (m: AgentMessage) => sent.push(m),
+    reply: (m: AgentMessage) => sent.push(m),
+    close: () => undefined,
+  } as unknown as Channel<AgentMessage, ControllerMessage>;
 }
 
 const enrollment: Enrollment = {
@@ -171,12 +186,24 @@ describe('restore orders under the client restore policy (the controller is the 
     const ok = await begin(1, target, { archive: 'pc1-2026\u001b[31m', paths: ['home/alice', 'x\ny'] });
     expect(ok).toMatchObject({ type: 'ok', id: 1 });
     orders.data(1, tar);
-    const res = await order({ type: 'restore.end', id: 2, stream: 1, bytes: tar.length, sha256: createHash('sha256').update(tar).digest() });
+    const res = await order({
+      type: 'restore.end',
+      id: 2,
+      stream: 1,
+      bytes: tar.length,
+      sha256: createHash('sha256').update(tar).digest(),
+    });
     expect(res).toMatchObject({ type: 'restore.result', ok: true });
     expect(readFileSync(join(target, 'f.txt'), 'utf8')).toBe('hello\n');
     const recs = records(p);
     expect(recs.map((r) => r.result)).toEqual(['started', 'ok']);
-    expect(recs[1]).toMatchObject({ refused: false, bytes: tar.length, archive: 'pc1-2026\\x1b[31m', paths: ['home/alice', 'x\\x0ay'], target });
+    expect(recs[1]).toMatchObject({
+      refused: false,
+      bytes: tar.length,
+      archive: 'pc1-2026\\x1b[31m',
+      paths: ['home/alice', 'x\\x0ay'],
+      target,
+    });
     expect(statSync(p.restoreLog).mode & 0o777).toBe(0o600);
   });
 

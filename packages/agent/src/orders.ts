@@ -83,7 +83,12 @@ export class OrderHandler {
           throw err;
         }
         const lastLine = result.stderr.trim().split('\n').slice(-1)[0];
-        await this.finish(msg.stream, { result: result.ok ? 'ok' : 'failed', bytes: result.bytes, files: result.files, ...(result.ok ? {} : { reason: lastLine || `tar exit ${result.tarExit ?? 'killed'}` }) });
+        await this.finish(msg.stream, {
+          result: result.ok ? 'ok' : 'failed',
+          bytes: result.bytes,
+          files: result.files,
+          ...(result.ok ? {} : { reason: lastLine || `tar exit ${result.tarExit ?? 'killed'}` }),
+        });
         this.channel.reply(result);
         return;
       }
@@ -93,7 +98,12 @@ export class OrderHandler {
         return;
       default:
         if ('id' in msg && typeof msg.id === 'number' && msg.type !== 'ok' && msg.type !== 'error') {
-          this.channel.reply({ type: 'error', id: msg.id, code: 'E_AGENT_UNSUPPORTED', message: `this agent does not handle '${msg.type}'` });
+          this.channel.reply({
+            type: 'error',
+            id: msg.id,
+            code: 'E_AGENT_UNSUPPORTED',
+            message: `this agent does not handle '${msg.type}'`,
+          });
         }
     }
   }
@@ -105,7 +115,8 @@ export class OrderHandler {
    */
   private async beginRestore(msg: Extract<ControllerMessage, { type: 'restore.begin' }>): Promise<void> {
     // Reserved before the first await: two orders for one stream never both get past here.
-    if (this.active.has(msg.stream) || this.opening.has(msg.stream)) throw new AgentError('E_RESTORE_BUSY', `restore stream ${msg.stream} is already open`);
+    if (this.active.has(msg.stream) || this.opening.has(msg.stream))
+      throw new AgentError('E_RESTORE_BUSY', `restore stream ${msg.stream} is already open`);
     this.opening.add(msg.stream);
     try {
       await this.openRestore(msg);
@@ -137,7 +148,10 @@ export class OrderHandler {
     this.active.set(msg.stream, { rec, bytes: 0 });
   }
 
-  private async finish(stream: number, o: { result: 'ok' | 'failed' | 'aborted'; bytes?: number; files?: number; reason?: string }): Promise<void> {
+  private async finish(
+    stream: number,
+    o: { result: 'ok' | 'failed' | 'aborted'; bytes?: number; files?: number; reason?: string },
+  ): Promise<void> {
     const a = this.active.get(stream);
     if (!a) return;
     this.active.delete(stream);

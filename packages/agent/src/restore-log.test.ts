@@ -75,7 +75,9 @@ describe('the restore record', () => {
     const victim = join(dir, 'victim');
     writeFileSync(victim, 'keep\n');
     symlinkSync(victim, file);
-    await expect(new RestoreLog(file).append(orderRecord({ stream: 0, target: '/x', result: 'refused' }))).rejects.toMatchObject({ code: 'ELOOP' });
+    await expect(new RestoreLog(file).append(orderRecord({ stream: 0, target: '/x', result: 'refused' }))).rejects.toMatchObject({
+      code: 'ELOOP',
+    });
     expect(readFileSync(victim, 'utf8')).toBe('keep\n');
   });
 

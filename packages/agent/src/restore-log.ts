@@ -180,7 +180,9 @@ export function parseRecord(line: string): RestoreRecord | undefined {
   const num = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x) && x >= 0;
   if (typeof r['order'] !== 'string' || !num(r['time']) || !num(r['stream']) || typeof r['target'] !== 'string') return undefined;
   if (typeof r['result'] !== 'string' || !RESULTS.includes(r['result']) || !num(r['bytes'])) return undefined;
-  const paths = Array.isArray(r['paths']) ? r['paths'].filter((x): x is string => typeof x === 'string').map((x) => clip(x, MAX_PATH)) : undefined;
+  const paths = Array.isArray(r['paths'])
+    ? r['paths'].filter((x): x is string => typeof x === 'string').map((x) => clip(x, MAX_PATH))
+    : undefined;
   return {
     order: clip(r['order'], 32),
     time: r['time'],

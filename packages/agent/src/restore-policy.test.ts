@@ -2,7 +2,16 @@ import { lchownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, sym
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkRestoreTarget, describePolicy, formatPolicy, loadPolicy, parsePolicy, policyFromJson, savePolicy, type RestorePolicy } from './restore-policy.js';
+import {
+  checkRestoreTarget,
+  describePolicy,
+  formatPolicy,
+  loadPolicy,
+  parsePolicy,
+  policyFromJson,
+  savePolicy,
+  type RestorePolicy,
+} from './restore-policy.js';
 
 describe('parsePolicy (the CLI argument)', () => {
   it.each([

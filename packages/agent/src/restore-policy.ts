@@ -13,9 +13,7 @@ import { errnoCode, errorMessage, writeFileAtomic } from '@borgpull/protocol';
 import { AgentError } from './errors.js';
 
 export type RestorePolicy =
-  | { readonly mode: 'anywhere' }
-  | { readonly mode: 'off' }
-  | { readonly mode: 'dirs'; readonly dirs: readonly string[] };
+  { readonly mode: 'anywhere' } | { readonly mode: 'off' } | { readonly mode: 'dirs'; readonly dirs: readonly string[] };
 
 export const DEFAULT_POLICY: RestorePolicy = Object.freeze({ mode: 'anywhere' });
 
@@ -33,10 +31,17 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
  */
 export function parseDir(raw: string): string {
   if (raw.length === 0 || raw.length > MAX_PATH) throw new AgentError('E_USAGE', `a restore directory must be 1 to ${MAX_PATH} characters`);
-  if (CONTROL.test(raw) || raw.includes(',')) throw new AgentError('E_USAGE', 'a restore directory must not contain control characters or commas');
+  if (CONTROL.test(raw) || raw.includes(','))
+    throw new AgentError('E_USAGE', 'a restore directory must not contain control characters or commas');
   if (!raw.startsWith('/')) throw new AgentError('E_USAGE', `a restore directory must be an absolute path, got '${raw}'`);
   const dir = raw.length > 1 ? raw.replace(/\/$/, '') : raw;
-  if (dir !== '/' && dir.slice(1).split('/').some((c) => c === '' || c === '.' || c === '..')) {
+  if (
+    dir !== '/' &&
+    dir
+      .slice(1)
+      .split('/')
+      .some((c) => c === '' || c === '.' || c === '..')
+  ) {
     throw new AgentError('E_USAGE', `a restore directory must be a normalized path (no '.', '..' or '//'), got '${raw}'`);
   }
   return dir;
@@ -78,20 +83,22 @@ export function policyFromJson(text: string): RestorePolicy {
   } catch {
     throw new AgentError('E_CONFIG_INVALID', 'the restore policy file is not JSON');
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new AgentError('E_CONFIG_INVALID', 'the restore policy file must hold an object');
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new AgentError('E_CONFIG_INVALID', 'the restore policy file must hold an object');
   const r = Object.prototype.hasOwnProperty.call(raw, 'restores') ? (raw as Record<string, unknown>)['restores'] : undefined;
   try {
     if (r === 'anywhere' || r === 'off') return parsePolicy(r);
     if (!Array.isArray(r) || r.length === 0 || r.length > MAX_POLICY_DIRS || !r.every((d) => typeof d === 'string')) {
       throw new AgentError('E_CONFIG_INVALID', `"restores" must be "anywhere", "off" or a list of 1 to ${MAX_POLICY_DIRS} directories`);
     }
-    return parsePolicy((r).join(','));
+    return parsePolicy(r.join(','));
   } catch (err) {
     throw new AgentError('E_CONFIG_INVALID', `the restore policy file is damaged: ${errorMessage(err)}`);
   }
 }
 
-export type PolicyState = { readonly policy: RestorePolicy; readonly damaged?: undefined } | { readonly policy?: undefined; readonly damaged: string };
+export type PolicyState =
+  { readonly policy: RestorePolicy; readonly damaged?: undefined } | { readonly policy?: undefined; readonly damaged: string };
 
 /** Reads the policy; a missing file is the default (`anywhere`), a damaged one is reported, never guessed. */
 export async function loadPolicy(file: string): Promise<PolicyState> {

@@ -1,7 +1,18 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
-import { chmodSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  lchownSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -22,7 +33,9 @@ function fakeChannel(): Channel<AgentMessage, ControllerMessage> {
 
 /** GNU tar of `members` under `src`; `--no-recursion` so a partial stream has no parent dir members. */
 function gnuTar(src: string, members: string[], recursive = true): Buffer {
-  return execFileSync('tar', ['-c', '-f', '-', '--format=gnu', '-C', src, ...(recursive ? [] : ['--no-recursion']), ...members], { maxBuffer: 64 * 1024 * 1024 });
+  return execFileSync('tar', ['-c', '-f', '-', '--format=gnu', '-C', src, ...(recursive ? [] : ['--no-recursion']), ...members], {
+    maxBuffer: 64 * 1024 * 1024,
+  });
 }
 
 async function restore(target: string, tar: Buffer): Promise<Extract<AgentMessage, { type: 'restore.result' }>> {
@@ -80,7 +93,10 @@ describe('restores never write through a symlink a user planted', () => {
     const linked = join(base, 'alice-target');
     aliceLink(outside, linked);
     await expect(restore(linked, tar)).rejects.toMatchObject({ code: 'E_RESTORE_TARGET' });
-    await expect(restore(join(linked, 'below'), tar)).rejects.toMatchObject({ code: 'E_RESTORE_TARGET', message: expect.stringMatching(/uid 1000/) });
+    await expect(restore(join(linked, 'below'), tar)).rejects.toMatchObject({
+      code: 'E_RESTORE_TARGET',
+      message: expect.stringMatching(/uid 1000/),
+    });
     expect(readdirSync(outside)).toEqual([]);
   });
 
@@ -141,7 +157,15 @@ describe('restores never write through a symlink a user planted', () => {
     for (const d of [base, target, join(target, 'home')]) chmodSync(d, 0o755); // alice may reach her home
     const stop = join(base, 'stop');
     // alice herself (uid 1000, no privileges) moves the real directory away and plants a link, in a loop.
-    const flipper = spawn('setpriv', ['--reuid=1000', '--regid=1000', '--clear-groups', '/usr/bin/python3', '-c', `
+    const flipper = spawn(
+      'setpriv',
+      [
+        '--reuid=1000',
+        '--regid=1000',
+        '--clear-groups',
+        '/usr/bin/python3',
+        '-c',
+        `
 import os, sys
 home, outside, stop = sys.argv[1:4]
 n = 0
@@ -155,11 +179,24 @@ while not os.path.exists(stop):
     except OSError:
         pass
 print(n)
-`, home, outside, stop], { stdio: ['ignore', 'pipe', 'inherit'] });
+`,
+        home,
+        outside,
+        stop,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let flips = '';
     flipper.stdout.on('data', (d: Buffer) => (flips += d.toString()));
     try {
-      for (const tar of [gnuTar(src, ['home/alice/docs']), gnuTar(src, readdirSync(join(src, 'home/alice/docs')).map((f) => `home/alice/docs/${f}`), false)]) {
+      for (const tar of [
+        gnuTar(src, ['home/alice/docs']),
+        gnuTar(
+          src,
+          readdirSync(join(src, 'home/alice/docs')).map((f) => `home/alice/docs/${f}`),
+          false,
+        ),
+      ]) {
         const r = await restore(target, tar);
         expect(r.files).toBeGreaterThan(0);
         expect(readdirSync(outside)).toEqual([]);
@@ -172,7 +209,7 @@ print(n)
     expect(readdirSync(outside)).toEqual([]);
   });
 
-  it("does not give alice a name elsewhere for her own file through a hard link member whose source she replaced", async () => {
+  it('does not give alice a name elsewhere for her own file through a hard link member whose source she replaced', async () => {
     // The stream's hard link says: usr/tool is root's file home/alice/docs/x. On disk, x is alice's now.
     mkdirSync(join(src, 'usr'));
     writeFileSync(join(src, 'home/alice/docs/x'), 'root file\n');

@@ -10,7 +10,10 @@ import { RestoreStreams, checkTarget } from './restore.js';
 
 /** A channel that records what the agent sends: the one module under test is the restore sink. */
 function fakeChannel(sent: AgentMessage[]): Channel<AgentMessage, ControllerMessage> {
-  return { notify: (m: AgentMessage) => sent.push(m), reply: (m: AgentMessage) => sent.push(m) } as unknown as Channel<AgentMessage, ControllerMessage>;
+  return { notify: (m: AgentMessage) => sent.push(m), reply: (m: AgentMessage) => sent.push(m) } as unknown as Channel<
+    AgentMessage,
+    ControllerMessage
+  >;
 }
 
 /** A tar stream with hostile members, made by Python's tarfile (GNU tar will not write them). */
@@ -45,7 +48,13 @@ describe('agent restore sink', () => {
     execFileSync('mkdir', ['-p', outside]);
     const tar = hostileTar(outside);
     for (let i = 0; i < tar.length; i += 1000) streams.data(7, tar.subarray(i, i + 1000));
-    const result = await streams.end({ type: 'restore.end', id: 2, stream: 7, bytes: tar.length, sha256: createHash('sha256').update(tar).digest() });
+    const result = await streams.end({
+      type: 'restore.end',
+      id: 2,
+      stream: 7,
+      bytes: tar.length,
+      sha256: createHash('sha256').update(tar).digest(),
+    });
     // Nothing escaped: not next to the target, not through the planted link.
     expect(readdirSync(base).sort()).toEqual(['outside', 'target']);
     expect(readdirSync(outside)).toEqual([]);
@@ -74,14 +83,23 @@ describe('agent restore sink', () => {
   it('stops at a corrupt header, keeps what was written before it and reports the stream as broken (tarExit 2)', async () => {
     const base = mkdtempSync(join(tmpdir(), 'bp-restore-'));
     dirs.push(base);
-    execFileSync('sh', ['-c', `mkdir -p ${base}/src && echo one > ${base}/src/a && echo two > ${base}/src/b && tar -cf ${base}/t.tar -C ${base}/src a b`]);
+    execFileSync('sh', [
+      '-c',
+      `mkdir -p ${base}/src && echo one > ${base}/src/a && echo two > ${base}/src/b && tar -cf ${base}/t.tar -C ${base}/src a b`,
+    ]);
     const tar = readFileSync(join(base, 't.tar'));
     tar[512 + 512] ^= 0x20; // b's header name: its checksum no longer matches
     const target = join(base, 'target');
     const streams = new RestoreStreams(fakeChannel([]), pino({ level: 'silent' }));
     await streams.begin({ type: 'restore.begin', id: 1, stream: 1, target });
     streams.data(1, tar);
-    const r = await streams.end({ type: 'restore.end', id: 2, stream: 1, bytes: tar.length, sha256: createHash('sha256').update(tar).digest() });
+    const r = await streams.end({
+      type: 'restore.end',
+      id: 2,
+      stream: 1,
+      bytes: tar.length,
+      sha256: createHash('sha256').update(tar).digest(),
+    });
     expect(readdirSync(target)).toEqual(['a']);
     expect(r).toMatchObject({ ok: false, tarExit: 2, files: 1 });
     expect(r.stderr).toMatch(/restore stopped: .*checksum/);
@@ -96,14 +114,26 @@ describe('agent restore owners', () => {
   it("maps archived names through this machine's passwd with owners 'names', keeps ids with 'numeric'", async () => {
     const base = mkdtempSync(join(tmpdir(), 'bp-owners-'));
     try {
-      execFileSync('sh', ['-c', `mkdir -p ${base}/src && echo x > ${base}/src/f && tar --owner=root:4321 --group=root:4321 -cf ${base}/t.tar -C ${base}/src f`]);
+      execFileSync('sh', [
+        '-c',
+        `mkdir -p ${base}/src && echo x > ${base}/src/f && tar --owner=root:4321 --group=root:4321 -cf ${base}/t.tar -C ${base}/src f`,
+      ]);
       const tar = readFileSync(join(base, 't.tar'));
-      for (const [owners, uid] of [['names', 0], ['numeric', 4321]] as const) {
+      for (const [owners, uid] of [
+        ['names', 0],
+        ['numeric', 4321],
+      ] as const) {
         const target = join(base, owners);
         const streams = new RestoreStreams(fakeChannel([]), pino({ level: 'silent' }));
         await streams.begin({ type: 'restore.begin', id: 1, stream: 1, target, owners });
         streams.data(1, tar);
-        const r = await streams.end({ type: 'restore.end', id: 2, stream: 1, bytes: tar.length, sha256: createHash('sha256').update(tar).digest() });
+        const r = await streams.end({
+          type: 'restore.end',
+          id: 2,
+          stream: 1,
+          bytes: tar.length,
+          sha256: createHash('sha256').update(tar).digest(),
+        });
         expect(r.ok, r.stderr).toBe(true);
         expect(statSync(join(target, 'f')).uid).toBe(uid);
       }

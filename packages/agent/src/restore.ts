@@ -114,9 +114,15 @@ class RestoreStream {
     if (x.notWritten > x.messages.length) lines.push(`(${x.notWritten - x.messages.length} more not shown)`);
     if (this.fatal !== undefined) lines.push(`restore stopped: ${this.fatal}`);
     if (x.notWritten > 0) lines.push(`${x.notWritten} member(s) not written, ${x.written} written; the first: ${x.messages[0] ?? ''}`);
-    if (!intact) lines.unshift(`stream check failed: got ${this.bytes} bytes, the controller sent ${expected.bytes}, checksums ${sameHash ? 'match' : 'differ'}`);
+    if (!intact)
+      lines.unshift(
+        `stream check failed: got ${this.bytes} bytes, the controller sent ${expected.bytes}, checksums ${sameHash ? 'match' : 'differ'}`,
+      );
     const stderr = lines.length > 0 ? `${lines.join('\n')}\n` : '';
-    this.log.info({ stream: this.stream, bytes: this.bytes, files: x.written, notWritten: x.notWritten, tarExit, ok }, 'restore stream finished');
+    this.log.info(
+      { stream: this.stream, bytes: this.bytes, files: x.written, notWritten: x.notWritten, tarExit, ok },
+      'restore stream finished',
+    );
     return { type: 'restore.result', id: 0, stream: this.stream, ok, bytes: this.bytes, files: x.written, sha256, tarExit, stderr };
   }
 
@@ -164,7 +170,17 @@ export class RestoreStreams {
     if (this.streams.has(msg.stream)) throw new AgentError('E_RESTORE_BUSY', `restore stream ${msg.stream} is already open`);
     const target = openRestoreTarget(msg.target);
     try {
-      this.streams.set(msg.stream, new RestoreStream(msg.stream, target.path, target.fd, msg.owners ?? 'numeric', this.channel, this.log.child({ component: 'restore' })));
+      this.streams.set(
+        msg.stream,
+        new RestoreStream(
+          msg.stream,
+          target.path,
+          target.fd,
+          msg.owners ?? 'numeric',
+          this.channel,
+          this.log.child({ component: 'restore' }),
+        ),
+      );
     } catch (err) {
       closeSync(target.fd);
       throw err;

@@ -1,7 +1,17 @@
 import { mkdir, readFile, chmod, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { decodePublicKey, encodePublicKey, errnoCode, errorMessage, generateIdentity, parseIdentity, serializeIdentity, writeFileAtomic, type IdentityKeys } from '@borgpull/protocol';
+import {
+  decodePublicKey,
+  encodePublicKey,
+  errnoCode,
+  errorMessage,
+  generateIdentity,
+  parseIdentity,
+  serializeIdentity,
+  writeFileAtomic,
+  type IdentityKeys,
+} from '@borgpull/protocol';
 import { AgentError } from './errors.js';
 
 export const DEFAULT_AGENT_STATE_DIR = '/var/lib/borgpull-agent';
@@ -83,13 +93,18 @@ export async function saveEnrollment(p: AgentPaths, e: Enrollment): Promise<void
   await writeFileAtomic(p.enrollment, JSON.stringify(e, null, 2) + '\n', 0o600);
 }
 
-export async function loadEnrollment(p: AgentPaths): Promise<{ enrollment: Enrollment; identity: IdentityKeys; controllerKey: Uint8Array }> {
+export async function loadEnrollment(
+  p: AgentPaths,
+): Promise<{ enrollment: Enrollment; identity: IdentityKeys; controllerKey: Uint8Array }> {
   let raw: unknown;
   try {
     raw = JSON.parse(await readFile(p.enrollment, 'utf8'));
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') {
-      throw new AgentError('E_CONFIG_NOT_ENROLLED', `this agent is not enrolled (no ${p.enrollment}): run 'agent enroll TOKEN' first (or pass --state-dir)`);
+      throw new AgentError(
+        'E_CONFIG_NOT_ENROLLED',
+        `this agent is not enrolled (no ${p.enrollment}): run 'agent enroll TOKEN' first (or pass --state-dir)`,
+      );
     }
     throw new AgentError('E_CONFIG_INVALID', `cannot read ${p.enrollment}: ${errorMessage(err)}`);
   }

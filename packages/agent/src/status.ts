@@ -50,7 +50,10 @@ export async function formatStatus(paths: AgentPaths, s: AgentStatus): Promise<s
 
 export function restoreLine(r: RestoreRecord): string {
   const when = new Date(r.time).toISOString().replace('T', ' ').slice(0, 19);
-  const what = r.archive !== undefined ? `${r.archive}${r.paths?.length ? ` [${r.paths.join(' ')}${(r.pathCount ?? 0) > r.paths.length ? ' ...' : ''}]` : ''}` : 'archive not named';
+  const what =
+    r.archive !== undefined
+      ? `${r.archive}${r.paths?.length ? ` [${r.paths.join(' ')}${(r.pathCount ?? 0) > r.paths.length ? ' ...' : ''}]` : ''}`
+      : 'archive not named';
   const size = r.result === 'refused' ? '' : `, ${r.bytes} bytes${r.files !== undefined ? `, ${r.files} entries` : ''}`;
   const result = r.result === 'started' ? 'STARTED (no outcome yet)' : r.result.toUpperCase();
   return `${when} UTC  ${result}  -> ${r.target}  ${what}${size}${r.reason ? `: ${r.reason}` : ''}`;

@@ -42,30 +42,56 @@ export class Tunnel {
     const args = [
       '-N',
       '-v',
-      '-F', '/dev/null',
-      '-M', '-S', this.paths.tunnelControl,
-      '-R', `127.0.0.1:${order.port}:127.0.0.1:${this.sshdPort}`,
-      '-p', String(order.sshPort),
-      '-i', this.paths.sshKey,
-      '-o', 'IdentitiesOnly=yes',
-      '-o', 'ExitOnForwardFailure=yes',
-      '-o', 'ServerAliveInterval=15',
-      '-o', 'ServerAliveCountMax=3',
-      '-o', 'BatchMode=yes',
-      '-o', 'StrictHostKeyChecking=yes',
-      '-o', `UserKnownHostsFile=${this.paths.knownHosts}`,
-      '-o', 'GlobalKnownHostsFile=/dev/null',
-      '-o', `HostKeyAlias=${HOST_ALIAS}`,
-      '-o', 'ConnectTimeout=15',
+      '-F',
+      '/dev/null',
+      '-M',
+      '-S',
+      this.paths.tunnelControl,
+      '-R',
+      `127.0.0.1:${order.port}:127.0.0.1:${this.sshdPort}`,
+      '-p',
+      String(order.sshPort),
+      '-i',
+      this.paths.sshKey,
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      'ExitOnForwardFailure=yes',
+      '-o',
+      'ServerAliveInterval=15',
+      '-o',
+      'ServerAliveCountMax=3',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      `UserKnownHostsFile=${this.paths.knownHosts}`,
+      '-o',
+      'GlobalKnownHostsFile=/dev/null',
+      '-o',
+      `HostKeyAlias=${HOST_ALIAS}`,
+      '-o',
+      'ConnectTimeout=15',
       `${order.user}@${order.sshHost}`,
     ];
-    const proc = execa('ssh', args, { stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', buffer: false, reject: false, forceKillAfterDelay: 2000 });
+    const proc = execa('ssh', args, {
+      stdin: 'ignore',
+      stdout: 'ignore',
+      stderr: 'pipe',
+      buffer: false,
+      reject: false,
+      forceKillAfterDelay: 2000,
+    });
     this.proc = proc;
     const log = this.log.child({ component: 'tunnel', port: order.port });
     let tail = '';
     await new Promise<void>((resolve, reject) => {
       let settled = false;
-      const timer = setTimeout(() => finish(new AgentError('E_TUNNEL_TIMEOUT', `ssh did not set up the forward within ${OPEN_TIMEOUT_MS / 1000}s`)), OPEN_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => finish(new AgentError('E_TUNNEL_TIMEOUT', `ssh did not set up the forward within ${OPEN_TIMEOUT_MS / 1000}s`)),
+        OPEN_TIMEOUT_MS,
+      );
       const finish = (err?: Error): void => {
         if (settled) return;
         settled = true;
@@ -112,7 +138,18 @@ export class Tunnel {
   private async setNoDelay(order: TunnelOrder, log: Logger): Promise<void> {
     const res = await execa(
       'ssh',
-      ['-S', this.paths.tunnelControl, '-T', '-F', '/dev/null', '-o', 'BatchMode=yes', '-p', String(order.sshPort), `${order.user}@${order.sshHost}`],
+      [
+        '-S',
+        this.paths.tunnelControl,
+        '-T',
+        '-F',
+        '/dev/null',
+        '-o',
+        'BatchMode=yes',
+        '-p',
+        String(order.sshPort),
+        `${order.user}@${order.sshHost}`,
+      ],
       { stdin: 'ignore', reject: false, timeout: 10_000 },
     );
     if (res.timedOut) log.warn('the tunnel session that enables TCP_NODELAY did not end; backups may be slow');
@@ -134,9 +171,7 @@ export class Tunnel {
 }
 
 function explain(exitCode: number | undefined, stderr: string): string {
-  const lines = stderr
-    .split('\n')
-    .filter((l) => l && !l.startsWith('debug') && !l.startsWith('OpenSSH_') && !l.startsWith('Transferred'));
+  const lines = stderr.split('\n').filter((l) => l && !l.startsWith('debug') && !l.startsWith('OpenSSH_') && !l.startsWith('Transferred'));
   const last = lines.slice(-3).join('; ').trim();
   if (/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/.test(stderr)) {
     return "the backup server's ssh host key does not match the pinned one";

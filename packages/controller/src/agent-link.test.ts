@@ -10,7 +10,15 @@ const INTERVAL = 1000;
 function link(): { l: AgentLink; ws: EventEmitter & { ping: ReturnType<typeof vi.fn>; terminate: ReturnType<typeof vi.fn> } } {
   const ws = Object.assign(new EventEmitter(), { ping: vi.fn(), terminate: vi.fn(), close: vi.fn() });
   const channel = { close: vi.fn() } as unknown as Channel<ControllerMessage, AgentMessage>;
-  const l = new AgentLink('pc1', '127.0.0.1:1', 'borgpull-agent/0', ws as unknown as WebSocket, channel, pino({ level: 'silent' }), INTERVAL);
+  const l = new AgentLink(
+    'pc1',
+    '127.0.0.1:1',
+    'borgpull-agent/0',
+    ws as unknown as WebSocket,
+    channel,
+    pino({ level: 'silent' }),
+    INTERVAL,
+  );
   return { l, ws };
 }
 

@@ -1,11 +1,6 @@
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
-import {
-  Channel,
-  Heartbeat,
-  type AgentMessage,
-  type ControllerMessage,
-} from '@borgpull/protocol';
+import { Channel, Heartbeat, type AgentMessage, type ControllerMessage } from '@borgpull/protocol';
 
 export type LinkState = 'open' | 'closed';
 

@@ -84,13 +84,17 @@ export function addressKey(address: string | undefined): string {
   const h = head ? head.split(':') : [];
   const t = tail ? tail.split(':') : [];
   const groups = address.includes('::') ? [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t] : h;
-  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => parseInt(g, 16).toString(16))
+    .join(':')}::/64`;
 }
 
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(listen);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || !(port >= 0 && port <= 65535)) throw new ControllerError('E_CONFIG_LISTEN', `listen address must be HOST:PORT, got '${listen}'`);
+  if (!m || !(port >= 0 && port <= 65535))
+    throw new ControllerError('E_CONFIG_LISTEN', `listen address must be HOST:PORT, got '${listen}'`);
   return { host: m[1] ?? '', port };
 }
 
@@ -141,7 +145,10 @@ export class AgentServer {
     for (const ws of this.pending) ws.terminate();
     for (const l of this.links) l.close(1001, reason);
     await new Promise<void>((resolve) => {
-      if (!this.http) { resolve(); return; }
+      if (!this.http) {
+        resolve();
+        return;
+      }
       this.http.close(() => resolve());
       this.http.closeAllConnections();
     });
@@ -218,7 +225,8 @@ export class AgentServer {
     };
 
     ws.on('error', (err: Error & { code?: string }) => {
-      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') log.warn({ code: 'E_PROTO_FRAME_TOO_LARGE', step }, 'frame above the size limit, closing');
+      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH')
+        log.warn({ code: 'E_PROTO_FRAME_TOO_LARGE', step }, 'frame above the size limit, closing');
       else log.debug({ err: err.message }, 'socket error');
     });
     ws.on('close', () => {
@@ -255,7 +263,10 @@ export class AgentServer {
         const frame = toBuffer(data);
         // One socket read can complete a frame larger than the byte budget before it is counted.
         if (frame.length > PRE_AUTH_MAX_FRAME_BYTES) {
-          throw new ProtocolError('E_PROTO_FRAME_TOO_LARGE', `handshake frame of ${frame.length} bytes exceeds ${PRE_AUTH_MAX_FRAME_BYTES}`);
+          throw new ProtocolError(
+            'E_PROTO_FRAME_TOO_LARGE',
+            `handshake frame of ${frame.length} bytes exceeds ${PRE_AUTH_MAX_FRAME_BYTES}`,
+          );
         }
         if (step === 'hello') {
           ws.send(hs.onHello(frame));
@@ -307,7 +318,15 @@ export class AgentServer {
       return;
     }
     const name = this.opts.nameOf(auth.agentKey);
-    const link = new AgentLink(name, address, auth.software, ws, channel, log.child({ agentId: name }), this.opts.heartbeatMs ?? HEARTBEAT_MS);
+    const link = new AgentLink(
+      name,
+      address,
+      auth.software,
+      ws,
+      channel,
+      log.child({ agentId: name }),
+      this.opts.heartbeatMs ?? HEARTBEAT_MS,
+    );
     this.links.add(link);
     ws.on('close', (code, reason) => {
       this.links.delete(link);

@@ -25,7 +25,14 @@ export function parseSemver(text: string): SemVer | undefined {
   if (text.length === 0 || text.length > MAX_VERSION) return undefined;
   const plus = text.indexOf('+');
   const main = plus === -1 ? text : text.slice(0, plus);
-  if (plus !== -1 && !text.slice(plus + 1).split('.').every((b) => ALNUM.test(b))) return undefined;
+  if (
+    plus !== -1 &&
+    !text
+      .slice(plus + 1)
+      .split('.')
+      .every((b) => ALNUM.test(b))
+  )
+    return undefined;
   const dash = main.indexOf('-');
   const coreText = dash === -1 ? main : main.slice(0, dash);
   const [major, minor, patch, ...more] = coreText.split('.');

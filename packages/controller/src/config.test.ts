@@ -36,7 +36,12 @@ describe('config: job limits', () => {
     expect(c.agents['free']?.quota).toBe(0);
     expect(c.agents['plain']?.quota).toBeUndefined();
     const file = configJson(c);
-    expect(file).toMatchObject({ timeLimit: '6h', quota: '500G', minFreeSpace: '10G', agents: { big: { timeLimit: '3d', quota: '2T' }, free: { quota: 'none' } } });
+    expect(file).toMatchObject({
+      timeLimit: '6h',
+      quota: '500G',
+      minFreeSpace: '10G',
+      agents: { big: { timeLimit: '3d', quota: '2T' }, free: { quota: 'none' } },
+    });
     expect(validateConfig(JSON.parse(JSON.stringify(file)))).toEqual(c);
   });
 
@@ -77,7 +82,9 @@ describe('config: job limits', () => {
   });
 
   it('names the key that is wrong, in one line', () => {
-    expect(() => validateConfig({ ...base, agents: { pc1: { quota: '5X' } } })).toThrow(/^config: agents\.pc1\.quota '5X' is not a size[^\n]*$/);
+    expect(() => validateConfig({ ...base, agents: { pc1: { quota: '5X' } } })).toThrow(
+      /^config: agents\.pc1\.quota '5X' is not a size[^\n]*$/,
+    );
     expect(() => validateConfig({ ...base, timeLimit: -5 })).toThrow(/^config: timeLimit must be in 1s\.\.30d$/);
   });
 

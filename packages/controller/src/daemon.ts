@@ -72,7 +72,11 @@ export class ControllerDaemon {
     // The tunnel keys only limit what sshd's own rules allow: refuse to hand
     // out any while that sshd would let a client forward Unix sockets, other
     // ports, or run a command (sshd-check.ts).
-    const sshd = await requireSafeSshd({ sshdConfig: this.config.sshdConfig, tunnelUser: this.config.tunnelUser, sshPort: this.config.sshPort });
+    const sshd = await requireSafeSshd({
+      sshdConfig: this.config.sshdConfig,
+      tunnelUser: this.config.tunnelUser,
+      sshPort: this.config.sshPort,
+    });
     this.log.info({ sshd: sshd.sshd, sshdConfig: sshd.sshdConfig, checks: sshd.checks.length }, 'tunnel sshd rules checked');
     this.identity = await loadIdentity(this.paths);
     this.registry = await Registry.open(this.paths.root);
@@ -87,7 +91,12 @@ export class ControllerDaemon {
     this.jobs = jobs;
     // The admin socket first: it is what says no other daemon owns this state
     // directory (E_DAEMON_RUNNING), and recovery must never touch a live daemon's jobs.
-    this.admin = new AdminServer(adminSocketPath(this.paths.root), ADMIN_API, this.adminHandlers(jobs), this.log.child({ component: 'admin' }));
+    this.admin = new AdminServer(
+      adminSocketPath(this.paths.root),
+      ADMIN_API,
+      this.adminHandlers(jobs),
+      this.log.child({ component: 'admin' }),
+    );
     await this.admin.start();
     // Crash recovery, now: a job command that arrives meanwhile waits for it.
     try {
@@ -144,7 +153,8 @@ export class ControllerDaemon {
       throw new ControllerError('E_AUTH_UNKNOWN_KEY', 'unknown agent key: enroll first with a token');
     }
     // An enrolling hello proves the token whoever sends it, enrolled or not.
-    if (this.registry.byKey(key)) throw new ControllerError('E_AUTH_TOKEN', 'this agent key is already enrolled; enroll with new keys (agent enroll --force)');
+    if (this.registry.byKey(key))
+      throw new ControllerError('E_AUTH_TOKEN', 'this agent key is already enrolled; enroll with new keys (agent enroll --force)');
     const tok = this.registry.token(enroll.tokenId);
     if (!tok) throw new ControllerError('E_AUTH_TOKEN', 'unknown enrollment token');
     if (tok.usedAt !== undefined) throw new ControllerError('E_AUTH_TOKEN', 'enrollment token was already used');

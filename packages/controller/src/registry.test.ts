@@ -39,7 +39,10 @@ describe('Registry', () => {
     expect(reg.get('pc1')?.lastSeen).toBe(999);
     expect(readFileSync(join(d, 'registry.json'), 'utf8')).toBe(before);
     await reg.close();
-    expect((JSON.parse(readFileSync(join(d, 'registry.json'), 'utf8')) as { agents: Record<string, { lastSeen: number }> }).agents['pc1']?.lastSeen).toBe(999);
+    expect(
+      (JSON.parse(readFileSync(join(d, 'registry.json'), 'utf8')) as { agents: Record<string, { lastSeen: number }> }).agents['pc1']
+        ?.lastSeen,
+    ).toBe(999);
   });
 
   it('refuses a second enrollment of a key and remembers revoked keys', async () => {
@@ -47,7 +50,9 @@ describe('Registry', () => {
     await reg.addToken(token('t1', 'pc1'));
     await reg.addToken(token('t2', 'pc2'));
     await reg.enroll('t1', { name: 'pc1', publicKey: 'bp-ed25519:K1', enrolledAt: 1, sshKey: 'ssh-ed25519 AAAA' }, 40000);
-    await expect(reg.enroll('t2', { name: 'pc2', publicKey: 'bp-ed25519:K1', enrolledAt: 1, sshKey: 'ssh-ed25519 AAAA' }, 40000)).rejects.toMatchObject({
+    await expect(
+      reg.enroll('t2', { name: 'pc2', publicKey: 'bp-ed25519:K1', enrolledAt: 1, sshKey: 'ssh-ed25519 AAAA' }, 40000),
+    ).rejects.toMatchObject({
       code: 'E_AUTH_TOKEN',
     });
     await reg.revoke('pc1');

@@ -71,7 +71,7 @@ describe('checkSshd (real sshd -T)', () => {
     expect(failing(old)).toEqual(['AllowStreamLocalForwarding', 'ForceCommand', 'PermitUserRC']);
     const line = unsafeMessage(old);
     expect(line).not.toContain('\n');
-    expect(line).toContain("AllowStreamLocalForwarding is yes");
+    expect(line).toContain('AllowStreamLocalForwarding is yes');
     expect(line).toContain("add 'AllowStreamLocalForwarding no' to its 'Match User borgpull' block");
   });
 

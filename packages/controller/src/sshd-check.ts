@@ -71,7 +71,12 @@ interface Rule {
 /** Every rule the tunnel user's effective settings must pass. `sshd -T` prints keywords in lowercase. */
 export const RULES: readonly Rule[] = [
   { setting: 'AllowTcpForwarding', want: 'remote', why: "the agents' -R, and no -L/-W from the server", ok: (v) => v === 'remote' },
-  { setting: 'DisableForwarding', want: 'no', why: "'yes' overrides AllowTcpForwarding: every tunnel would be refused", ok: (v) => v === 'no' },
+  {
+    setting: 'DisableForwarding',
+    want: 'no',
+    why: "'yes' overrides AllowTcpForwarding: every tunnel would be refused",
+    ok: (v) => v === 'no',
+  },
   { setting: 'AllowStreamLocalForwarding', want: 'no', why: 'no Unix-socket forwarding, either way', ok: (v) => v === 'no' },
   { setting: 'GatewayPorts', want: 'no', why: 'forwarded ports stay on loopback', ok: (v) => v === 'no' },
   { setting: 'PermitTunnel', want: 'no', why: 'no tun/tap devices', ok: (v) => v === 'no' },
@@ -109,8 +114,10 @@ export function parseSshdT(text: string): Map<string, string> {
 
 /** Printable, one line, bounded: for values and messages that came from another program. */
 export function clean(s: string): string {
-   
-  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?').trim().slice(0, MAX_VALUE);
+  return s
+    .replace(/[\u0000-\u001f\u007f-\u009f]/g, '?')
+    .trim()
+    .slice(0, MAX_VALUE);
 }
 
 /** Evaluates the rules over the settings sshd reported for each client address. */
@@ -124,8 +131,16 @@ export function evaluate(perAddress: ReadonlyMap<string, ReadonlyMap<string, str
       if (!rule.ok(v)) ok = false;
       seen.set(v, [...(seen.get(v) ?? []), addr]);
     }
-    const found = seen.size === 1 ? [...seen.keys()][0] ?? '' : [...seen].map(([v, addrs]) => `${v} (from ${addrs.join(', ')})`).join(', ');
-    return { setting: rule.setting, ok, found, want: `${rule.setting} ${rule.want}`, why: rule.why, where: rule.global ? 'global' : 'match' };
+    const found =
+      seen.size === 1 ? ([...seen.keys()][0] ?? '') : [...seen].map(([v, addrs]) => `${v} (from ${addrs.join(', ')})`).join(', ');
+    return {
+      setting: rule.setting,
+      ok,
+      found,
+      want: `${rule.setting} ${rule.want}`,
+      why: rule.why,
+      where: rule.global ? 'global' : 'match',
+    };
   });
 }
 
@@ -163,7 +178,8 @@ export async function checkSshd(opts: SshdCheckOptions): Promise<SshdReport> {
       extendEnv: false,
     });
     if (res.exitCode !== 0 || res.failed) {
-      const why = clean(res.stderr.split('\n').find((l) => l.trim() !== '') ?? '') || (res.timedOut ? 'timed out' : `exit ${res.exitCode ?? '?'}`);
+      const why =
+        clean(res.stderr.split('\n').find((l) => l.trim() !== '') ?? '') || (res.timedOut ? 'timed out' : `exit ${res.exitCode ?? '?'}`);
       throw new ControllerError(
         'E_SSHD_CHECK',
         `cannot read the tunnel sshd's settings ('${sshd} -T -f ${opts.sshdConfig}'): ${why}; fix the sshd config, or set sshdConfig in config.json to the one the tunnel sshd uses`,
@@ -187,7 +203,13 @@ export function unsafeMessage(report: SshdReport): string {
   const bad = report.checks.filter((c) => !c.ok);
   const first = bad[0];
   if (!first) return '';
-  const more = bad.length > 1 ? `; ${bad.length - 1} more: ${bad.slice(1).map((c) => c.setting).join(', ')}` : '';
+  const more =
+    bad.length > 1
+      ? `; ${bad.length - 1} more: ${bad
+          .slice(1)
+          .map((c) => c.setting)
+          .join(', ')}`
+      : '';
   return (
     `the tunnel sshd (${report.sshdConfig}) lets user ${report.tunnelUser} do more than its tunnel: ` +
     `${first.setting} is ${first.found} (${first.why}); ${placement(first, report.tunnelUser)}${more} ` +

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { endTunnelSession } from './tunnel-sessions.js';
 
 describe('endTunnelSession', () => {
-  it('leaves a listener that is not the tunnel user\'s sshd alone, and reports it', async () => {
+  it("leaves a listener that is not the tunnel user's sshd alone, and reports it", async () => {
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as AddressInfo).port;

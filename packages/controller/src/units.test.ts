@@ -121,6 +121,7 @@ describe('parseDuration', () => {
     expect(formatDuration(5_400)).toBe('1h30m');
     expect(formatDuration(3 * 86_400)).toBe('3d');
     expect(formatDuration(45)).toBe('45s');
-    for (const s of [1, 59, 61, 3599, 86_400, 2 * 86_400 + 1, 30 * 86_400]) expect(parseDuration(formatDuration(s), 1, 30 * 86_400)).toBe(s);
+    for (const s of [1, 59, 61, 3599, 86_400, 2 * 86_400 + 1, 30 * 86_400])
+      expect(parseDuration(formatDuration(s), 1, 30 * 86_400)).toBe(s);
   });
 });

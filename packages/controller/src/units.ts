@@ -82,7 +82,11 @@ export function parseDuration(v: unknown, min: number, max: number): number | st
   } else if (typeof v === 'string') {
     const m = DURATION_RE.exec(v);
     if (!m || v === '') return `'${v.slice(0, 40)}' is not a duration (use e.g. 24h, 90m, 1h30m, 2d, 45s)`;
-    s = Number(m[1] ?? 0) * DURATION_UNITS.d + Number(m[2] ?? 0) * DURATION_UNITS.h + Number(m[3] ?? 0) * DURATION_UNITS.m + Number(m[4] ?? 0);
+    s =
+      Number(m[1] ?? 0) * DURATION_UNITS.d +
+      Number(m[2] ?? 0) * DURATION_UNITS.h +
+      Number(m[3] ?? 0) * DURATION_UNITS.m +
+      Number(m[4] ?? 0);
   } else {
     return 'must be a duration such as "24h" or a number of seconds';
   }
@@ -96,7 +100,19 @@ export function formatDuration(seconds: number): string {
   let rest = seconds;
   let out = '';
   // Whole days read worse than hours up to two days ("36h", not "1d12h").
-  const units: Array<[string, number]> = seconds >= 2 * 86_400 ? [['d', 86_400], ['h', 3_600], ['m', 60], ['s', 1]] : [['h', 3_600], ['m', 60], ['s', 1]];
+  const units: Array<[string, number]> =
+    seconds >= 2 * 86_400
+      ? [
+          ['d', 86_400],
+          ['h', 3_600],
+          ['m', 60],
+          ['s', 1],
+        ]
+      : [
+          ['h', 3_600],
+          ['m', 60],
+          ['s', 1],
+        ];
   for (const [u, f] of units) {
     const n = Math.floor(rest / f);
     if (n > 0) out += `${n}${u}`;

@@ -39,7 +39,11 @@ function setup(requestTimeoutMs?: number): {
     decode: decodeAgentMessage,
     ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs }),
   });
-  const agt = new Channel<AgentMessage, ControllerMessage>({ socket: agtSock, session: new Session(a2c, c2a), decode: decodeControllerMessage });
+  const agt = new Channel<AgentMessage, ControllerMessage>({
+    socket: agtSock,
+    session: new Session(a2c, c2a),
+    decode: decodeControllerMessage,
+  });
   ctlSock.peer = (f) => agt.receive(f);
   agtSock.peer = (f) => ctl.receive(f);
   return { ctl, agt, ctlSock, agtSock, a2c, c2a };
@@ -65,7 +69,8 @@ describe('channel', () => {
   it('an error reply rejects with its code and message', async () => {
     const { ctl, agt } = setup();
     agt.onMessage = (m) => {
-      if ('id' in m && typeof m.id === 'number') agt.reply({ type: 'error', id: m.id, code: 'E_RESTORE_BUSY', message: 'a restore is running' });
+      if ('id' in m && typeof m.id === 'number')
+        agt.reply({ type: 'error', id: m.id, code: 'E_RESTORE_BUSY', message: 'a restore is running' });
     };
     const err = await ctl.request({ type: 'restore.begin', stream: 1, target: '/r' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BorgpullError);
@@ -83,8 +88,16 @@ describe('channel', () => {
       { type: 'restore.end', stream: 1, bytes: 0, sha256: new Uint8Array(32) } as const,
       (id: number): AgentMessage => ({ type: 'host.report', id, hostname: 'h', passwd: '', group: '', mounts: '', sshHostKey: 'k' }),
     ],
-    ['tunnel.open answered with ok', { type: 'tunnel.open', sshHost: 'h', sshPort: 22, user: 'u', port: 4000, hostKey: 'k' } as const, (id: number): AgentMessage => ({ type: 'ok', id })],
-    ['tunnel.close answered with tunnel.opened', { type: 'tunnel.close' } as const, (id: number): AgentMessage => ({ type: 'tunnel.opened', id })],
+    [
+      'tunnel.open answered with ok',
+      { type: 'tunnel.open', sshHost: 'h', sshPort: 22, user: 'u', port: 4000, hostKey: 'k' } as const,
+      (id: number): AgentMessage => ({ type: 'ok', id }),
+    ],
+    [
+      'tunnel.close answered with tunnel.opened',
+      { type: 'tunnel.close' } as const,
+      (id: number): AgentMessage => ({ type: 'tunnel.opened', id }),
+    ],
   ])('%s rejects with E_PROTO_REPLY', async (_name, request, answer) => {
     const { ctl, agt } = setup();
     agt.onMessage = (m) => {
@@ -130,7 +143,14 @@ describe('channel', () => {
     const seenByAgent: ControllerMessage[] = [];
     agt.onMessage = (m) => seenByAgent.push(m);
     ctl.onMessage = (m) => {
-      if (m.type === 'enroll') ctl.reply({ type: 'enrolled', id: m.id, name: 'n', tunnel: { sshHost: 'h', sshPort: 22, user: 'u', port: 4000, hostKey: 'k' }, sftpKey: 'k' });
+      if (m.type === 'enroll')
+        ctl.reply({
+          type: 'enrolled',
+          id: m.id,
+          name: 'n',
+          tunnel: { sshHost: 'h', sshPort: 22, user: 'u', port: 4000, hostKey: 'k' },
+          sftpKey: 'k',
+        });
     };
     const p1 = ctl.request({ type: 'tunnel.close' }); // id 1, agent does not answer yet
     const enrolled = await agt.request({ type: 'enroll', sshKey: 'ssh-ed25519 AAAA' }); // also id 1

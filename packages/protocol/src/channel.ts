@@ -170,8 +170,7 @@ export class Channel<Out extends { type: string }, In extends { type: string }> 
   }
 
   #fail(err: unknown): void {
-    const perr =
-      err instanceof ProtocolError ? err : new ProtocolError('E_PROTO_DECODE', 'undecodable frame', { cause: err });
+    const perr = err instanceof ProtocolError ? err : new ProtocolError('E_PROTO_DECODE', 'undecodable frame', { cause: err });
     this.onError(perr);
     this.#shutdown(`protocol error: ${perr.message}`, CLOSE_POLICY_VIOLATION, perr);
   }

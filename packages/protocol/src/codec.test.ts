@@ -1,13 +1,6 @@
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import {
-  MAX_MESSAGE_BYTES,
-  decodeAgentMessage,
-  decodeControllerMessage,
-  decodeHandshake,
-  encodeMessage,
-  packValue,
-} from './codec.js';
+import { MAX_MESSAGE_BYTES, decodeAgentMessage, decodeControllerMessage, decodeHandshake, encodeMessage, packValue } from './codec.js';
 import { ProtocolError } from './errors.js';
 import type { AgentMessage, ControllerMessage, HandshakeMessage } from './messages.js';
 
@@ -46,7 +39,14 @@ const controllerMessages: ControllerMessage[] = [
   { type: 'error', id: 9, code: 'E_JOB_BUSY', message: 'busy' },
   { type: 'error', code: 'E_PROTO_DECODE', message: '' },
   { type: 'credit', stream: 1, bytes: 4 * 1024 * 1024 },
-  { type: 'restore.begin', id: 10, stream: 4, target: '/srv/restore', archive: 'pc1-2026-11-29T10:00:00', paths: ['home/alice', 'etc/hostname'] },
+  {
+    type: 'restore.begin',
+    id: 10,
+    stream: 4,
+    target: '/srv/restore',
+    archive: 'pc1-2026-11-29T10:00:00',
+    paths: ['home/alice', 'etc/hostname'],
+  },
   // A file name may hold a newline: the decoder bounds it, the agent escapes it before storing it.
   { type: 'restore.begin', id: 11, stream: 5, target: '/srv/restore', archive: 'a\tb', paths: ['home/x\ny'] },
 ];
@@ -55,7 +55,15 @@ const agentMessages: AgentMessage[] = [
   { type: 'enroll', id: 1, sshKey: 'ssh-ed25519 AAAA agent' },
   { type: 'tunnel.opened', id: 2 },
   { type: 'tunnel.closed', port: 40001, reason: 'ssh exited 255' },
-  { type: 'host.report', id: 3, hostname: 'web1', passwd: 'root:x:0:0::/root:/bin/sh\n', group: 'root:x:0:\n', mounts: '/dev/sda1 / ext4 rw 0 0\n', sshHostKey: 'ssh-ed25519 AAAAhost' },
+  {
+    type: 'host.report',
+    id: 3,
+    hostname: 'web1',
+    passwd: 'root:x:0:0::/root:/bin/sh\n',
+    group: 'root:x:0:\n',
+    mounts: '/dev/sda1 / ext4 rw 0 0\n',
+    sshHostKey: 'ssh-ed25519 AAAAhost',
+  },
   { type: 'restore.result', id: 4, stream: 1, ok: true, bytes: 10, files: 2, sha256: b32, tarExit: 0, stderr: '' },
   { type: 'restore.result', id: 4, stream: 1, ok: false, bytes: 0, files: 0, sha256: b32, tarExit: null, stderr: 'killed' },
   { type: 'ok', id: 5 },
@@ -116,13 +124,21 @@ const hostileAgentFrames: [string, Uint8Array, string][] = [
   ['top-level Error', hostilePackr.pack(new Error('x')), 'E_PROTO_NOT_OBJECT'],
   ['Set field', hostile(new Set(['a'])), 'E_PROTO_NOT_OBJECT'],
   ['Date field (timestamp ext -1)', hostile(new Date(0)), 'E_PROTO_NOT_OBJECT'],
-  ['raw timestamp32 ext', Buffer.from([0x82, 0xa4, 0x74, 0x79, 0x70, 0x65, 0xa2, 0x6f, 0x6b, 0xa2, 0x69, 0x64, 0xd6, 0xff, 0, 0, 0, 1]), 'E_PROTO_NOT_OBJECT'],
+  [
+    'raw timestamp32 ext',
+    Buffer.from([0x82, 0xa4, 0x74, 0x79, 0x70, 0x65, 0xa2, 0x6f, 0x6b, 0xa2, 0x69, 0x64, 0xd6, 0xff, 0, 0, 0, 1]),
+    'E_PROTO_NOT_OBJECT',
+  ],
   ['Error field', hostile(new Error('boom')), 'E_PROTO_NOT_OBJECT'],
   ['RegExp field', hostile(/a+/g), 'E_PROTO_NOT_OBJECT'],
   ['Float64Array field', hostile(new Float64Array(2)), 'E_PROTO_NOT_OBJECT'],
   ['Uint16Array field', hostile(new Uint16Array(2)), 'E_PROTO_NOT_OBJECT'],
   ['ArrayBuffer field', hostile(new ArrayBuffer(8)), 'E_PROTO_NOT_OBJECT'],
-  ['BigInt ext field', Buffer.from([0x82, 0xa4, 0x74, 0x79, 0x70, 0x65, 0xa2, 0x6f, 0x6b, 0xa2, 0x69, 0x64, 0xd7, 0x42, 0, 0, 0, 0, 0, 0, 0, 1]), 'E_PROTO_NOT_OBJECT'],
+  [
+    'BigInt ext field',
+    Buffer.from([0x82, 0xa4, 0x74, 0x79, 0x70, 0x65, 0xa2, 0x6f, 0x6b, 0xa2, 0x69, 0x64, 0xd7, 0x42, 0, 0, 0, 0, 0, 0, 0, 1]),
+    'E_PROTO_NOT_OBJECT',
+  ],
   ['nested too deep', ok({ x: JSON.parse('['.repeat(40) + ']'.repeat(40)) as unknown }), 'E_PROTO_NOT_OBJECT'],
   ['deep garbage nesting', Buffer.alloc(200_000, 0x91), 'E_PROTO_DECODE'],
   ['missing type', packValue({ id: 1 }), 'E_PROTO_BAD_FIELD'],
@@ -131,14 +147,24 @@ const hostileAgentFrames: [string, Uint8Array, string][] = [
   ['controller-only type', packValue({ type: 'tunnel.open', id: 1, ...tunnel }), 'E_PROTO_UNKNOWN_TYPE'],
   ['handshake type', packValue({ type: 'hello', v: 1 }), 'E_PROTO_UNKNOWN_TYPE'],
   ['id missing', packValue({ type: 'ok' }), 'E_PROTO_BAD_FIELD'],
-  ['id ext 0 (undefined)', Buffer.from([0x82, 0xa4, 0x74, 0x79, 0x70, 0x65, 0xa2, 0x6f, 0x6b, 0xa2, 0x69, 0x64, 0xd4, 0x00, 0x00]), 'E_PROTO_BAD_FIELD'],
+  [
+    'id ext 0 (undefined)',
+    Buffer.from([0x82, 0xa4, 0x74, 0x79, 0x70, 0x65, 0xa2, 0x6f, 0x6b, 0xa2, 0x69, 0x64, 0xd4, 0x00, 0x00]),
+    'E_PROTO_BAD_FIELD',
+  ],
   ['id string', ok({ id: '1' }), 'E_PROTO_BAD_FIELD'],
   ['id negative', ok({ id: -1 }), 'E_PROTO_BAD_FIELD'],
   ['id float', ok({ id: 1.5 }), 'E_PROTO_BAD_FIELD'],
   ['id NaN', ok({ id: NaN }), 'E_PROTO_BAD_FIELD'],
   ['id Infinity', ok({ id: Infinity }), 'E_PROTO_BAD_FIELD'],
   ['id 2^32', ok({ id: 2 ** 32 }), 'E_PROTO_BAD_FIELD'],
-  ['id uint64', Buffer.from([0x82, 0xa4, 0x74, 0x79, 0x70, 0x65, 0xa2, 0x6f, 0x6b, 0xa2, 0x69, 0x64, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), 'E_PROTO_BAD_FIELD'],
+  [
+    'id uint64',
+    Buffer.from([
+      0x82, 0xa4, 0x74, 0x79, 0x70, 0x65, 0xa2, 0x6f, 0x6b, 0xa2, 0x69, 0x64, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    ]),
+    'E_PROTO_BAD_FIELD',
+  ],
   ['enroll sshKey with newline', packValue({ type: 'enroll', id: 1, sshKey: 'ssh-ed25519 AAAA\nssh-rsa EVIL' }), 'E_PROTO_BAD_FIELD'],
   ['enroll sshKey empty', packValue({ type: 'enroll', id: 1, sshKey: '' }), 'E_PROTO_BAD_FIELD'],
   ['enroll sshKey huge', packValue({ type: 'enroll', id: 1, sshKey: 'a'.repeat(20_000) }), 'E_PROTO_BAD_FIELD'],
@@ -147,7 +173,11 @@ const hostileAgentFrames: [string, Uint8Array, string][] = [
   ['tunnel.closed reason too long', packValue({ type: 'tunnel.closed', port: 1, reason: 'x'.repeat(4097) }), 'E_PROTO_BAD_FIELD'],
   ['host.report hostname too long', packValue({ ...agentMessages[3], hostname: 'h'.repeat(257) }), 'E_PROTO_BAD_FIELD'],
   ['host.report passwd > 1 MiB', packValue({ ...agentMessages[3], passwd: 'p'.repeat(1024 * 1024 + 1) }), 'E_PROTO_BAD_FIELD'],
-  ['host.report sshHostKey with newline', packValue({ ...agentMessages[3], sshHostKey: 'ssh-ed25519 A\n@cert-authority * ssh-rsa B' }), 'E_PROTO_BAD_FIELD'],
+  [
+    'host.report sshHostKey with newline',
+    packValue({ ...agentMessages[3], sshHostKey: 'ssh-ed25519 A\n@cert-authority * ssh-rsa B' }),
+    'E_PROTO_BAD_FIELD',
+  ],
   ['host.report group not string', packValue({ ...agentMessages[3], group: ['root'] }), 'E_PROTO_BAD_FIELD'],
   ['the old name of host.report', packValue({ ...agentMessages[3], type: 'identity' }), 'E_PROTO_UNKNOWN_TYPE'],
   ['restore.result sha256 31 bytes', packValue({ ...agentMessages[4], sha256: Buffer.alloc(31) }), 'E_PROTO_BAD_FIELD'],
@@ -190,7 +220,11 @@ const hostileControllerFrames: [string, Uint8Array, string][] = [
   ['restore.begin paths entry a number', packValue({ ...controllerMessages[5], paths: ['home', 7] }), 'E_PROTO_BAD_FIELD'],
   ['restore.begin paths entry empty', packValue({ ...controllerMessages[5], paths: [''] }), 'E_PROTO_BAD_FIELD'],
   ['restore.begin paths entry huge', packValue({ ...controllerMessages[5], paths: ['a'.repeat(4097)] }), 'E_PROTO_BAD_FIELD'],
-  ['restore.begin paths 1025 entries', packValue({ ...controllerMessages[5], paths: Array.from({ length: 1025 }, () => 'a') }), 'E_PROTO_BAD_FIELD'],
+  [
+    'restore.begin paths 1025 entries',
+    packValue({ ...controllerMessages[5], paths: Array.from({ length: 1025 }, () => 'a') }),
+    'E_PROTO_BAD_FIELD',
+  ],
   ['restore.begin paths nested list', packValue({ ...controllerMessages[5], paths: [['home']] }), 'E_PROTO_BAD_FIELD'],
   ['restore.begin paths is a Set', hostilePackr.pack({ ...controllerMessages[5], paths: new Set(['home']) }), 'E_PROTO_NOT_OBJECT'],
   ['restore.end sha256 33 bytes', packValue({ ...controllerMessages[7], sha256: Buffer.alloc(33) }), 'E_PROTO_BAD_FIELD'],
@@ -227,10 +261,18 @@ const hostileHandshakeFrames: [string, Uint8Array, string][] = [
   ['hello v string', packValue({ ...hello, v: '1' }), 'E_PROTO_BAD_FIELD'],
   ['hello enroll not a map', packValue({ ...hello, enroll: 'token' }), 'E_PROTO_BAD_FIELD'],
   ['hello enroll proof short', packValue({ ...hello, enroll: { tokenId: 'a', proof: Buffer.alloc(16) } }), 'E_PROTO_BAD_FIELD'],
-  ['hello enroll proof 32 bytes (the old HMAC size)', packValue({ ...hello, enroll: { tokenId: 'a', proof: Buffer.alloc(32) } }), 'E_PROTO_BAD_FIELD'],
+  [
+    'hello enroll proof 32 bytes (the old HMAC size)',
+    packValue({ ...hello, enroll: { tokenId: 'a', proof: Buffer.alloc(32) } }),
+    'E_PROTO_BAD_FIELD',
+  ],
   ['hello enroll proof 65 bytes', packValue({ ...hello, enroll: { tokenId: 'a', proof: Buffer.alloc(65) } }), 'E_PROTO_BAD_FIELD'],
   ['welcome sig 63 bytes', packValue({ ...handshakeMessages[2], sig: Buffer.alloc(63) }), 'E_PROTO_BAD_FIELD'],
-  ['structured-clone refs (same bin twice)', new Packr({ structuredClone: true }).pack({ ...hello, eph: b32, nonce: b32 }), 'E_PROTO_DECODE'],
+  [
+    'structured-clone refs (same bin twice)',
+    new Packr({ structuredClone: true }).pack({ ...hello, eph: b32, nonce: b32 }),
+    'E_PROTO_DECODE',
+  ],
   ['auth sig missing', packValue({ type: 'auth' }), 'E_PROTO_BAD_FIELD'],
 ];
 
@@ -268,8 +310,8 @@ describe('records and state', () => {
   });
   it('encodeMessage refuses a message above the limit', () => {
     const huge = 'p'.repeat(MAX_MESSAGE_BYTES);
-    expect(codeOf(() => encodeMessage({ type: 'host.report', id: 1, hostname: 'h', passwd: huge, group: '', mounts: '', sshHostKey: 'k' }))).toBe(
-      'E_PROTO_FRAME_TOO_LARGE',
-    );
+    expect(
+      codeOf(() => encodeMessage({ type: 'host.report', id: 1, hostname: 'h', passwd: huge, group: '', mounts: '', sshHostKey: 'k' })),
+    ).toBe('E_PROTO_FRAME_TOO_LARGE');
   });
 });

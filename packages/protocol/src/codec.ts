@@ -5,13 +5,7 @@
  */
 import { Packr, Unpackr } from 'msgpackr';
 import { ProtocolError } from './errors.js';
-import type {
-  AgentMessage,
-  ControllerMessage,
-  ErrorMessage,
-  HandshakeMessage,
-  TunnelSpec,
-} from './messages.js';
+import type { AgentMessage, ControllerMessage, ErrorMessage, HandshakeMessage, TunnelSpec } from './messages.js';
 import { PROTOCOL_VERSION } from './messages.js';
 import {
   LIMITS,
@@ -135,7 +129,8 @@ function tunnelSpec(r: Rec): TunnelSpec {
  */
 function version(r: Rec, peer: string, self: string): number {
   const v = uint32(r, 'v');
-  if (v !== PROTOCOL_VERSION) throw new ProtocolError('E_PROTO_VERSION', `${peer} speaks protocol version ${v}, this ${self} speaks ${PROTOCOL_VERSION}`);
+  if (v !== PROTOCOL_VERSION)
+    throw new ProtocolError('E_PROTO_VERSION', `${peer} speaks protocol version ${v}, this ${self} speaks ${PROTOCOL_VERSION}`);
   return v;
 }
 
@@ -197,7 +192,8 @@ export function decodeControllerMessage(bytes: Uint8Array): ControllerMessage {
       if (total !== undefined) m.totalBytes = total;
       const owners = r['owners'];
       if (owners !== undefined) {
-        if (owners !== 'numeric' && owners !== 'names') throw new ProtocolError('E_PROTO_BAD_FIELD', "field 'owners' must be 'numeric' or 'names'");
+        if (owners !== 'numeric' && owners !== 'names')
+          throw new ProtocolError('E_PROTO_BAD_FIELD', "field 'owners' must be 'numeric' or 'names'");
         m.owners = owners;
       }
       // Informational, for the agent's record: any text (a file name may hold a newline), bounded;

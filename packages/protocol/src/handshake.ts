@@ -18,15 +18,7 @@
  *         tokenKey: the key pair derived from the token's secret (token.ts); the
  *         controller holds only its public half, which cannot make a proof.
  */
-import {
-  createHash,
-  createPublicKey,
-  diffieHellman,
-  generateKeyPairSync,
-  hkdfSync,
-  randomBytes,
-  type KeyObject,
-} from 'node:crypto';
+import { createHash, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { decodeHandshake, encodeMessage, packValue } from './codec.js';
 import { PeerError, ProtocolError } from './errors.js';
 import { bytesEqual, signMessage, verifySignature, type IdentityKeys } from './keys.js';
@@ -34,11 +26,7 @@ import { PROTOCOL_VERSION, type HandshakeMessage, type HelloMessage, type Welcom
 import { Session } from './session.js';
 import { tokenProof } from './token.js';
 
-
-export type AgentCheck = (
-  agentKey: Uint8Array,
-  enroll: { tokenId: string; proof: Uint8Array; proofInput: Uint8Array } | undefined,
-) => void;
+export type AgentCheck = (agentKey: Uint8Array, enroll: { tokenId: string; proof: Uint8Array; proofInput: Uint8Array } | undefined) => void;
 
 export interface AgentInfo {
   agentKey: Uint8Array;

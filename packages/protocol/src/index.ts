@@ -63,12 +63,7 @@ export {
   MAX_MESSAGE_BYTES,
   MAX_RESTORE_PATHS,
 } from './codec.js';
-export {
-  AgentHandshake,
-  ControllerHandshake,
-  enrollProofInput,
-  encodeHandshakeError,
-} from './handshake.js';
+export { AgentHandshake, ControllerHandshake, enrollProofInput, encodeHandshakeError } from './handshake.js';
 export type { AgentCheck, AgentInfo } from './handshake.js';
 export { Session, MAX_DATA_BYTES, MAX_SEALED_FRAME_BYTES } from './session.js';
 export type { OpenedFrame } from './session.js';

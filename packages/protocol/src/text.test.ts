@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { escapeControl, terminalSafe } from './text.js';
 
 /** Anything a terminal could act on: C0, DEL, C1, bidi controls, line separators, lone surrogates. */
-const RAW_CONTROL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const RAW_CONTROL =
+  /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 describe('escapeControl', () => {
   it.each([

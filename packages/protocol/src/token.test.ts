@@ -20,16 +20,31 @@ function err(fn: () => unknown): BorgpullError {
 
 describe('tokens', () => {
   it('round-trips and stores only a verifier (the public half of the token key)', () => {
-    const { token, record } = createToken({ url: 'wss://backup.example:8443', controllerKey: controller.publicKey, name: 'web1', ttlMs: 60_000, now: 1000 });
+    const { token, record } = createToken({
+      url: 'wss://backup.example:8443',
+      controllerKey: controller.publicKey,
+      name: 'web1',
+      ttlMs: 60_000,
+      now: 1000,
+    });
     expect(token.startsWith('bpt1.')).toBe(true);
     const p = parseToken(token);
     expect(p.url).toBe('wss://backup.example:8443');
     expect(p.controllerKey).toEqual(controller.publicKey);
     expect(p.id).toBe(record.id);
     expect(p.expiresAt).toBe(61_000);
-    expect(record).toEqual({ id: p.id, name: 'web1', verifier: Buffer.from(tokenSigningKey(p.secret).publicKey).toString('base64url'), expiresAt: 61_000 });
+    expect(record).toEqual({
+      id: p.id,
+      name: 'web1',
+      verifier: Buffer.from(tokenSigningKey(p.secret).publicKey).toString('base64url'),
+      expiresAt: 61_000,
+    });
     const json = JSON.stringify(record);
-    for (const secretish of [p.secret, createHash('sha256').update(p.secret).digest(), tokenSigningKey(p.secret).secretKey.subarray(0, 32)]) {
+    for (const secretish of [
+      p.secret,
+      createHash('sha256').update(p.secret).digest(),
+      tokenSigningKey(p.secret).secretKey.subarray(0, 32),
+    ]) {
       expect(json).not.toContain(Buffer.from(secretish).toString('hex'));
       expect(json).not.toContain(Buffer.from(secretish).toString('base64url'));
     }
@@ -77,7 +92,9 @@ describe('tokens', () => {
     const p = parseToken(token);
     const proofInput = createHash('sha256').update('a hello').digest();
     // The genuine proof is accepted, so a refusal below is about the forgery.
-    expect(() => checkEnrollment(record, { tokenId: p.id, proof: tokenProof(tokenSigningKey(p.secret), proofInput), proofInput }, 1)).not.toThrow();
+    expect(() =>
+      checkEnrollment(record, { tokenId: p.id, proof: tokenProof(tokenSigningKey(p.secret), proofInput), proofInput }, 1),
+    ).not.toThrow();
 
     // Every value stored in the record (as the registry writes it), read every obvious way, used every obvious way.
     const stored = JSON.parse(JSON.stringify(record)) as Record<string, unknown>;
@@ -106,7 +123,12 @@ describe('tokens', () => {
   it('a record from before verifiers (secretHash) is refused with its own code, saying what to do', () => {
     const { token, record } = createToken({ url: 'ws://h', controllerKey: controller.publicKey, name: 'n', ttlMs: 1000, now: 0 });
     const p = parseToken(token);
-    const old = { id: record.id, name: 'n', secretHash: createHash('sha256').update(p.secret).digest('hex'), expiresAt: record.expiresAt } as unknown as TokenRecord;
+    const old = {
+      id: record.id,
+      name: 'n',
+      secretHash: createHash('sha256').update(p.secret).digest('hex'),
+      expiresAt: record.expiresAt,
+    } as unknown as TokenRecord;
     const proofInput = Buffer.from('x');
     const e = err(() => checkEnrollment(old, { tokenId: p.id, proof: tokenProof(tokenSigningKey(p.secret), proofInput), proofInput }, 1));
     expect(e.code).toBe('E_AUTH_TOKEN_FORMAT');

@@ -41,13 +41,10 @@ function malformed(): ProtocolError {
   return new ProtocolError('E_AUTH_TOKEN', 'malformed enrollment token');
 }
 
-export function createToken(opts: {
-  url: string;
-  controllerKey: Uint8Array;
-  name: string;
-  ttlMs: number;
-  now?: number;
-}): { token: string; record: TokenRecord } {
+export function createToken(opts: { url: string; controllerKey: Uint8Array; name: string; ttlMs: number; now?: number }): {
+  token: string;
+  record: TokenRecord;
+} {
   if (opts.controllerKey.length !== 32) throw new ProtocolError('E_CONFIG_KEY', 'controller key must be 32 bytes');
   if (!Number.isFinite(opts.ttlMs) || opts.ttlMs <= 0) throw new ProtocolError('E_AUTH_TOKEN', 'token ttl must be positive');
   const id = Buffer.from(nacl.randomBytes(8)).toString('hex');

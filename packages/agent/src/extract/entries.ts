@@ -6,7 +6,23 @@
  * their owner, mode and times through an O_PATH fd of the entry itself.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, constants, fstatSync, linkSync, lstatSync, mkdirSync, openSync, renameSync, rmdirSync, symlinkSync, unlinkSync, utimesSync, type Stats } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  constants,
+  fstatSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  rmdirSync,
+  symlinkSync,
+  unlinkSync,
+  utimesSync,
+  type Stats,
+} from 'node:fs';
 import { DIR_FLAGS, O_PATH, Refused, at, errCode, inside, isRefused, openDir, untrustedLink, type LinkBudget } from './safe-dir.js';
 
 const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
@@ -148,10 +164,23 @@ let tmpSeq = 0;
  * use another process's), then it is set up through an O_PATH fd and renamed
  * into place (rename replaces without following).
  */
-export function createNode(dirFd: number, name: Buffer, where: string, kind: 'fifo' | 'chardev' | 'blockdev', major: number, minor: number, uid: number, gid: number, mode: number, mtime: number): void {
+export function createNode(
+  dirFd: number,
+  name: Buffer,
+  where: string,
+  kind: 'fifo' | 'chardev' | 'blockdev',
+  major: number,
+  minor: number,
+  uid: number,
+  gid: number,
+  mode: number,
+  mtime: number,
+): void {
   const tmp = Buffer.from(`.borgpull-node-${process.pid}-${++tmpSeq}`);
   const args = kind === 'fifo' ? ['p'] : [kind === 'chardev' ? 'c' : 'b', String(major), String(minor)];
-  execFileSync('mknod', ['-m', '0600', `/proc/${process.pid}/fd/${dirFd}/${tmp.toString()}`, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  execFileSync('mknod', ['-m', '0600', `/proc/${process.pid}/fd/${dirFd}/${tmp.toString()}`, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   try {
     const p = openSync(at(dirFd, tmp), O_PATH | O_NOFOLLOW);
     try {

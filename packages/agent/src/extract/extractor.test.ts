@@ -1,6 +1,22 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -103,9 +119,31 @@ describe('extractor round trip against GNU tar', () => {
   }
 
   it("maps archived names through the given passwd and group with 'names', falling back to the archived id", () => {
-    const tar = execFileSync('tar', ['-c', '-f', '-', '--owner=alice:1000', '--group=staff:1001', '-C', src, 'home/alice/report.txt', 'suid-tool']);
-    const unknown = execFileSync('tar', ['-c', '-f', '-', '--owner=nobody-here:1234', '--group=nogroup-here:1235', '-C', src, 'home/alice/empty']);
-    writeFileSync(join(base, 'passwd'), 'root:x:0:0::/root:/bin/sh\nalice:x:2000:2000::/home/alice:/bin/sh\nalice:x:3000:3000::/:/bin/sh\n');
+    const tar = execFileSync('tar', [
+      '-c',
+      '-f',
+      '-',
+      '--owner=alice:1000',
+      '--group=staff:1001',
+      '-C',
+      src,
+      'home/alice/report.txt',
+      'suid-tool',
+    ]);
+    const unknown = execFileSync('tar', [
+      '-c',
+      '-f',
+      '-',
+      '--owner=nobody-here:1234',
+      '--group=nogroup-here:1235',
+      '-C',
+      src,
+      'home/alice/empty',
+    ]);
+    writeFileSync(
+      join(base, 'passwd'),
+      'root:x:0:0::/root:/bin/sh\nalice:x:2000:2000::/home/alice:/bin/sh\nalice:x:3000:3000::/:/bin/sh\n',
+    );
     writeFileSync(join(base, 'group'), 'root:x:0:\nstaff:x:50:\n');
     const target = join(base, 'names');
     const names = OwnerMap.names(join(base, 'passwd'), join(base, 'group'));
@@ -128,14 +166,17 @@ describe('extractor round trip against GNU tar', () => {
   });
 
   it('refuses a member deeper than 2048 components instead of holding an fd per level', () => {
-    const tar = execFileSync('python3', ['-c', `
+    const tar = execFileSync('python3', [
+      '-c',
+      `
 import io, tarfile, sys
 buf = io.BytesIO()
 with tarfile.open(fileobj=buf, mode='w', format=tarfile.GNU_FORMAT) as t:
     for name in ['a/' * 3000 + 'deep', 'shallow']:
         i = tarfile.TarInfo(name); i.size = 1; t.addfile(i, io.BytesIO(b'x'))
 sys.stdout.buffer.write(buf.getvalue())
-`]);
+`,
+    ]);
     const target = join(base, 'deep');
     const x = extract(target, tar, OwnerMap.numeric(), 65536);
     expect(x.messages).toEqual([expect.stringMatching(/not written: more than 2048 path components$/)]);
@@ -145,11 +186,14 @@ sys.stdout.buffer.write(buf.getvalue())
   it('skips a GNU sparse member (with its extension headers) with a message, and restores what follows', () => {
     const dir = join(base, 'sparse-src');
     mkdirSync(dir);
-    execFileSync('python3', ['-c', `
+    execFileSync('python3', [
+      '-c',
+      `
 f = open('${dir}/sparse', 'wb')
 for i in range(10):
     f.seek(i * 1024 * 1024); f.write(b'x' * 10)
-`]);
+`,
+    ]);
     writeFileSync(join(dir, 'z-after'), 'after\n');
     const tar = execFileSync('tar', ['-c', '-f', '-', '--format=gnu', '--sparse', '-C', dir, 'sparse', 'z-after']);
     const target = join(base, 'sparse');

@@ -116,7 +116,11 @@ export class Extractor implements MemberSink {
     if (isRefused(err)) why = err.message;
     else {
       const code = errCode(err);
-      why = code ? `${code}${err instanceof Error && 'syscall' in err ? ` (${String(err.syscall)})` : ''}` : err instanceof Error ? err.message : String(err);
+      why = code
+        ? `${code}${err instanceof Error && 'syscall' in err ? ` (${String(err.syscall)})` : ''}`
+        : err instanceof Error
+          ? err.message
+          : String(err);
     }
     const shown = show(name);
     // A long name is cut so that the reason still fits in the message.
@@ -171,7 +175,8 @@ export class Extractor implements MemberSink {
       }
       case 'hardlink': {
         const src = components(m.linkname);
-        if (src.length === 0 || src.some((c) => c.equals(DOTDOT))) throw new Refused(`the hard link's source '${show(m.linkname)}' is empty or contains '..'`);
+        if (src.length === 0 || src.some((c) => c.equals(DOTDOT)))
+          throw new Refused(`the hard link's source '${show(m.linkname)}' is empty or contains '..'`);
         const srcDir = walk(this.root.fd, src.slice(0, -1), '', false, this.links());
         try {
           createHardlink(srcDir, src[src.length - 1]!, parent.fd, name, parent.where, uid);

@@ -54,7 +54,7 @@ export function at(dirFd: number, name: Buffer): Buffer {
 /** A name for messages: bytes decoded, control characters (C0, C1) escaped. */
 export function show(name: Buffer | string): string {
   const s = typeof name === 'string' ? name : name.toString('utf8');
-   
+
   return s.replace(/[\u0000-\u001f\u007f-\u009f\\]/g, (c) => (c === '\\' ? '\\\\' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
 }
 
@@ -81,7 +81,7 @@ export function untrustedLink(dirFd: number, st: Stats, links: LinkBudget): stri
 }
 
 export function errCode(err: unknown): string | undefined {
-  return typeof err === 'object' && err !== null && 'code' in err ? String((err).code) : undefined;
+  return typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : undefined;
 }
 
 /** Counts links followed within one lookup, and knows the links this restore made. */

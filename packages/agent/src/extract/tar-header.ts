@@ -18,7 +18,8 @@ export const TAR_LIMITS = {
   size: Number.MAX_SAFE_INTEGER,
 } as const;
 
-export type MemberType = 'file' | 'hardlink' | 'symlink' | 'chardev' | 'blockdev' | 'dir' | 'fifo' | 'longname' | 'longlink' | 'pax' | 'paxglobal' | 'other';
+export type MemberType =
+  'file' | 'hardlink' | 'symlink' | 'chardev' | 'blockdev' | 'dir' | 'fifo' | 'longname' | 'longlink' | 'pax' | 'paxglobal' | 'other';
 
 export interface RawHeader {
   name: Buffer;
@@ -131,7 +132,8 @@ export function parseHeader(b: Buffer): RawHeader {
     unsigned += c;
     signed += c > 127 ? c - 256 : c;
   }
-  if (stored !== unsigned && stored !== signed) throw new TarFormatError('tar header checksum mismatch (the stream is not a tar archive or is corrupt)');
+  if (stored !== unsigned && stored !== signed)
+    throw new TarFormatError('tar header checksum mismatch (the stream is not a tar archive or is corrupt)');
   const flag = b[156]!;
   let name = bytesField(b, 0, 100);
   // POSIX ustar ("ustar\0") keeps a name prefix at 345; GNU ("ustar  \0") uses that space for other fields.

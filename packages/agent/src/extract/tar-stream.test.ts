@@ -63,21 +63,29 @@ describe('tar stream reader', () => {
   });
 
   const hostile: Array<[string, () => Buffer, RegExp]> = [
-    ['a header with a wrong checksum', () => {
-      const t = py(`add('a', b'1')`);
-      t[0] = 0x62; // 'a' -> 'b' without fixing the checksum
-      return t;
-    }, /checksum/],
+    [
+      'a header with a wrong checksum',
+      () => {
+        const t = py(`add('a', b'1')`);
+        t[0] = 0x62; // 'a' -> 'b' without fixing the checksum
+        return t;
+      },
+      /checksum/,
+    ],
     ['bytes that are not tar', () => Buffer.alloc(1024, 0x41), /checksum|bad/],
     ['a stream cut inside a member', () => py(`add('a', b'1' * 2000)`).subarray(0, 1024), /truncated/],
     ['an empty stream', () => Buffer.alloc(0), /empty/],
     ['a long-name entry larger than the limit', () => py(`add('${'n'.repeat(40)}' * 1700)`), /longname entry .* larger than the limit/],
-    ['a pax record with a bad length', () => {
-      const t = py(`add('a', b'1', pax_headers={'comment': 'x'})`, 'PAX_FORMAT');
-      const i = t.indexOf('comment=x');
-      t[i - 2] = 0x39; // the record's length digit
-      return t;
-    }, /pax record/],
+    [
+      'a pax record with a bad length',
+      () => {
+        const t = py(`add('a', b'1', pax_headers={'comment': 'x'})`, 'PAX_FORMAT');
+        const i = t.indexOf('comment=x');
+        t[i - 2] = 0x39; // the record's length digit
+        return t;
+      },
+      /pax record/,
+    ],
     ['a pax uid that is not a number', () => py(`add('a', b'1', pax_headers={'uid': '1e9'})`, 'PAX_FORMAT'), /pax uid/],
   ];
   for (const [what, make, err] of hostile) {

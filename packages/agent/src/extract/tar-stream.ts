@@ -4,7 +4,17 @@
  * the input (no copy). Long names ('L'/'K') and pax headers ('x'/'g') are
  * folded into the member they describe. Memory is bounded by TAR_LIMITS.
  */
-import { BLOCK, TAR_LIMITS, TarFormatError, isZeroBlock, parseHeader, parsePax, type MemberType, type PaxValues, type RawHeader } from './tar-header.js';
+import {
+  BLOCK,
+  TAR_LIMITS,
+  TarFormatError,
+  isZeroBlock,
+  parseHeader,
+  parsePax,
+  type MemberType,
+  type PaxValues,
+  type RawHeader,
+} from './tar-header.js';
 
 export interface Member {
   name: Buffer;
@@ -117,7 +127,15 @@ export class TarStream {
   /** End of input: throws if it stopped inside a member. */
   finish(): void {
     if (this.state === 'end') return;
-    if (this.state === 'header' && this.blockFill === 0 && this.left === 0 && this.pad === 0 && this.members === 0 && !this.longName && !this.longLink) {
+    if (
+      this.state === 'header' &&
+      this.blockFill === 0 &&
+      this.left === 0 &&
+      this.pad === 0 &&
+      this.members === 0 &&
+      !this.longName &&
+      !this.longLink
+    ) {
       throw new TarFormatError('the stream is empty: no tar archive arrived');
     }
     // GNU tar accepts an archive without its end-of-archive blocks; so do we, between members.

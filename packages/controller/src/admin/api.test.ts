@@ -22,7 +22,12 @@ function exchange(path: string, bytes: string | Buffer): Promise<unknown[]> {
     s.on('error', reject);
     s.on('close', () => {
       try {
-        resolve(buf.split('\n').filter(Boolean).map((l): unknown => JSON.parse(l)));
+        resolve(
+          buf
+            .split('\n')
+            .filter(Boolean)
+            .map((l): unknown => JSON.parse(l)),
+        );
       } catch (err) {
         reject(err instanceof Error ? err : new Error(String(err)));
       }
@@ -75,13 +80,21 @@ const HOSTILE: Array<[string, string | Buffer, string]> = [
   ['revoke without a name', '{"cmd":"revoke","args":{}}\n', 'E_ADMIN_ARGS'],
   ['restore, relative target', '{"cmd":"restore","args":{"agent":"pc1","archive":"a","target":"tmp"}}\n', 'E_RESTORE_TARGET'],
   ['restore, .. in target', '{"cmd":"restore","args":{"agent":"pc1","archive":"a","target":"/srv/../etc"}}\n', 'E_RESTORE_TARGET'],
-  ['restore, control character in target', '{"cmd":"restore","args":{"agent":"pc1","archive":"a","target":"/srv\\u001b[2J"}}\n', 'E_ADMIN_ARGS'],
+  [
+    'restore, control character in target',
+    '{"cmd":"restore","args":{"agent":"pc1","archive":"a","target":"/srv\\u001b[2J"}}\n',
+    'E_ADMIN_ARGS',
+  ],
   ['restore, .. in a path', '{"cmd":"restore","args":{"agent":"pc1","archive":"a","paths":["etc/../../x"]}}\n', 'E_USAGE'],
   ['restore, unknown method', '{"cmd":"restore","args":{"agent":"pc1","archive":"a","method":"rsync"}}\n', 'E_USAGE'],
   ['restore, archive with a slash', '{"cmd":"restore","args":{"agent":"pc1","archive":"a/b"}}\n', 'E_USAGE'],
   ['restore, dryRun a string', '{"cmd":"restore","args":{"agent":"pc1","archive":"a","dryRun":"false"}}\n', 'E_ADMIN_ARGS'],
   ['restore, paths an object', '{"cmd":"restore","args":{"agent":"pc1","archive":"a","paths":{"0":"etc"}}}\n', 'E_ADMIN_ARGS'],
-  ['restore, too many paths', `${JSON.stringify({ cmd: 'restore', args: { agent: 'pc1', archive: 'a', paths: names(1025) } })}\n`, 'E_ADMIN_ARGS'],
+  [
+    'restore, too many paths',
+    `${JSON.stringify({ cmd: 'restore', args: { agent: 'pc1', archive: 'a', paths: names(1025) } })}\n`,
+    'E_ADMIN_ARGS',
+  ],
   ['a 64 KiB+ line', `${JSON.stringify({ cmd: 'agents', args: { pad: 'x'.repeat(MAX_REQUEST_BYTES) } })}\n`, 'E_ADMIN_TOO_LARGE'],
   ['64 KiB+ and no newline', 'x'.repeat(MAX_REQUEST_BYTES + 10), 'E_ADMIN_TOO_LARGE'],
 ];
@@ -137,7 +150,14 @@ describe('the admin API at the socket: hostile request lines', () => {
     const client = new AdminClient(path, ADMIN_API);
     await client.call('jobs', { limit: 5 });
     await client.call('backup', { all: false, names: ['pc1', 'pc2'] });
-    await client.call('restore', { agent: 'pc1', archive: 'pc1-2026', paths: ['/etc/hosts'], method: 'extract', target: '/srv', dryRun: true });
+    await client.call('restore', {
+      agent: 'pc1',
+      archive: 'pc1-2026',
+      paths: ['/etc/hosts'],
+      method: 'extract',
+      target: '/srv',
+      dryRun: true,
+    });
     await client.call('token', { name: 'web1' });
     expect(calls).toEqual([
       ['jobs', { limit: 5, agent: undefined }],
@@ -157,10 +177,17 @@ describe('the admin API at the socket: hostile request lines', () => {
   });
 
   it('answers a handler that throws something that is not an error with E_INTERNAL, and keeps serving', async () => {
-    const odd = new AdminServer(join(state, 'odd', 'admin.sock'), ADMIN_API, { ...handlers, agents: () => Promise.reject(new TypeError('boom')) }, log);
+    const odd = new AdminServer(
+      join(state, 'odd', 'admin.sock'),
+      ADMIN_API,
+      { ...handlers, agents: () => Promise.reject(new TypeError('boom')) },
+      log,
+    );
     await odd.start();
     try {
-      expect(await exchange(join(state, 'odd', 'admin.sock'), '{"cmd":"agents","args":{}}\n')).toEqual([{ ok: false, code: 'E_INTERNAL', message: 'boom' }]);
+      expect(await exchange(join(state, 'odd', 'admin.sock'), '{"cmd":"agents","args":{}}\n')).toEqual([
+        { ok: false, code: 'E_INTERNAL', message: 'boom' },
+      ]);
       expect(await exchange(join(state, 'odd', 'admin.sock'), '{"cmd":"jobs","args":{}}\n')).toEqual([{ ok: true, result: [] }]);
     } finally {
       await odd.stop();

@@ -35,7 +35,11 @@ export type EventOf<C extends AnyCommand> = NonNullable<C['types']>['event'];
 
 /** A typed handler for every command of `Api`. */
 export type Handlers<Api extends ApiSpec> = {
-  readonly [K in keyof Api]: (args: ArgsOf<Api[K]>, emit: (event: EventOf<Api[K]>) => void, signal: AbortSignal) => Promise<ResultOf<Api[K]>>;
+  readonly [K in keyof Api]: (
+    args: ArgsOf<Api[K]>,
+    emit: (event: EventOf<Api[K]>) => void,
+    signal: AbortSignal,
+  ) => Promise<ResultOf<Api[K]>>;
 };
 
 /** Declares a command whose arguments `readArgs` reads; R and E are its result and event types. */
@@ -46,7 +50,8 @@ export function command<R, E = never>(): <A>(readArgs: (raw: Rec) => A) => Comma
 /** Refuses any field not in `known`: a request means exactly what it says (a `__proto__` key is just an unknown field). */
 export function onlyFields(r: Rec, known: readonly string[], code: 'E_ADMIN_ARGS' | 'E_ADMIN_REQUEST' = 'E_ADMIN_ARGS'): void {
   for (const k of Object.keys(r)) {
-    if (!known.includes(k)) throw new ControllerError(code, `unknown ${code === 'E_ADMIN_ARGS' ? 'argument' : 'request field'} "${k.slice(0, 64)}"`);
+    if (!known.includes(k))
+      throw new ControllerError(code, `unknown ${code === 'E_ADMIN_ARGS' ? 'argument' : 'request field'} "${k.slice(0, 64)}"`);
   }
 }
 
@@ -122,7 +127,8 @@ function readRestore(r: Rec): RestoreRequest {
     if (path.length === 0 || path.split('/').includes('..')) throw new ControllerError('E_USAGE', `bad path '${path}'`);
   }
   const archive = optStr(r, 'archive', { max: 200, line: true }) ?? '';
-  if (!/^[^/\0\n]{1,200}$/.test(archive)) throw new ControllerError('E_USAGE', 'name the archive to restore (see controller archives NAME)');
+  if (!/^[^/\0\n]{1,200}$/.test(archive))
+    throw new ControllerError('E_USAGE', 'name the archive to restore (see controller archives NAME)');
   const dryRun = r['dryRun'] === undefined ? false : bool(r, 'dryRun');
   return {
     agent: agentName(r, 'agent'),

@@ -56,10 +56,12 @@ describe('the typed admin client against a daemon that sends garbage', () => {
     const path = adminSocketPath(state);
     server = await fakeDaemon(path, reply);
     const events: unknown[] = [];
-    const err = await new AdminClient(path, ADMIN_API).call('backup', { all: true, names: [] }, (e) => events.push(e)).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const err = await new AdminClient(path, ADMIN_API)
+      .call('backup', { all: true, names: [] }, (e) => events.push(e))
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     expect(err).toMatchObject({ code });
     expect(events.length).toBeLessThanOrEqual(1);
   });

@@ -13,7 +13,8 @@ import { encodeLine } from './wire.js';
 export const MAX_REPLY_CHARS = 256 * 1024 * 1024;
 
 /** One reply line, read with the same care as a request: JSON, a map, one of the three shapes. */
-export type ReplyLine = { kind: 'event'; event: unknown } | { kind: 'result'; result: unknown } | { kind: 'error'; code: string; message: string };
+export type ReplyLine =
+  { kind: 'event'; event: unknown } | { kind: 'result'; result: unknown } | { kind: 'error'; code: string; message: string };
 
 const CODE = /^E_[A-Z0-9_]{1,64}$/;
 
@@ -105,7 +106,10 @@ export class AdminClient<Api extends ApiSpec> {
           }
           if (reply.kind === 'event') onEvent(reply.event);
           else {
-            finish(reply.kind === 'result' ? undefined : new PeerError(reply.code, reply.message), reply.kind === 'result' ? reply.result : undefined);
+            finish(
+              reply.kind === 'result' ? undefined : new PeerError(reply.code, reply.message),
+              reply.kind === 'result' ? reply.result : undefined,
+            );
             return;
           }
         }

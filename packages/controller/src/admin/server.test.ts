@@ -53,7 +53,9 @@ const NOBODY = '65534';
 /** Connects to `path` as uid/gid 65534 with no groups; prints 'connected' or the errno code. */
 async function connectAsNobody(path: string): Promise<string> {
   const js = `const s=require('net').createConnection(process.argv[1]);s.on('connect',()=>{console.log('connected');s.destroy()});s.on('error',e=>console.log(e.code))`;
-  const r = await execa('setpriv', ['--reuid', NOBODY, '--regid', NOBODY, '--clear-groups', process.execPath, '-e', js, path], { reject: false });
+  const r = await execa('setpriv', ['--reuid', NOBODY, '--regid', NOBODY, '--clear-groups', process.execPath, '-e', js, path], {
+    reject: false,
+  });
   return r.stdout.trim() || r.stderr.trim();
 }
 

@@ -45,7 +45,8 @@ export function readRequest<Api extends ApiSpec>(api: Api, line: string): { cmd:
     return { cmd, args };
   } catch (err) {
     // The protocol readers' codes name a wire frame: here the same faults are a bad admin request.
-    if (err instanceof ProtocolError) throw new ControllerError(err.code === 'E_PROTO_BAD_FIELD' ? 'E_ADMIN_ARGS' : 'E_ADMIN_REQUEST', err.message);
+    if (err instanceof ProtocolError)
+      throw new ControllerError(err.code === 'E_PROTO_BAD_FIELD' ? 'E_ADMIN_ARGS' : 'E_ADMIN_REQUEST', err.message);
     throw err;
   }
 }

@@ -8,7 +8,10 @@ import { join } from 'node:path';
 /** A request line longer than this is refused (in UTF-16 units, as read). */
 export const MAX_REQUEST_BYTES = 64 * 1024;
 
-export type Reply = { readonly event: unknown } | { readonly ok: true; readonly result: unknown } | { readonly ok: false; readonly code: string; readonly message: string };
+export type Reply =
+  | { readonly event: unknown }
+  | { readonly ok: true; readonly result: unknown }
+  | { readonly ok: false; readonly code: string; readonly message: string };
 
 /**
  * STATE/admin/admin.sock. The socket lives in a root-only (0700) directory of

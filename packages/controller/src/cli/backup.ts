@@ -46,7 +46,13 @@ export async function archivesCommand(argv: string[], io: Io): Promise<number> {
   const list = await adminClient(values).call('archives', { name });
   if (values['json']) io.out(JSON.stringify(list, null, 2));
   else if (list.length === 0) io.out(`no archives for '${name}' yet: 'controller backup ${name}' makes one`);
-  else io.out(table(['ARCHIVE', 'TIME'], list.map((a) => [a.name, a.start])));
+  else
+    io.out(
+      table(
+        ['ARCHIVE', 'TIME'],
+        list.map((a) => [a.name, a.start]),
+      ),
+    );
   return 0;
 }
 
@@ -55,7 +61,10 @@ export async function jobsCommand(argv: string[], io: Io): Promise<number> {
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const limit = values['limit'] === undefined ? 20 : Number(values['limit']);
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a positive whole number');
-  const list = await adminClient(values).call('jobs', { limit, ...(typeof values['agent'] === 'string' ? { agent: values['agent'] } : {}) });
+  const list = await adminClient(values).call('jobs', {
+    limit,
+    ...(typeof values['agent'] === 'string' ? { agent: values['agent'] } : {}),
+  });
   if (values['json']) {
     io.out(JSON.stringify(list, null, 2));
     return 0;

@@ -34,7 +34,10 @@ export async function initController(argv: string[], io: Io): Promise<number> {
   const stateDir = stateDirOf(values);
   const p = statePaths(stateDir);
   if (await exists(configPath(stateDir))) {
-    throw new ControllerError('E_STATE_EXISTS', `${stateDir} is already initialized (config.json exists); edit it or pick another --state-dir`);
+    throw new ControllerError(
+      'E_STATE_EXISTS',
+      `${stateDir} is already initialized (config.json exists); edit it or pick another --state-dir`,
+    );
   }
   const num = (k: string): number | undefined => {
     const v = values[k];

@@ -17,7 +17,8 @@ export async function restoreCommand(argv: string[], io: Io): Promise<number> {
   const [agent, archive, ...paths] = positionals;
   if (!agent || !archive) throw usageError('restore');
   const method = typeof values['method'] === 'string' ? values['method'] : 'stream';
-  if (method !== 'stream' && method !== 'extract' && method !== 'full') throw new UsageError(`--method must be stream, extract or full, got '${method}'`);
+  if (method !== 'stream' && method !== 'extract' && method !== 'full')
+    throw new UsageError(`--method must be stream, extract or full, got '${method}'`);
   const target = typeof values['target'] === 'string' ? values['target'] : '/';
   if (!target.startsWith('/')) throw new UsageError(`--target must be an absolute path on the client, got '${target}'`);
   const dryRun = values['dry-run'] === true;
@@ -34,11 +35,18 @@ export async function restoreCommand(argv: string[], io: Io): Promise<number> {
   } else if (dryRun) {
     // Client file names: escaped by the daemon, and once more here should one slip through.
     for (const path of job.wouldWrite ?? []) io.out(terminalSafe(path));
-    io.out(`dry run: ${job.wouldWrite?.length ?? 0} items of ${archive} would be written under ${target} on ${agent} (--method ${method}); nothing was written`);
+    io.out(
+      `dry run: ${job.wouldWrite?.length ?? 0} items of ${archive} would be written under ${target} on ${agent} (--method ${method}); nothing was written`,
+    );
   } else if (job.status === 'succeeded' || job.status === 'warning') {
     const s = job.stats ?? {};
-    const what = s.bytes !== undefined ? `${s.files ?? 0} ${s.files === 1 ? "entry" : "entries"}, ${bytes(s.bytes)} (sha256 ${s.sha256?.slice(0, 16)}…, verified by the agent)` : 'done';
-    io.out(`restored ${archive} to ${agent}:${target} by ${method} in ${duration((job.endedAt ?? job.startedAt) - job.startedAt)}: ${what}`);
+    const what =
+      s.bytes !== undefined
+        ? `${s.files ?? 0} ${s.files === 1 ? 'entry' : 'entries'}, ${bytes(s.bytes)} (sha256 ${s.sha256?.slice(0, 16)}…, verified by the agent)`
+        : 'done';
+    io.out(
+      `restored ${archive} to ${agent}:${target} by ${method} in ${duration((job.endedAt ?? job.startedAt) - job.startedAt)}: ${what}`,
+    );
     if (job.status === 'warning') io.out(`warnings: ${terminalSafe(job.reason ?? '')}`);
   } else if (job.code === 'E_RESTORE_REFUSED') {
     // The client's own decision, not a failure of the job: said as such, in one line.

@@ -9,7 +9,7 @@ function io(): { out: string[]; err: string[]; io: { out: (s: string) => void; e
 }
 
 describe('usage, from one place', () => {
-  it('prints each command\'s usage for -h/--help and runs nothing (no daemon, no state dir needed)', async () => {
+  it("prints each command's usage for -h/--help and runs nothing (no daemon, no state dir needed)", async () => {
     for (const cmd of Object.keys(COMMAND_USAGE)) {
       const t = io();
       // A state dir that does not exist: any command that ran would fail on it.

@@ -58,7 +58,11 @@ export function borgEnv(p: StatePaths, agent: string, extra: Record<string, stri
  * Callers end the options with `--`: no repository, archive or path is ever
  * read as an option.
  */
-export function borgCommand(p: StatePaths, agent: string, args: readonly string[]): { file: string; args: string[]; env: Record<string, string> } {
+export function borgCommand(
+  p: StatePaths,
+  agent: string,
+  args: readonly string[],
+): { file: string; args: string[]; env: Record<string, string> } {
   return {
     file: '/bin/sh',
     args: ['-c', 'exec borg "$@" 3<"$PASSPHRASE_FILE"', 'borg', ...args],
@@ -175,9 +179,10 @@ export async function applyQuota(p: StatePaths, agent: string, bytes: number): P
   const want = bytes === 0 ? undefined : String(bytes);
   if ((current === undefined || current === '0') && want === undefined) return false;
   if (current === want) return false;
-  const res = want === undefined
-    ? await borg(p, agent, ['config', '--delete', p.repo(agent), 'storage_quota'])
-    : await borg(p, agent, ['config', p.repo(agent), 'storage_quota', want]);
+  const res =
+    want === undefined
+      ? await borg(p, agent, ['config', '--delete', p.repo(agent), 'storage_quota'])
+      : await borg(p, agent, ['config', p.repo(agent), 'storage_quota', want]);
   if (res.exitCode !== 0) throw borgFailure(`setting the quota of '${agent}'`, res);
   return true;
 }

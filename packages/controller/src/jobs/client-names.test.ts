@@ -14,7 +14,11 @@ describe('the client passwd a job binds', () => {
     // [what, reported text, passwd the job binds]
     ["root's home in the mount ('.')", 'root:x:0:0:root:.:/bin/sh', 'root:x:0:0::/nonexistent:/usr/sbin/nologin\n'],
     ["root's home /proc/self/cwd", 'root:x:0:0:root:/proc/self/cwd:/bin/sh', 'root:x:0:0::/nonexistent:/usr/sbin/nologin\n'],
-    ['a shell and gecos of its own', 'alice:x:1000:1000:Alice,,,\u001b]0;x\u0007:/home/alice:/tmp/evil', 'alice:x:1000:1000::/nonexistent:/usr/sbin/nologin\n'],
+    [
+      'a shell and gecos of its own',
+      'alice:x:1000:1000:Alice,,,\u001b]0;x\u0007:/home/alice:/tmp/evil',
+      'alice:x:1000:1000::/nonexistent:/usr/sbin/nologin\n',
+    ],
     ['a CR line ending', 'root:x:0:0:root:/root:/bin/sh\r', 'root:x:0:0::/nonexistent:/usr/sbin/nologin\n'],
     ['an extra field (a colon in gecos)', 'root:x:0:0:a:b:/root:/bin/sh', ''],
     ['too few fields', 'root:x:0:0:/root:/bin/sh', ''],
@@ -39,10 +43,17 @@ describe('the client passwd a job binds', () => {
     ['a fractional gid', 'a:x:1:1.0::/:/bin/sh', ''],
     ['an empty gid', 'a:x:1:::/:/bin/sh', ''],
     ['comments and blank lines', '# root:x:0:0::/:/bin/sh\n\n\nb:x:2:2::/:/bin/sh\n', 'b:x:2:2::/nonexistent:/usr/sbin/nologin\n'],
-    ['a duplicate name (first kept)', 'root:x:0:0::/root:/bin/sh\nroot:x:1000:1000::.:/bin/sh', 'root:x:0:0::/nonexistent:/usr/sbin/nologin\n'],
+    [
+      'a duplicate name (first kept)',
+      'root:x:0:0::/root:/bin/sh\nroot:x:1000:1000::.:/bin/sh',
+      'root:x:0:0::/nonexistent:/usr/sbin/nologin\n',
+    ],
     ['an overlong line', `a:x:1:1:${'g'.repeat(5000)}:/:/bin/sh`, ''],
-    ['Samba machine account, @ and dots', 'host1$:x:3000:3000::/:/bin/false\nu@corp.example:x:3001:3001::/:/bin/sh',
-      'host1$:x:3000:3000::/nonexistent:/usr/sbin/nologin\nu@corp.example:x:3001:3001::/nonexistent:/usr/sbin/nologin\n'],
+    [
+      'Samba machine account, @ and dots',
+      'host1$:x:3000:3000::/:/bin/false\nu@corp.example:x:3001:3001::/:/bin/sh',
+      'host1$:x:3000:3000::/nonexistent:/usr/sbin/nologin\nu@corp.example:x:3001:3001::/nonexistent:/usr/sbin/nologin\n',
+    ],
   ];
   it.each(rows)('%s', (_what, text, want) => {
     const got = passwdOf(text);
@@ -51,7 +62,13 @@ describe('the client passwd a job binds', () => {
   });
 
   it('keeps valid lines around invalid ones, in order', () => {
-    const text = ['root:x:0:0:root:.:/bin/sh', 'garbage', 'sshd:x:102:65534::/run/sshd:/usr/sbin/nologin', 'x\u001by:x:9:9::/:/bin/sh', 'alice:x:1000:1000:Alice:/home/alice:/bin/bash'].join('\n');
+    const text = [
+      'root:x:0:0:root:.:/bin/sh',
+      'garbage',
+      'sshd:x:102:65534::/run/sshd:/usr/sbin/nologin',
+      'x\u001by:x:9:9::/:/bin/sh',
+      'alice:x:1000:1000:Alice:/home/alice:/bin/bash',
+    ].join('\n');
     expect(parsePasswd(text)).toEqual([
       { name: 'root', uid: 0, gid: 0 },
       { name: 'sshd', uid: 102, gid: 65534 },

@@ -65,7 +65,12 @@ describe('excludes from the mount table the client reports', () => {
     ['an octal escape above a byte (\\777)', line('/mnt/\\777'), ['re:^mnt/\\\\777/'], []],
     ['not UTF-8 on the client (U+FFFD)', line('/mnt/\ufffd'), [], []],
     ['a trailing slash and doubled slashes', line('//run//user/'), ['re:^run/user/'], ['run/user/1000/x']],
-    ['a nested mount folds into its parent', [line('/run'), line('/run/user/1000'), line('/run\\040user')].join('\n'), ['re:^run/', 're:^run\\ user/'], ['run/user/1000/x']],
+    [
+      'a nested mount folds into its parent',
+      [line('/run'), line('/run/user/1000'), line('/run\\040user')].join('\n'),
+      ['re:^run/', 're:^run\\ user/'],
+      ['run/user/1000/x'],
+    ],
     ['a path longer than PATH_MAX', line(`/${'a'.repeat(5000)}`), [], []],
     ['garbage lines', 'x\n\n   \n a b\n', [], []],
   ];

@@ -138,7 +138,9 @@ describe('JobRunner', () => {
     const outcome = r.backup({ all: false, names: ['pc1'] }, () => undefined, new AbortController().signal);
     await waitFor(() => steps.includes('started pc1'));
     const stopped = r.stop(60_000, 'SIGTERM');
-    await expect(r.backup({ all: false, names: ['pc2'] }, () => undefined, new AbortController().signal)).rejects.toMatchObject({ code: 'E_DAEMON_STOPPING' });
+    await expect(r.backup({ all: false, names: ['pc2'] }, () => undefined, new AbortController().signal)).rejects.toMatchObject({
+      code: 'E_DAEMON_STOPPING',
+    });
     await expect(r.recent(5)).rejects.toMatchObject({ code: 'E_DAEMON_STOPPING' });
     expect(r.state).toBe('stopping');
     // Well inside the grace, the job is left alone (nothing to wait for: the absence of a cancel is the point).
@@ -176,7 +178,9 @@ describe('JobRunner', () => {
     await waitFor(() => steps.includes('started pc1'));
     expect([...r.busyAgents()].map(([agent, b]) => [agent, b.kind])).toEqual([['pc1', 'backup']]);
 
-    await expect(r.restore({ agent: 'pc1', archive: 'a', paths: [], method: 'stream', target: '/', dryRun: false }, () => undefined, signal)).rejects.toMatchObject({
+    await expect(
+      r.restore({ agent: 'pc1', archive: 'a', paths: [], method: 'stream', target: '/', dryRun: false }, () => undefined, signal),
+    ).rejects.toMatchObject({
       code: 'E_JOB_BUSY',
     });
     const second = await r.backup({ all: false, names: ['pc1'] }, () => undefined, signal);

@@ -142,8 +142,14 @@ export class JobRunner {
   /** Backs up the named agents (or all that are not revoked), `parallel` at a time; one outcome per agent. */
   async backup(args: BackupArgs, emit: (e: JobEvent) => void, signal: AbortSignal): Promise<BackupOutcome[]> {
     const { store, limiter } = await this.ready();
-    const names = args.all ? this.deps.registry.agents().filter((a) => a.revokedAt === undefined).map((a) => a.name) : [...args.names];
-    if (names.length === 0) throw new ControllerError('E_JOB_NOTHING', args.all ? 'no agents enrolled' : 'name at least one agent, or pass --all');
+    const names = args.all
+      ? this.deps.registry
+          .agents()
+          .filter((a) => a.revokedAt === undefined)
+          .map((a) => a.name)
+      : [...args.names];
+    if (names.length === 0)
+      throw new ControllerError('E_JOB_NOTHING', args.all ? 'no agents enrolled' : 'name at least one agent, or pass --all');
     for (const n of names) {
       if (!this.deps.registry.get(n)) throw new ControllerError('E_AGENT_UNKNOWN', `no agent named '${n}' (see 'controller agents')`);
     }
@@ -185,8 +191,10 @@ export class JobRunner {
   /** The store and limiter once recovery is done; refused once stopping began. */
   private async ready(): Promise<{ store: JobStore; limiter: Limiter }> {
     if (this.state === 'starting') await this.starting;
-    if (this.state === 'stopping' || this.state === 'stopped') throw new ControllerError('E_DAEMON_STOPPING', 'the controller is stopping: no new jobs');
-    if (this.state !== 'running' || !this.store || !this.limiter) throw new ControllerError('E_DAEMON_STARTING', 'the job runner has not started');
+    if (this.state === 'stopping' || this.state === 'stopped')
+      throw new ControllerError('E_DAEMON_STOPPING', 'the controller is stopping: no new jobs');
+    if (this.state !== 'running' || !this.store || !this.limiter)
+      throw new ControllerError('E_DAEMON_STARTING', 'the job runner has not started');
     return { store: this.store, limiter: this.limiter };
   }
 

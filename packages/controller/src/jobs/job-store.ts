@@ -40,7 +40,10 @@ const KEEP = 1000;
 /** Records why a job failed; true when the cause is a bug of ours (no code of its own). */
 export function markFailed(job: JobRecord, err: unknown): boolean {
   job.status = 'failed';
-  const code = typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : undefined;
+  const code =
+    typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string'
+      ? (err as { code: string }).code
+      : undefined;
   // A code may be a peer's (an agent's error reply): only the E_ form is kept, so nothing else is printed or branched on.
   job.code = code === undefined ? 'E_JOB_INTERNAL' : /^E_[A-Z0-9_]{1,64}$/.test(code) ? code : 'E_JOB_PEER_CODE';
   // A message may carry a peer's text (an agent's error, tar's stderr): stored
@@ -96,7 +99,10 @@ export class JobStore {
   }
 
   recent(limit: number, agent?: string): JobRecord[] {
-    return this.jobs.filter((j) => agent === undefined || j.agent === agent).slice(-limit).reverse();
+    return this.jobs
+      .filter((j) => agent === undefined || j.agent === agent)
+      .slice(-limit)
+      .reverse();
   }
 
   private save(): Promise<void> {

@@ -66,7 +66,12 @@ describe('TimeLimit', () => {
 describe('jobLimits', () => {
   it('takes the agent override and names its key', () => {
     const c = validateConfig({ url: 'ws://h:1', timeLimit: '6h', quota: '1T', agents: { big: { timeLimit: '3d', quota: 'none' } } });
-    expect(jobLimits(c, 'big')).toEqual({ timeLimit: 3 * 86_400, timeLimitKey: 'agents.big.timeLimit', quota: 0, quotaKey: 'agents.big.quota' });
+    expect(jobLimits(c, 'big')).toEqual({
+      timeLimit: 3 * 86_400,
+      timeLimitKey: 'agents.big.timeLimit',
+      quota: 0,
+      quotaKey: 'agents.big.quota',
+    });
     expect(jobLimits(c, 'other')).toEqual({ timeLimit: 6 * 3600, timeLimitKey: 'timeLimit', quota: 2 ** 40, quotaKey: 'quota' });
   });
 });
@@ -84,7 +89,8 @@ describe('checkFreeSpace', () => {
 });
 
 describe('QuotaWatchingReader', () => {
-  const real = '{"type": "log_message", "time": 1.0, "message": "The storage quota (10.00 MB) has been exceeded (10.26 MB). Try deleting some archives.", "levelname": "ERROR", "name": "borg.archiver", "msgid": "Repository.StorageQuotaExceeded"}\n';
+  const real =
+    '{"type": "log_message", "time": 1.0, "message": "The storage quota (10.00 MB) has been exceeded (10.26 MB). Try deleting some archives.", "levelname": "ERROR", "name": "borg.archiver", "msgid": "Repository.StorageQuotaExceeded"}\n';
 
   it("sees borg's quota refusal, even split across chunks", () => {
     const r = new QuotaWatchingReader(() => undefined);
@@ -100,7 +106,14 @@ describe('QuotaWatchingReader', () => {
     const name = 'x", "msgid": "Repository.StorageQuotaExceeded';
     r.push(JSON.stringify({ type: 'file_status', status: 'A', path: name }) + '\n');
     r.push(JSON.stringify({ type: 'archive_progress', path: name, nfiles: 1 }) + '\n');
-    r.push(JSON.stringify({ type: 'log_message', levelname: 'WARNING', message: `${name}: read error`, msgid: 'Repository.StorageQuotaExceededX' }) + '\n');
+    r.push(
+      JSON.stringify({
+        type: 'log_message',
+        levelname: 'WARNING',
+        message: `${name}: read error`,
+        msgid: 'Repository.StorageQuotaExceededX',
+      }) + '\n',
+    );
     r.push('Repository.StorageQuotaExceeded\n');
     expect(r.quotaExceeded).toBe(false);
   });

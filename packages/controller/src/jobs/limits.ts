@@ -61,7 +61,10 @@ export class TimeLimit {
       }
       this.timer = undefined;
       if (outer.aborted) return;
-      this.fired = new ControllerError('E_JOB_TIME_LIMIT', `cancelled after the time limit of ${formatDuration(this.seconds)} (config ${this.key})`);
+      this.fired = new ControllerError(
+        'E_JOB_TIME_LIMIT',
+        `cancelled after the time limit of ${formatDuration(this.seconds)} (config ${this.key})`,
+      );
       this.ac.abort(this.fired);
     };
     arm();
@@ -150,7 +153,12 @@ export class QuotaWatchingReader extends BorgLogReader {
   private check(line: string): void {
     try {
       const m = JSON.parse(line) as unknown;
-      if (typeof m === 'object' && m !== null && (m as Record<string, unknown>)['type'] === 'log_message' && (m as Record<string, unknown>)['msgid'] === QUOTA_MSGID) {
+      if (
+        typeof m === 'object' &&
+        m !== null &&
+        (m as Record<string, unknown>)['type'] === 'log_message' &&
+        (m as Record<string, unknown>)['msgid'] === QUOTA_MSGID
+      ) {
         this.quotaExceeded = true;
       }
     } catch {

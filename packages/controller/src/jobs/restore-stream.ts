@@ -69,7 +69,10 @@ export async function streamExportTar(opts: {
   } catch (err) {
     // The client's policy said no: its own code and one line, with the agent's reason (a peer's text: escaped).
     if (err instanceof PeerError && err.code === 'E_RESTORE_REFUSED') {
-      throw new ControllerError('E_RESTORE_REFUSED', `restore refused by ${agent}'s restore policy (${oneLine(err.message)}); nothing was sent`);
+      throw new ControllerError(
+        'E_RESTORE_REFUSED',
+        `restore refused by ${agent}'s restore policy (${oneLine(err.message)}); nothing was sent`,
+      );
     }
     throw err;
   }
@@ -139,7 +142,11 @@ export async function streamExportTar(opts: {
   try {
     const res = await borg;
     if (violation) throw violation;
-    if (lost !== undefined) throw new ControllerError('E_JOB_CONNECTION_LOST', `the connection to the agent was lost during the restore (${escapeControl(lost)})`);
+    if (lost !== undefined)
+      throw new ControllerError(
+        'E_JOB_CONNECTION_LOST',
+        `the connection to the agent was lost during the restore (${escapeControl(lost)})`,
+      );
     if (signal.aborted) throw new ControllerError('E_JOB_CANCELLED', 'the restore was cancelled');
     if (res.exitCode !== 0) {
       // borg's stderr names archived (client-chosen) paths: escaped before any terminal or record.
@@ -147,10 +154,7 @@ export async function streamExportTar(opts: {
       throw new ControllerError('E_JOB_BORG', `borg export-tar failed (exit ${res.exitCode ?? res.signal}): ${text}`);
     }
     const sha = hash.digest();
-    const result = await link.channel.request(
-      { type: 'restore.end', stream, bytes: sent, sha256: sha },
-      30 * 60_000,
-    );
+    const result = await link.channel.request({ type: 'restore.end', stream, bytes: sent, sha256: sha }, 30 * 60_000);
     if (!result.ok) {
       throw new ControllerError(
         'E_JOB_TAR',

@@ -27,7 +27,8 @@ async function dryRun(ctx: JobContext, req: RestoreRequest): Promise<string[]> {
   const p = ctx.paths;
   // `--`: a PATH such as `--format=...` is a path, never an option.
   const res = await borg(p, req.agent, ['list', '--format', '{path}{NUL}', '--', `${p.repo(req.agent)}::${req.archive}`, ...req.paths]);
-  if (res.exitCode !== 0) throw new ControllerError('E_JOB_BORG', `cannot list ${req.archive}: ${escapeControl(res.stderr.trim().split('\n').pop() ?? '')}`);
+  if (res.exitCode !== 0)
+    throw new ControllerError('E_JOB_BORG', `cannot list ${req.archive}: ${escapeControl(res.stderr.trim().split('\n').pop() ?? '')}`);
   // Archived paths are the client's file names: escaped before the CLI prints them.
   return res.stdout.split('\0').filter(Boolean).slice(0, MAX_LISTED).map(escapeControl);
 }
@@ -36,7 +37,10 @@ async function archiveSize(ctx: JobContext, req: RestoreRequest): Promise<number
   const p = ctx.paths;
   const res = await borg(p, req.agent, ['info', '--json', '--', `${p.repo(req.agent)}::${req.archive}`]);
   if (res.exitCode !== 0) {
-    throw new ControllerError('E_RESTORE_ARCHIVE', `no archive '${req.archive}' for '${req.agent}' (see 'controller archives ${req.agent}')`);
+    throw new ControllerError(
+      'E_RESTORE_ARCHIVE',
+      `no archive '${req.archive}' for '${req.agent}' (see 'controller archives ${req.agent}')`,
+    );
   }
   const info = JSON.parse(res.stdout) as { archives?: Array<{ stats?: { original_size?: number } }> };
   return info.archives?.[0]?.stats?.original_size;
@@ -62,9 +66,29 @@ export async function runRestore(
   const totalBytes = await archiveSize(ctx, req);
   if (req.dryRun) {
     const list = await dryRun(ctx, req);
-    return { id: 'dry-run', kind: 'restore', agent: req.agent, archive: req.archive, method: req.method, target: req.target, startedAt: Date.now(), endedAt: Date.now(), status: 'succeeded', wouldWrite: list };
+    return {
+      id: 'dry-run',
+      kind: 'restore',
+      agent: req.agent,
+      archive: req.archive,
+      method: req.method,
+      target: req.target,
+      startedAt: Date.now(),
+      endedAt: Date.now(),
+      status: 'succeeded',
+      wouldWrite: list,
+    };
   }
-  const job: JobRecord = { id: newJobId(), kind: 'restore', agent: req.agent, archive: req.archive, method: req.method, target: req.target, startedAt: Date.now(), status: 'running' };
+  const job: JobRecord = {
+    id: newJobId(),
+    kind: 'restore',
+    agent: req.agent,
+    archive: req.archive,
+    method: req.method,
+    target: req.target,
+    startedAt: Date.now(),
+    status: 'running',
+  };
   const log = ctx.log.child({ agentId: req.agent, jobId: job.id });
   const say = (e: Omit<JobEvent, 'agent' | 'jobId'>): void => emit({ agent: req.agent, jobId: job.id, ...e });
   await store.add(job);
@@ -74,24 +98,26 @@ export async function runRestore(
   try {
     let last = 0;
     // The race also ends a wait for the agent's answer that takes no signal.
-    const r = await limit.race(streamExportTar({
-      p,
-      agent: req.agent,
-      link,
-      archive: req.archive,
-      paths: req.paths,
-      target: req.target,
-      // extract maps archived names to the client's ids of today; stream and full keep the archived ids.
-      owners: req.method === 'extract' ? 'names' : 'numeric',
-      totalBytes,
-      signal: limit.signal,
-      onProgress: (bytes) => {
-        const now = Date.now();
-        if (now - last < 250) return;
-        last = now;
-        say({ phase: 'restore', bytes, totalBytes });
-      },
-    }));
+    const r = await limit.race(
+      streamExportTar({
+        p,
+        agent: req.agent,
+        link,
+        archive: req.archive,
+        paths: req.paths,
+        target: req.target,
+        // extract maps archived names to the client's ids of today; stream and full keep the archived ids.
+        owners: req.method === 'extract' ? 'names' : 'numeric',
+        totalBytes,
+        signal: limit.signal,
+        onProgress: (bytes) => {
+          const now = Date.now();
+          if (now - last < 250) return;
+          last = now;
+          say({ phase: 'restore', bytes, totalBytes });
+        },
+      }),
+    );
     job.stats = { bytes: r.bytes, files: r.files, sha256: r.sha256 };
     job.status = 'succeeded';
   } catch (err) {

@@ -6,9 +6,22 @@ export function jobCommand(script: string, extraArgs: readonly string[]): { file
   return {
     file: 'setpriv',
     args: [
-      '--pdeathsig', 'SIGKILL', '--',
-      'unshare', '--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child=SIGKILL', '--',
-      '/bin/sh', '-c', script, 'borgpull-job', ...extraArgs,
+      '--pdeathsig',
+      'SIGKILL',
+      '--',
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      '--pid',
+      '--fork',
+      '--kill-child=SIGKILL',
+      '--',
+      '/bin/sh',
+      '-c',
+      script,
+      'borgpull-job',
+      ...extraArgs,
     ],
   };
 }

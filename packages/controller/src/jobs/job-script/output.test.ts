@@ -11,7 +11,10 @@ describe('BorgLogReader escapes what the client named', () => {
     const paths: string[] = [];
     const r = new BorgLogReader((p) => paths.push(p.path));
     // borg writes JSON lines: a newline in a name is \n inside the JSON string.
-    r.push(JSON.stringify({ type: 'archive_progress', finished: false, nfiles: 1, original_size: 2, deduplicated_size: 3, path: HOSTILE }) + '\n');
+    r.push(
+      JSON.stringify({ type: 'archive_progress', finished: false, nfiles: 1, original_size: 2, deduplicated_size: 3, path: HOSTILE }) +
+        '\n',
+    );
     r.push(JSON.stringify({ type: 'log_message', levelname: 'ERROR', message: `${HOSTILE}: [Errno 5] Input/output error` }) + '\n');
     r.push(JSON.stringify({ type: 'log_message', levelname: 'WARNING', message: `${HOSTILE}: changed while we backed it up` }) + '\n');
     // sshfs or the job script writing plain text naming a file
