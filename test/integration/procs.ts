@@ -11,6 +11,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { waitFor, type WaitOptions } from '../harness/wait.js';
+import { TUNNEL_RULES } from '../harness/sshd-config.js';
 
 // The one waitFor lives in the harness; re-exported for tests that import it from here.
 export { waitFor };
@@ -35,26 +36,7 @@ export function cleanEnv(extra: Record<string, string> = {}): Record<string, str
  */
 export function safeSshdConfig(dir: string, hostKey: string): string {
   const file = join(dir, 'sshd_config');
-  writeFileSync(
-    file,
-    [
-      `HostKey ${hostKey}`,
-      'PidFile none',
-      'UsePAM no',
-      'AllowTcpForwarding remote',
-      'AllowStreamLocalForwarding no',
-      'AllowAgentForwarding no',
-      'GatewayPorts no',
-      'PermitTTY no',
-      'PermitTunnel no',
-      'PermitUserRC no',
-      'PermitUserEnvironment no',
-      'X11Forwarding no',
-      'ForceCommand /bin/false',
-      '',
-    ].join('\n'),
-    { mode: 0o644 },
-  );
+  writeFileSync(file, [`HostKey ${hostKey}`, 'PidFile none', 'UsePAM no', ...TUNNEL_RULES, ''].join('\n'), { mode: 0o644 });
   return file;
 }
 
