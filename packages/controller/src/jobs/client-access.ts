@@ -49,6 +49,7 @@ export async function openClientAccess(opts: {
   const dir = await JobDir.create(`${p.jobsDir}/${opts.jobId}`);
   cleanup.push(['remove the job directory', () => dir.remove()]);
   dir.expect('sshfs.err');
+  dir.expect('cd.err');
   await ensureBorgBase(p, agent.name);
   const env = jobEnv(p, {
     agent,

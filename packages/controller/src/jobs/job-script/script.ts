@@ -25,7 +25,9 @@ sshfs -f -o "$MOUNT_OPTS,ServerAliveInterval=15,ServerAliveCountMax=3,max_read=1
   -F /dev/null "root@127.0.0.1:$REMOTE_PATH" "$MNT" 2>"$JOB_DIR/sshfs.err" &
 SSHFS=$!
 i=0
-until mountpoint -q "$MNT"; do
+# Listed as mounted is not enough: wait until the mount answers (seen once in a CI-like run:
+# the job's cd into a freshly listed mount failed).
+until mountpoint -q "$MNT" && stat -t "$MNT/." >/dev/null 2>&1; do
   kill -0 "$SSHFS" 2>/dev/null || fail E_JOB_MOUNT "sshfs could not mount the client: $(tail -n 2 "$JOB_DIR/sshfs.err" | tr '\n' ' ')"
   i=$((i + 1)); [ "$i" -lt 300 ] || fail E_JOB_MOUNT "sshfs did not mount the client within 30s"
   sleep 0.1
@@ -60,7 +62,7 @@ mount --bind "$NSSWITCH" /etc/nsswitch.conf || fail E_JOB_SETUP "cannot bind nss
 for d in /run/nscd /var/run/nscd; do
   if [ -d "$d" ]; then mount -t tmpfs -o size=16k,mode=0755 borgpull-nscd-mask "$d"; fi
 done
-cd "$MNT" || fail E_JOB_MOUNT "cannot enter the mount"
+cd "$MNT" 2>"$JOB_DIR/cd.err" || fail E_JOB_MOUNT "cannot enter the mount: $(tr '\n' ' ' <"$JOB_DIR/cd.err") $(tail -n 2 "$JOB_DIR/sshfs.err" | tr '\n' ' ')"
 borg create --log-json --progress --json --list --filter=AME --files-cache ctime,size --noflags --noxattrs --noacls \
   "$@" "$REPO::$ARCHIVE" . 3<"$PASSPHRASE_FILE"
 ${FINISH}`;
