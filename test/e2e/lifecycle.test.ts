@@ -1,3 +1,5 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertNoLeftovers, cleanupAll, requireTools, waitFor, type HostSubprocess } from '../harness/index.js';
 import {
@@ -120,6 +122,22 @@ describe('lifecycle: SIGTERM and SIGHUP', () => {
       code: 'E_CONFIG_INVALID',
       reason: expect.stringMatching(/stopGrace/),
     });
+    expect(ctl.proc.exitCode).toBeNull();
+    expect((await ctl.cli(['agents'])).exitCode).toBe(0);
+    // Not JSON at all (a half-saved edit): the same.
+    const file = join(ctl.state, 'config.json');
+    const saved = readFileSync(file, 'utf8');
+    writeFileSync(file, saved.slice(0, saved.length / 2));
+    const torn = ctlLog.length;
+    kill(ctl.proc, 'SIGHUP');
+    await waitFor('reload refused', () => ctlLog.slice(torn).some((l) => l['msg'] === 'config not reloaded: keeping the running config'), {
+      timeoutMs: 10_000,
+    });
+    expect(ctlLog.slice(torn).find((l) => l['msg'] === 'config not reloaded: keeping the running config')).toMatchObject({
+      code: 'E_CONFIG_INVALID',
+      reason: expect.stringMatching(/not valid JSON/),
+    });
+    writeFileSync(file, saved);
     expect(ctl.proc.exitCode).toBeNull();
     expect((await ctl.cli(['agents'])).exitCode).toBe(0);
     ctl.configure({ stopGrace: '2s' });
