@@ -284,3 +284,44 @@ export function manyFiles(count: number, dir = 'bulk'): Record<string, string> {
   for (let i = 0; i < count; i++) tree[`${dir}/d${i % 50}/f${i}.txt`] = `file ${i} ${'x'.repeat(i % 300)}\n`;
   return tree;
 }
+
+function parentOf(pid: number): number | undefined {
+  try {
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The client sshd's session processes (its listener's descendants): what serves sshfs its files. SIGSTOP them to stall a client. */
+export function sshdSessions(c: Client): number[] {
+  const listener = pidsMatching('/usr/sbin/sshd', join(c.host.dir, 'sshd', 'sshd_config'));
+  const all = readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number);
+  const found = new Set<number>();
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const pid of all) {
+      const pp = parentOf(pid);
+      if (pp !== undefined && !found.has(pid) && (listener.includes(pp) || found.has(pp))) {
+        found.add(pid);
+        grew = true;
+      }
+    }
+  }
+  return [...found];
+}
+
+export function signalAll(pids: number[], sig: NodeJS.Signals): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      /* already gone */
+    }
+  }
+}

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, statfsSync } from 'node:fs';
+import { readFileSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertNoLeftovers, cleanupAll, requireTools, waitFor } from '../harness/index.js';
@@ -10,6 +10,8 @@ import {
   manyFiles,
   pidsMatching,
   serverBorg,
+  signalAll,
+  sshdSessions,
   startClient,
   startController,
   type Client,
@@ -26,47 +28,6 @@ async function allArchives(ctl: Controller, agent: string): Promise<string[]> {
 async function noLeftovers(ctl: Controller): Promise<void> {
   await waitFor('job processes and mounts gone', () => jobLeftovers(ctl).length === 0, { timeoutMs: 10_000 }).catch(() => undefined);
   expect(jobLeftovers(ctl)).toEqual([]);
-}
-
-function parentOf(pid: number): number | undefined {
-  try {
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return undefined;
-  }
-}
-
-/** The client sshd's session processes (its listener's descendants): what serves sshfs its files. */
-function sshdSessions(c: Client): number[] {
-  const listener = pidsMatching('/usr/sbin/sshd', join(c.host.dir, 'sshd', 'sshd_config'));
-  const all = readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .map(Number);
-  const found = new Set<number>();
-  let grew = true;
-  while (grew) {
-    grew = false;
-    for (const pid of all) {
-      const pp = parentOf(pid);
-      if (pp !== undefined && !found.has(pid) && (listener.includes(pp) || found.has(pp))) {
-        found.add(pid);
-        grew = true;
-      }
-    }
-  }
-  return [...found];
-}
-
-function signal(pids: number[], sig: NodeJS.Signals): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, sig);
-    } catch {
-      /* already gone */
-    }
-  }
 }
 
 /** Lines the agent logged that say a tunnel opened. */
@@ -113,7 +74,7 @@ describe('bounded jobs and disks', () => {
     // The client's sshd stops answering, mid-file, with its connection open: a stalled client.
     const stalled = sshdSessions(c1);
     expect(stalled.length).toBeGreaterThan(0);
-    signal(stalled, 'SIGSTOP');
+    signalAll(stalled, 'SIGSTOP');
     try {
       const r = await run;
       const took = Date.now() - started;
@@ -129,7 +90,7 @@ describe('bounded jobs and disks', () => {
       expect(job.endedAt - job.startedAt).toBeGreaterThanOrEqual(20_000);
       expect(took).toBeLessThan(20_000 + 20_000);
     } finally {
-      signal(stalled, 'SIGCONT');
+      signalAll(stalled, 'SIGCONT');
     }
     expect(await allArchives(ctl, 'pc1')).toEqual([]);
     await noLeftovers(ctl);
@@ -206,7 +167,7 @@ describe('bounded jobs and disks', () => {
       timeoutMs: 30_000,
       intervalMs: 10,
     });
-    signal(borgs, 'SIGSTOP');
+    signalAll(borgs, 'SIGSTOP');
     try {
       const r = await run;
       expect(r.exitCode).not.toBe(0);
@@ -227,7 +188,7 @@ describe('bounded jobs and disks', () => {
         reason: 'cancelled after the time limit of 15s (config agents.pc2.timeLimit)',
       });
     } finally {
-      signal(borgs, 'SIGCONT');
+      signalAll(borgs, 'SIGCONT');
     }
     await waitFor('borg gone', () => pidsMatching('borg', 'export-tar', ctl.state).length === 0, { timeoutMs: 15_000 });
     ctl.configure({ agents: {} });

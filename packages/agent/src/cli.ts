@@ -153,12 +153,22 @@ export async function run(argv: string[]): Promise<number> {
       });
       service.start();
       await new Promise<void>((resolve) => {
+        let stopping = false;
         const shutdown = (signal: string): void => {
+          if (stopping) {
+            log.warn({ signal }, 'already stopping');
+            return;
+          }
+          stopping = true;
           log.info({ signal }, 'shutting down');
           void service.stop(signal).then(resolve);
         };
-        process.once('SIGINT', shutdown);
-        process.once('SIGTERM', shutdown);
+        // 'on', never 'once': execa's exit hook (signal-exit) re-raises a signal
+        // that it finds no other listener for, and a 'once' listener is gone by
+        // the time it looks, so the agent died by SIGTERM before closing its
+        // tunnel and session (test/e2e/lifecycle.test.ts).
+        process.on('SIGINT', shutdown);
+        process.on('SIGTERM', shutdown);
       });
       return 0;
     }

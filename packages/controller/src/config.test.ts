@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { configJson, DEFAULT_MIN_FREE_SPACE, DEFAULT_TIME_LIMIT, validateConfig } from './config.js';
+import { configJson, DEFAULT_MIN_FREE_SPACE, DEFAULT_STOP_GRACE, DEFAULT_TIME_LIMIT, validateConfig } from './config.js';
 
 const base = { url: 'ws://backup.example.net:7400' };
 
@@ -92,4 +92,25 @@ describe('config: job limits', () => {
     expect(codeOf({ ...base, agents: { pc1: ['x'] } })).toBe('E_CONFIG_INVALID');
     expect(codeOf({ ...base, agents: { pc1: 'x' } })).toBe('E_CONFIG_INVALID');
   });
+});
+
+describe('config: stopGrace', () => {
+  it('defaults to 30s, takes 0 (cancel at once) and durations, and writes them back as a person would', () => {
+    expect(validateConfig(base).stopGrace).toBe(DEFAULT_STOP_GRACE);
+    expect(DEFAULT_STOP_GRACE).toBe(30);
+    expect(validateConfig({ ...base, stopGrace: 0 }).stopGrace).toBe(0);
+    expect(validateConfig({ ...base, stopGrace: '0s' }).stopGrace).toBe(0);
+    const c = validateConfig({ ...base, stopGrace: '2m30s' });
+    expect(c.stopGrace).toBe(150);
+    expect(configJson(c)).toMatchObject({ stopGrace: '2m30s' });
+    expect(validateConfig(JSON.parse(JSON.stringify(configJson(c))))).toEqual(c);
+  });
+
+  it.each([-1, -0.5, 1.5, NaN, Infinity, 1e300, '1e999', '-5s', '5X', 'none', '', '2d', 86_401, null, true, {}, ['30s'], '30s\n'])(
+    'refuses stopGrace = %j with its name',
+    (value) => {
+      expect(codeOf({ ...base, stopGrace: value })).toBe('E_CONFIG_INVALID');
+      expect(() => validateConfig({ ...base, stopGrace: value })).toThrow(/^config: stopGrace /);
+    },
+  );
 });

@@ -37,6 +37,13 @@ export const MIN_QUOTA = 10 * 2 ** 20;
  * array would idle 1 TB; 5% of a 20 GB test disk would not hold one commit.
  */
 export const DEFAULT_MIN_FREE_SPACE = 2 * 2 ** 30;
+/**
+ * 30 s: what a backup near its end needs to commit, under systemd's default
+ * stop timeout (90 s) with room for the cleanup that follows. 0 cancels at
+ * once. At most a day: a stop that waits longer is a hang, not a grace.
+ */
+export const DEFAULT_STOP_GRACE = 30;
+export const MAX_STOP_GRACE = 86_400;
 
 export interface ControllerConfig {
   /** What agents dial, e.g. ws://backup.example.net:7400 */
@@ -67,6 +74,8 @@ export interface ControllerConfig {
   readonly quota: number;
   /** No backup starts while the repositories' file system has less free (bytes). */
   readonly minFreeSpace: number;
+  /** On SIGTERM, running jobs may finish for this many seconds before they are cancelled. */
+  readonly stopGrace: number;
 }
 
 export function configPath(stateDir: string): string {
@@ -101,8 +110,8 @@ function strList(v: unknown, field: string): string[] {
   return [...(v as string[])];
 }
 
-function duration(v: unknown, field: string): number {
-  const r = parseDuration(v, MIN_TIME_LIMIT, MAX_TIME_LIMIT);
+function duration(v: unknown, field: string, min = MIN_TIME_LIMIT, max = MAX_TIME_LIMIT): number {
+  const r = parseDuration(v, min, max);
   return typeof r === 'number' ? r : bad(field, r);
 }
 
@@ -174,6 +183,7 @@ export function validateConfig(raw: unknown): ControllerConfig {
     timeLimit: o['timeLimit'] === undefined ? DEFAULT_TIME_LIMIT : duration(o['timeLimit'], 'timeLimit'),
     quota: o['quota'] === undefined ? 0 : quota(o['quota'], 'quota'),
     minFreeSpace: o['minFreeSpace'] === undefined ? DEFAULT_MIN_FREE_SPACE : size(o['minFreeSpace'], 'minFreeSpace'),
+    stopGrace: o['stopGrace'] === undefined ? DEFAULT_STOP_GRACE : duration(o['stopGrace'], 'stopGrace', 0, MAX_STOP_GRACE),
   };
   if (cfg.tlsCert !== undefined && cfg.tlsKey === undefined) bad('tlsKey', 'is required with tlsCert');
   if (!cfg.sshdConfig.startsWith('/')) bad('sshdConfig', 'must be an absolute path');
@@ -218,6 +228,7 @@ export function configJson(cfg: ControllerConfig): Record<string, unknown> {
     timeLimit: formatDuration(cfg.timeLimit),
     quota: cfg.quota === 0 ? 'none' : formatSizeExact(cfg.quota),
     minFreeSpace: formatSizeExact(cfg.minFreeSpace),
+    stopGrace: formatDuration(cfg.stopGrace),
   };
 }
 

@@ -34,6 +34,9 @@ export type DaemonState = 'created' | 'starting' | 'running' | 'stopping' | 'sto
 
 export const TOKEN_TTL_MS = 60 * 60 * 1000;
 
+/** Config keys bound or checked once at start: a reload logs them as needing a restart. */
+const RESTART_KEYS: ReadonlySet<string> = new Set(['listen', 'tlsCert', 'tlsKey', 'sshdConfig', 'sshPort', 'tunnelUser', 'parallel']);
+
 export interface DaemonOptions {
   /** Ping interval for agent connections (ms). */
   readonly heartbeatMs?: number;
@@ -133,16 +136,50 @@ export class ControllerDaemon {
     return bound;
   }
 
-  /** Stop taking jobs, drain them up to the grace period (then cancel), close connections and sockets. Idempotent. */
-  async stop(reason: string): Promise<void> {
+  /**
+   * Stop taking jobs, drain them up to the grace period (`graceMs`, else the
+   * stopGraceMs option, else 0), then cancel them; close connections and sockets. Idempotent.
+   */
+  async stop(reason: string, graceMs?: number): Promise<void> {
     if (this.state === 'stopping' || this.state === 'stopped') return;
     this.transition('stopping');
-    await this.jobs?.stop(this.opts.stopGraceMs ?? 0, reason).catch((err: unknown) => this.log.error({ err }, 'shutdown step failed'));
+    await this.jobs
+      ?.stop(graceMs ?? this.opts.stopGraceMs ?? 0, reason)
+      .catch((err: unknown) => this.log.error({ err }, 'shutdown step failed'));
     await this.agentServer?.stop(reason);
     await this.admin?.stop();
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- stop() may follow a start() that failed before the registry opened
     await this.registry?.close().catch((err: unknown) => this.log.error({ err }, 'could not write the registry'));
     this.transition('stopped');
+  }
+
+  /**
+   * Re-reads config.json (SIGHUP). What the daemon itself reads as it goes
+   * (the URL, tunnel endpoint and port base handed to new tokens and
+   * enrollments, stopGrace) applies at once; each job reads the file when it
+   * starts anyway. What was bound or checked at start (listen, TLS, the
+   * tunnel sshd's config, parallel) needs a restart, and is said so. A bad
+   * file changes nothing: the old config stays, the error is returned and logged.
+   */
+  async reload(): Promise<{ changed: string[]; needRestart: string[] }> {
+    if (this.state !== 'running') throw new ControllerError('E_DAEMON_STARTING', `cannot reload while ${this.state}`);
+    let next: ControllerConfig;
+    try {
+      next = await loadConfig(this.paths.root);
+    } catch (err) {
+      const code = err instanceof BorgpullError ? err.code : 'E_INTERNAL';
+      this.log.error({ code, reason: errorMessage(err) }, 'config not reloaded: keeping the running config');
+      throw err;
+    }
+    const old = this.config;
+    const changed = (Object.keys(next) as Array<keyof ControllerConfig>).filter((k) => JSON.stringify(old[k]) !== JSON.stringify(next[k]));
+    const needRestart = changed.filter((k) => RESTART_KEYS.has(k));
+    this.config = next;
+    this.log.info(
+      { changed, needRestart },
+      needRestart.length ? 'config reloaded; restart to apply the keys in needRestart' : 'config reloaded',
+    );
+    return { changed, needRestart };
   }
 
   private readonly checkAgent: AgentCheck = (agentKey, enroll) => {

@@ -12,6 +12,11 @@ export function heartbeatFromEnv(): number | undefined {
  * `controller serve`: the daemon until SIGINT or SIGTERM. The only place that
  * makes the root logger and installs signal handlers; the daemon wires
  * everything else itself (agents, job runner, admin socket).
+ *
+ * SIGTERM/SIGINT: no new jobs; running ones get the config's stopGrace (as of
+ * the last reload) to finish, then are cancelled with their cleanup. SIGHUP:
+ * re-read config.json (the daemon logs what changed and what needs a restart;
+ * a bad file keeps the running config).
  */
 export async function serveCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, { 'log-level': { type: 'string' } });
@@ -20,12 +25,33 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const daemon = new ControllerDaemon(stateDirOf(values), log, { heartbeatMs: heartbeatFromEnv() });
   await daemon.start();
   await new Promise<void>((resolve) => {
-    const shutdown = (signal: string): void => {
-      log.info({ signal }, 'shutting down');
-      void daemon.stop(signal).then(resolve);
+    let stopping = false;
+    // Kept while stopping too: without a handler, a SIGHUP would kill the process mid-cleanup.
+    const reload = (): void => {
+      if (stopping) {
+        log.warn({ signal: 'SIGHUP' }, 'stopping: config not reloaded');
+        return;
+      }
+      log.info({ signal: 'SIGHUP' }, 'reloading the config');
+      // The daemon logs a bad file with its code and keeps the old config.
+      daemon.reload().catch(() => undefined);
     };
-    process.once('SIGINT', shutdown);
-    process.once('SIGTERM', shutdown);
+    const shutdown = (signal: string): void => {
+      // A second signal must not kill the process mid-cleanup (mounts, borg locks): it is said and ignored.
+      if (stopping) {
+        log.warn({ signal }, 'already stopping: waiting for running jobs, then their cleanup');
+        return;
+      }
+      stopping = true;
+      const graceMs = daemon.config.stopGrace * 1000;
+      log.info({ signal, graceMs }, 'shutting down');
+      void daemon.stop(signal, graceMs).then(resolve);
+    };
+    // 'on', never 'once': execa's exit hook (signal-exit) re-raises a signal it
+    // finds no other listener for, and a 'once' listener is gone by then.
+    process.on('SIGHUP', reload);
+    process.on('SIGINT', shutdown);
+    process.on('SIGTERM', shutdown);
   });
   return 0;
 }
