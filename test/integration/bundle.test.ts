@@ -63,6 +63,17 @@ describe('the single-file builds', () => {
     });
   });
 
+  it('install-service names the program that runs: the single binary itself, or node and the .mjs', async () => {
+    const exec = async (f: string) => {
+      const r = await run(f, ['install-service', '--print', '--state-dir', '/srv/bp']);
+      expect(r).toMatchObject({ exitCode: 0, stderr: '' });
+      return r.stdout.split('\n').find((l) => l.startsWith('ExecStart='));
+    };
+    expect(await exec(agent.binary)).toBe(`ExecStart="${agent.binary}" "run" "--state-dir" "/srv/bp"`);
+    expect(await exec(controller.binary)).toBe(`ExecStart="${controller.binary}" "serve" "--state-dir" "/srv/bp"`);
+    expect(await exec(agentMjs)).toBe(`ExecStart="${process.execPath}" "${agentMjs}" "run" "--state-dir" "/srv/bp"`);
+  });
+
   it('load no native addon, even next to a node_modules that has them', async () => {
     // LD_DEBUG=files makes the dynamic loader name every object it opens: a .node is an addon.
     const probe = async (args: string[]) => {

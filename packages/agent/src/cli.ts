@@ -1,10 +1,12 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { pino } from 'pino';
-import { BorgpullError, errorMessage, terminalSafe } from '@borgpull/protocol';
+import { resolve } from 'node:path';
+import { BorgpullError, errorMessage, installUnit, purgeStateDir, terminalSafe, thisProgram, uninstallUnit } from '@borgpull/protocol';
 import { enroll } from './enroll.js';
 import { AgentError } from './errors.js';
 import { describePolicy, formatPolicy, loadPolicy, parsePolicy, savePolicy, type RestorePolicy } from './restore-policy.js';
 import { AgentService } from './service.js';
+import { AGENT_UNIT_NAME, agentUnit } from './service-unit.js';
 import { agentPaths, DEFAULT_AGENT_STATE_DIR, loadEnrollment } from './state.js';
 import { agentStatus, formatStatus } from './status.js';
 import { agentVersion, SOFTWARE } from './version.js';
@@ -27,6 +29,10 @@ commands:
                  follows a change at once): anywhere (default), off, or only into
                  these directories
   status [--json] what this agent is enrolled to, its restore policy, its last restores
+  install-service [--print] [--root DIR]
+                 install, enable and start the systemd unit for 'run'
+  uninstall-service [--purge --yes] [--root DIR]
+                 stop, disable and remove it (--purge: the state dir too)
   --version      print this agent's version
 
 every command: --state-dir DIR (or BORGPULL_AGENT_STATE_DIR; default ${DEFAULT_AGENT_STATE_DIR})`;
@@ -59,6 +65,13 @@ function policyArg(text: string, what: string): RestorePolicy {
   }
 }
 
+const stdoutIo = { out: (s: string): void => void process.stdout.write(s + '\n') };
+
+function rootOf(values: Record<string, unknown>): string {
+  const r = values['root'];
+  return typeof r === 'string' ? resolve(r) : '/';
+}
+
 function stateDirOf(values: Record<string, unknown>): string {
   const v = values['state-dir'];
   return typeof v === 'string' ? v : (process.env['BORGPULL_AGENT_STATE_DIR'] ?? DEFAULT_AGENT_STATE_DIR);
@@ -71,6 +84,10 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
   restores: 'usage: agent restores [anywhere|off|DIR[,DIR...]]\nshow or set what a controller may restore on this machine',
   run: 'usage: agent run [--log-level LEVEL]\nrun the service: stay connected to the controller, obey its orders',
   status: 'usage: agent status [--json]\nshow what this agent is enrolled to, its restore policy and its last restore orders',
+  'install-service':
+    "usage: agent install-service [--print] [--root DIR]\nwrite /etc/systemd/system/borgpull-agent.service (running this program's 'run', with --state-dir when\nnot the default), then enable and start it when systemd runs this machine, or say what to run.\n--print shows the unit and writes nothing; --root DIR writes under DIR and never runs systemctl.",
+  'uninstall-service':
+    'usage: agent uninstall-service [--purge --yes] [--root DIR]\nstop, disable and remove the unit; the state dir is kept unless --purge --yes (which deletes the keys and the enrollment)',
 };
 
 function wantsHelp(args: readonly string[]): boolean {
@@ -206,6 +223,25 @@ export async function run(argv: string[]): Promise<number> {
       const status = await agentStatus(paths);
       if (values['json']) process.stdout.write(JSON.stringify(status, null, 2) + '\n');
       else process.stdout.write(`${await formatStatus(paths, status)}\n`);
+      return 0;
+    }
+    case 'install-service': {
+      const { values, positionals } = parse(rest, { print: { type: 'boolean' }, root: { type: 'string' } });
+      if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+      const text = agentUnit(await thisProgram(), resolve(stateDirOf(values)));
+      if (values['print']) process.stdout.write(text);
+      else await installUnit({ root: rootOf(values), name: AGENT_UNIT_NAME, text, io: stdoutIo });
+      return 0;
+    }
+    case 'uninstall-service': {
+      const { values, positionals } = parse(rest, { purge: { type: 'boolean' }, yes: { type: 'boolean' }, root: { type: 'string' } });
+      if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+      const stateDir = resolve(stateDirOf(values));
+      // Checked before anything is stopped: --purge deletes the agent's keys and enrollment.
+      if (values['purge'] && !values['yes']) throw new UsageError(`--purge deletes ${stateDir} (keys, enrollment): add --yes`);
+      await uninstallUnit({ root: rootOf(values), name: AGENT_UNIT_NAME, io: stdoutIo });
+      if (values['purge']) await purgeStateDir(stateDir, stdoutIo);
+      else process.stdout.write(`kept ${stateDir} (delete it with --purge --yes)\n`);
       return 0;
     }
     default:

@@ -35,6 +35,10 @@ export const PROTOCOL_CODES = {
   E_AUTH_PINNED_KEY: "the controller's key is not the pinned one",
   E_AUTH_SEAL: 'a sealed frame that does not open (forged, replayed, reordered) or an exhausted nonce',
   E_CONFIG_KEY: 'a key or identity file that is malformed',
+  E_SERVICE_ARG: 'a value that cannot go into a systemd unit (a control character, a relative program)',
+  E_SERVICE_WRITE: 'the systemd unit file cannot be written, read or removed',
+  E_SERVICE_PURGE: 'uninstall-service --purge refused or failed: not a state dir, or something is mounted in it',
+  E_SERVICE_SYSTEMCTL: 'systemctl failed (daemon-reload, enable --now, disable --now)',
 } as const;
 
 export type ProtocolCode = keyof typeof PROTOCOL_CODES;

@@ -75,3 +75,15 @@ export { writeFileAtomic } from './fs-atomic.js';
 export { exists } from './fs-exists.js';
 export { toBuffer } from './frame-bytes.js';
 export { escapeControl, terminalSafe } from './text.js';
+export {
+  execStart,
+  execWord,
+  pathValue,
+  purgeStateDir,
+  installUnit,
+  systemdRunning,
+  thisProgram,
+  uninstallUnit,
+  unitPath,
+} from './systemd-unit.js';
+export type { InstallOptions, ServiceIo } from './systemd-unit.js';

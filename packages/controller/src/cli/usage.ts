@@ -24,6 +24,8 @@ commands:
   archives NAME [--json]                list an agent's archives
   jobs [--json] [--limit N]             recent jobs and their outcome
   restore NAME ARCHIVE [PATH...] [--method stream|extract|full] [--target DIR] [--dry-run] [--yes]
+  install-service [--print] [--root DIR]  install, enable and start the systemd unit for 'serve'
+  uninstall-service [--purge --yes] [--root DIR]  stop, disable and remove it (--purge: the state dir too)
   --version                             print this controller's version
 
 ${EVERY_COMMAND}`;
@@ -50,6 +52,14 @@ Exit status 1 if any rule fails: 'controller serve' refuses to start then.`,
   jobs: 'usage: controller jobs [--json] [--limit N] [--agent NAME]\nrecent jobs and their outcome',
   restore:
     'usage: controller restore NAME ARCHIVE [PATH...] [--method stream|extract|full] [--target DIR] [--dry-run] [--yes] [--json]\nrestore an archive (or PATHs of it) onto the client',
+  'install-service': `usage: controller install-service [--print] [--root DIR]
+write /etc/systemd/system/borgpull-controller.service (running this program's
+'serve', with --state-dir when not the default), then enable and start it when
+systemd runs this machine, or say what to run. --print shows the unit and
+writes nothing; --root DIR writes under DIR and never runs systemctl.`,
+  'uninstall-service': `usage: controller uninstall-service [--purge --yes] [--root DIR]
+stop, disable and remove the unit; the state dir is kept unless --purge --yes
+(which deletes every key and every backup repository in it)`,
 } as const satisfies Record<string, string>;
 
 export type CommandName = keyof typeof COMMAND_USAGE;
