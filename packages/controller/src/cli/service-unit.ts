@@ -38,10 +38,14 @@ RestartPreventExitStatus=2
 # Logs: pino's JSON lines on stdout, to journald (journalctl -u ${CONTROLLER_UNIT_NAME}).
 StandardOutput=journal
 StandardError=journal
-# SIGTERM: stop taking work, clean up jobs (kill, unmount, rmdir); then the
-# rest of the group is killed. Jobs die with the daemon anyway (pdeathsig).
+# SIGTERM: stop taking work, let running jobs finish for stopGrace (config,
+# default 30s), then cancel them with full cleanup (kill, unmount, rmdir); then
+# the rest of the group is killed. Jobs die with the daemon anyway (pdeathsig).
+# Keep TimeoutStopSec above stopGrace plus a minute of cleanup.
 KillMode=mixed
 TimeoutStopSec=90s
+# SIGHUP re-reads config.json (what needs a restart is logged).
+ExecReload=/bin/kill -HUP $MAINPID
 
 # Hardening: what the controller needs and no more.
 # Root: mounts (sshfs, bind mounts, overlays) and namespaces need CAP_SYS_ADMIN,
