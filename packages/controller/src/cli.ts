@@ -12,6 +12,7 @@ import { initController } from './cli/init.js';
 import { defaultIo, type Io } from './cli/io.js';
 import { restoreCommand } from './cli/restore.js';
 import { serveCommand } from './cli/serve.js';
+import { statusCommand } from './cli/status.js';
 import { installServiceCommand, uninstallServiceCommand } from './cli/service.js';
 import { helpText, isCommand, USAGE } from './cli/usage.js';
 import { UsageError } from './cli/usage-error.js';
@@ -51,6 +52,8 @@ export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
       return jobsCommand(rest, io);
     case 'restore':
       return restoreCommand(rest, io);
+    case 'status':
+      return statusCommand(rest, io);
     case 'install-service':
       return installServiceCommand(rest, io);
     case 'uninstall-service':

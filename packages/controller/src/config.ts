@@ -3,6 +3,15 @@ import { join } from 'node:path';
 import { errnoCode, errorMessage, writeFileAtomic } from '@borgpull/protocol';
 import { ControllerError } from './errors.js';
 import { formatDuration, formatSizeExact, parseDuration, parseSize } from './units.js';
+import {
+  monitorJson,
+  parseAlerts,
+  parseMetrics,
+  parseStatus,
+  type AlertSettings,
+  type MetricsSettings,
+  type StatusSettings,
+} from './monitor/monitor-config.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/borgpull';
 
@@ -76,6 +85,12 @@ export interface ControllerConfig {
   readonly minFreeSpace: number;
   /** On SIGTERM, running jobs may finish for this many seconds before they are cancelled. */
   readonly stopGrace: number;
+  /** When `controller status` warns and calls an agent overdue (monitor/monitor-config.ts). */
+  readonly status: StatusSettings;
+  /** Hooks run on failure, success, overdue and recovery. */
+  readonly alerts: AlertSettings;
+  /** The Prometheus endpoint; off when undefined. */
+  readonly metrics?: MetricsSettings;
 }
 
 export function configPath(stateDir: string): string {
@@ -184,6 +199,9 @@ export function validateConfig(raw: unknown): ControllerConfig {
     quota: o['quota'] === undefined ? 0 : quota(o['quota'], 'quota'),
     minFreeSpace: o['minFreeSpace'] === undefined ? DEFAULT_MIN_FREE_SPACE : size(o['minFreeSpace'], 'minFreeSpace'),
     stopGrace: o['stopGrace'] === undefined ? DEFAULT_STOP_GRACE : duration(o['stopGrace'], 'stopGrace', 0, MAX_STOP_GRACE),
+    status: parseStatus(o['status']),
+    alerts: parseAlerts(o['alerts']),
+    ...(o['metrics'] === undefined ? {} : { metrics: parseMetrics(o['metrics']) }),
   };
   if (cfg.tlsCert !== undefined && cfg.tlsKey === undefined) bad('tlsKey', 'is required with tlsCert');
   if (!cfg.sshdConfig.startsWith('/')) bad('sshdConfig', 'must be an absolute path');
@@ -222,8 +240,10 @@ export function configJson(cfg: ControllerConfig): Record<string, unknown> {
       ...(a.quota === undefined ? {} : { quota: a.quota === 0 ? 'none' : formatSizeExact(a.quota) }),
     };
   }
+  const { status, alerts, metrics, ...rest } = cfg;
   return {
-    ...cfg,
+    ...rest,
+    ...monitorJson(status, alerts, metrics),
     agents,
     timeLimit: formatDuration(cfg.timeLimit),
     quota: cfg.quota === 0 ? 'none' : formatSizeExact(cfg.quota),

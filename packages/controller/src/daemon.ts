@@ -29,13 +29,23 @@ import { endTunnelSession } from './tunnel-sessions.js';
 import { controllerVersion } from './version.js';
 import { listArchives } from './jobs/borg.js';
 import { JobRunner } from './jobs/job-runner.js';
+import { Monitor } from './monitor/monitor.js';
 
 export type DaemonState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 export const TOKEN_TTL_MS = 60 * 60 * 1000;
 
 /** Config keys bound or checked once at start: a reload logs them as needing a restart. */
-const RESTART_KEYS: ReadonlySet<string> = new Set(['listen', 'tlsCert', 'tlsKey', 'sshdConfig', 'sshPort', 'tunnelUser', 'parallel']);
+const RESTART_KEYS: ReadonlySet<string> = new Set([
+  'listen',
+  'tlsCert',
+  'tlsKey',
+  'sshdConfig',
+  'sshPort',
+  'tunnelUser',
+  'parallel',
+  'metrics',
+]);
 
 export interface DaemonOptions {
   /** Ping interval for agent connections (ms). */
@@ -54,6 +64,7 @@ export class ControllerDaemon {
   private agentServer?: AgentServer;
   private admin?: AdminServer<AdminApi>;
   private jobs?: JobRunner;
+  private monitor?: Monitor;
   readonly links = new Map<string, AgentLink>();
 
   constructor(
@@ -104,7 +115,20 @@ export class ControllerDaemon {
     // Crash recovery, now: a job command that arrives meanwhile waits for it.
     try {
       await jobs.start();
+      // Status, alerts and metrics follow the job history from here on.
+      this.monitor = new Monitor({
+        paths: this.paths,
+        log: this.log.child({ component: 'monitor' }),
+        config: () => this.config,
+        registry: this.registry,
+        links: this.links,
+        jobs,
+        // slice `sched`: nextRun: (a) => scheduler.nextRun(a), maxAge: (a) => maxAge of a's schedule.
+      });
+      await this.monitor.start(await jobs.history());
     } catch (err) {
+      await this.monitor?.stop();
+      await jobs.stop(0, 'start failed');
       await this.admin.stop();
       throw err;
     }
@@ -128,6 +152,7 @@ export class ControllerDaemon {
     try {
       bound = await this.agentServer.start();
     } catch (err) {
+      await this.monitor.stop();
       await jobs.stop(0, 'start failed');
       await this.admin.stop();
       throw new ControllerError('E_CONFIG_LISTEN', `cannot listen on ${this.config.listen}: ${errorMessage(err)}`, { cause: err });
@@ -147,6 +172,7 @@ export class ControllerDaemon {
       ?.stop(graceMs ?? this.opts.stopGraceMs ?? 0, reason)
       .catch((err: unknown) => this.log.error({ err }, 'shutdown step failed'));
     await this.agentServer?.stop(reason);
+    await this.monitor?.stop();
     await this.admin?.stop();
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- stop() may follow a start() that failed before the registry opened
     await this.registry?.close().catch((err: unknown) => this.log.error({ err }, 'could not write the registry'));
@@ -319,6 +345,10 @@ export class ControllerDaemon {
         return listArchives(this.paths, name);
       },
       jobs: async ({ limit, agent }) => jobs.recent(limit, agent),
+      status: async ({ names }) => {
+        if (!this.monitor) throw new ControllerError('E_DAEMON_STARTING', 'the controller is still starting');
+        return this.monitor.status(names);
+      },
     };
   }
 }

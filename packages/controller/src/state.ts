@@ -28,6 +28,11 @@ export function statePaths(stateDir: string) {
      */
     borgBase: (agent: string) => join(stateDir, 'borg', agent),
     jobsDir: join(stateDir, 'jobs'),
+    /** Cached repository facts (archive count, sizes), written by the jobs that change a repository. */
+    factsDir: join(stateDir, 'facts'),
+    repoFacts: (agent: string) => join(stateDir, 'facts', `${agent}.json`),
+    /** What the alerter last said of each agent (overdue, failing), so a restart does not say it again. */
+    alertState: join(stateDir, 'alert-state.json'),
     jobs: join(stateDir, 'jobs.json'),
   };
 }

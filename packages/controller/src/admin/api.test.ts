@@ -72,6 +72,8 @@ const HOSTILE: Array<[string, string | Buffer, string]> = [
   ['names and all', '{"cmd":"backup","args":{"names":["pc1"],"all":true}}\n', 'E_USAGE'],
   ['all a string', '{"cmd":"backup","args":{"all":"yes"}}\n', 'E_ADMIN_ARGS'],
   ['a path as agent name', '{"cmd":"backup","args":{"names":["../../etc"]}}\n', 'E_CONFIG_NAME'],
+  ['status: a path as agent name', '{"cmd":"status","args":{"names":["../x"]}}\n', 'E_CONFIG_NAME'],
+  ['status: an unknown argument', '{"cmd":"status","args":{"all":true}}\n', 'E_ADMIN_ARGS'],
   ['too many names', `${JSON.stringify({ cmd: 'backup', args: { names: names(MAX_BACKUP_NAMES + 1) } })}\n`, 'E_ADMIN_ARGS'],
   ['a huge agent name', `${JSON.stringify({ cmd: 'archives', args: { name: 'a'.repeat(50_000) } })}\n`, 'E_ADMIN_ARGS'],
   ['token for a bad name', '{"cmd":"token","args":{"name":"no/slash"}}\n', 'E_CONFIG_NAME'],
@@ -119,6 +121,7 @@ describe('the admin API at the socket: hostile request lines', () => {
     restore: record('restore', { id: 'j', kind: 'restore', agent: 'pc1', startedAt: 1, status: 'succeeded' }),
     archives: record('archives', []),
     jobs: record('jobs', []),
+    status: record('status', []),
   };
 
   beforeAll(async () => {

@@ -17,6 +17,7 @@ import type { ArchiveInfo } from '../jobs/borg.js';
 import type { JobEvent } from '../jobs/job-event.js';
 import type { JobRecord } from '../jobs/job-store.js';
 import type { RestoreMethod, RestoreRequest } from '../jobs/restore.js';
+import type { AgentStatus } from '../monitor/agent-status.js';
 
 /** One command: how to read its arguments; its result and event types ride along as types only. */
 export interface CommandSpec<A, R, E> {
@@ -170,6 +171,11 @@ export const ADMIN_API = {
   jobs: command<JobRecord[]>()((r): JobsArgs => {
     onlyFields(r, ['limit', 'agent']);
     return { limit: optInt(r, 'limit', 1, 1_000_000) ?? 20, agent: optStr(r, 'agent', NAME) };
+  }),
+  /** Each agent's health (monitor/agent-status.ts); `names` empty: every agent not revoked. */
+  status: command<AgentStatus[]>()((r): { names: readonly string[] } => {
+    onlyFields(r, ['names']);
+    return { names: (optStrList(r, 'names', MAX_BACKUP_NAMES, NAME) ?? []).map(checkAgentName) };
   }),
 } as const satisfies ApiSpec;
 

@@ -23,6 +23,7 @@ commands:
   backup NAME... | --all [--json]       back up agents now
   archives NAME [--json]                list an agent's archives
   jobs [--json] [--limit N]             recent jobs and their outcome
+  status [NAME...] [--json]             each agent's health; exit 0 ok, 1 warning, 2 overdue/failing
   restore NAME ARCHIVE [PATH...] [--method stream|extract|full] [--target DIR] [--dry-run] [--yes]
   install-service [--print] [--root DIR]  install, enable and start the systemd unit for 'serve'
   uninstall-service [--purge --yes] [--root DIR]  stop, disable and remove it (--purge: the state dir too)
@@ -50,6 +51,14 @@ Exit status 1 if any rule fails: 'controller serve' refuses to start then.`,
   backup: 'usage: controller backup NAME... | --all [--json]\nback up agents now, with live progress and a summary',
   archives: "usage: controller archives NAME [--json]\nlist an agent's archives",
   jobs: 'usage: controller jobs [--json] [--limit N] [--agent NAME]\nrecent jobs and their outcome',
+  status: `usage: controller status [NAME...] [--json]
+each agent's health: last good backup, last result, next run, archives, repository size
+
+The first line is the verdict (OK, WARNING or CRITICAL, with the reasons), then
+a table. Exit status: 0 all fine; 1 some warning (last good backup older than
+status.warnAfter, or the last backup ended with warnings); 2 some agent overdue
+(older than status.overdueAfter), its last backup or check failed, or the
+daemon is not running; 3 the status could not be read.`,
   restore:
     'usage: controller restore NAME ARCHIVE [PATH...] [--method stream|extract|full] [--target DIR] [--dry-run] [--yes] [--json]\nrestore an archive (or PATHs of it) onto the client',
   'install-service': `usage: controller install-service [--print] [--root DIR]

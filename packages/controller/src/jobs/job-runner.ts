@@ -13,6 +13,7 @@ import type { JobEvent } from './job-event.js';
 import { JobStore, type JobKind, type JobRecord } from './job-store.js';
 import { Limiter } from './limiter.js';
 import { runRestore, type RestoreRequest } from './restore.js';
+import { refreshRepoFacts } from '../monitor/repo-facts.js';
 
 export type RunnerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -28,9 +29,14 @@ export interface JobOps {
   readonly restore: typeof runRestore;
   readonly breakStaleJobLock: typeof breakStaleJobLock;
   readonly discardArchive: typeof discardArchive;
+  /** Caches the repository's archive count and size (monitor/repo-facts.ts); none in a unit test. */
+  readonly repoFacts?: typeof refreshRepoFacts;
 }
 
-const REAL_OPS: JobOps = { backup: runBackup, restore: runRestore, breakStaleJobLock, discardArchive };
+const REAL_OPS: JobOps = { backup: runBackup, restore: runRestore, breakStaleJobLock, discardArchive, repoFacts: refreshRepoFacts };
+
+/** The kinds of job after which a repository holds other archives. */
+const CHANGES_REPO: ReadonlySet<JobKind> = new Set(['backup', 'prune', 'compact']);
 
 export interface JobRunnerDeps {
   readonly paths: StatePaths;
@@ -134,6 +140,11 @@ export class JobRunner {
     return this.stopping;
   }
 
+  /** Jobs waiting for a `parallel` slot (metrics). */
+  queued(): number {
+    return this.limiter?.waiting ?? 0;
+  }
+
   /** Agents with a job under way, and since when. */
   busyAgents(): ReadonlyMap<string, BusyState> {
     return this.busy;
@@ -188,17 +199,39 @@ export class JobRunner {
   ): Promise<T> {
     const { store, limiter } = await this.ready();
     const both = AbortSignal.any([signal, this.cancel.signal]);
+    const job = this.withRepoFacts(kind, agent, work);
     const exclusive = async (): Promise<T> => {
       if (this.busy.has(agent)) throw new ControllerError('E_JOB_BUSY', `a job for '${agent}' is already running`);
       this.busy.set(agent, { kind, since: Date.now() });
       try {
-        return await work(this.context(kind, store), both);
+        return await job(this.context(kind, store), both);
       } finally {
         this.busy.delete(agent);
       }
     };
     // A restore does not wait for a slot: someone is waiting for it at a terminal.
     return this.track(opts.queue === false ? exclusive() : limiter.run(exclusive));
+  }
+
+  /**
+   * `work`, then (after a good backup, prune or compact, while the job still
+   * holds the agent) the repository facts that status and metrics show: borg
+   * answers those only under the repository's lock, which nothing outside a
+   * job may take.
+   */
+  private withRepoFacts<T>(
+    kind: JobKind,
+    agent: string,
+    work: (ctx: JobContext, signal: AbortSignal) => Promise<T>,
+  ): (ctx: JobContext, signal: AbortSignal) => Promise<T> {
+    const refresh = this.ops.repoFacts;
+    if (!refresh || !CHANGES_REPO.has(kind)) return work;
+    return async (ctx, signal) => {
+      const result = await work(ctx, signal);
+      const status = typeof result === 'object' && result !== null ? (result as { status?: unknown }).status : undefined;
+      if ((status === 'succeeded' || status === 'warning') && !signal.aborted) await refresh(this.deps.paths, agent, signal, ctx.log);
+      return result;
+    };
   }
 
   /** The job history, once recovery is done (for the scheduler, status, alerts and metrics). */

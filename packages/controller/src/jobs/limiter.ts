@@ -5,6 +5,11 @@ export class Limiter {
 
   constructor(private readonly limit: number) {}
 
+  /** Tasks waiting for a slot. */
+  get waiting(): number {
+    return this.queue.length;
+  }
+
   async run<T>(task: () => Promise<T>): Promise<T> {
     if (this.running >= this.limit) await new Promise<void>((resolve) => this.queue.push(resolve));
     this.running++;

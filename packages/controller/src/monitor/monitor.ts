@@ -1,0 +1,103 @@
+/**
+ * The daemon's monitoring, in one object: `controller status`, the alerts and
+ * the metrics endpoint, all following the job history (`store.onEnd`). The
+ * daemon makes it once its job runner has started, and stops it before the
+ * admin socket closes.
+ */
+import type { Logger } from 'pino';
+import type { AgentLink } from '../agent-link.js';
+import type { ControllerConfig } from '../config.js';
+import type { JobRunner } from '../jobs/job-runner.js';
+import type { JobStore } from '../jobs/job-store.js';
+import type { Registry } from '../registry.js';
+import type { StatePaths } from '../state.js';
+import { controllerVersion } from '../version.js';
+import { HookRunner } from './alert-hooks.js';
+import { Alerter } from './alerter.js';
+import { agentStatuses, type AgentStatus, type StatusDeps } from './agent-status.js';
+import { JobCounters, renderMetrics } from './metrics.js';
+import { MetricsServer } from './metrics-server.js';
+
+export interface MonitorDeps {
+  readonly paths: StatePaths;
+  readonly log: Logger;
+  readonly config: () => ControllerConfig;
+  readonly registry: Pick<Registry, 'agents'>;
+  readonly links: ReadonlyMap<string, AgentLink>;
+  readonly jobs: Pick<JobRunner, 'busyAgents' | 'queued'>;
+  /** The scheduler's next run for an agent (ms), when a scheduler runs. */
+  readonly nextRun?: (agent: string) => number | null;
+  /** How old an agent's last good backup may be under its schedule (seconds; null: off), when a scheduler runs. */
+  readonly maxAge?: (agent: string) => number | null;
+}
+
+export class Monitor {
+  private readonly hooks: HookRunner;
+  private readonly counters = new JobCounters();
+  private alerter?: Alerter;
+  private metrics?: MetricsServer;
+  private store?: JobStore;
+  private offCounters?: () => void;
+  private readonly startedAt = Date.now();
+
+  constructor(private readonly deps: MonitorDeps) {
+    this.hooks = new HookRunner(deps.log.child({ component: 'alerts' }));
+  }
+
+  async start(store: JobStore): Promise<void> {
+    this.store = store;
+    this.offCounters = store.onEnd((job) => this.counters.add(job));
+    const agents = (): ReturnType<Registry['agents']> => this.deps.registry.agents();
+    this.alerter = new Alerter({
+      paths: this.deps.paths,
+      log: this.deps.log.child({ component: 'alerts' }),
+      config: this.deps.config,
+      agents,
+      maxAge: this.deps.maxAge,
+      hooks: this.hooks,
+    });
+    await this.alerter.start(store);
+    // Bound at start, like `listen`: a change needs a restart.
+    const m = this.deps.config().metrics;
+    if (m) {
+      this.metrics = new MetricsServer(m, () => this.renderMetrics(), this.deps.log.child({ component: 'metrics' }));
+      await this.metrics.start();
+    }
+  }
+
+  private statusDeps(store: JobStore): StatusDeps {
+    return {
+      paths: this.deps.paths,
+      agents: () => this.deps.registry.agents(),
+      connected: (name) => this.deps.links.get(name)?.state === 'open',
+      store,
+      config: this.deps.config,
+      nextRun: this.deps.nextRun,
+      maxAge: this.deps.maxAge,
+    };
+  }
+
+  status(names: readonly string[]): Promise<AgentStatus[]> {
+    if (!this.store) return Promise.resolve([]);
+    return agentStatuses(this.statusDeps(this.store), names);
+  }
+
+  async renderMetrics(): Promise<string> {
+    const agents = await this.status([]);
+    return renderMetrics({
+      agents,
+      counters: this.counters,
+      running: this.deps.jobs.busyAgents().size,
+      queued: this.deps.jobs.queued(),
+      version: controllerVersion(),
+      startedAt: this.startedAt,
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.offCounters?.();
+    this.alerter?.stop();
+    await this.metrics?.stop();
+    await this.hooks.stop();
+  }
+}
