@@ -201,6 +201,7 @@ export class ControllerDaemon {
     const changed = (Object.keys(next) as Array<keyof ControllerConfig>).filter((k) => JSON.stringify(old[k]) !== JSON.stringify(next[k]));
     const needRestart = changed.filter((k) => RESTART_KEYS.has(k));
     this.config = next;
+    this.monitor?.reloaded();
     this.log.info(
       { changed, needRestart },
       needRestart.length ? 'config reloaded; restart to apply the keys in needRestart' : 'config reloaded',

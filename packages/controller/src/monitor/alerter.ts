@@ -89,6 +89,13 @@ export class Alerter {
     this.timer = undefined;
   }
 
+  /** After a config reload: the overdue thresholds, and so the timer's period, may have changed. */
+  reschedule(): void {
+    if (!this.timer) return;
+    clearTimeout(this.timer);
+    this.schedule();
+  }
+
   /** Waits for the state file's last write (tests). */
   flushed(): Promise<void> {
     return this.saving;

@@ -65,6 +65,11 @@ export class Monitor {
     }
   }
 
+  /** The daemon re-read its config: alert thresholds apply at once (metrics.listen needs a restart). */
+  reloaded(): void {
+    this.alerter?.reschedule();
+  }
+
   private statusDeps(store: JobStore): StatusDeps {
     return {
       paths: this.deps.paths,
