@@ -90,6 +90,7 @@ describe('monitoring: status, alerts, metrics', () => {
   let c1: Client;
   let out: string;
   let ctlLog: Array<Record<string, unknown>>;
+  let receiver: HostSubprocess | undefined;
 
   const status = async (): Promise<{ exitCode: number; json: { level: number; agents: Array<Record<string, unknown>> } }> => {
     const r = await ctl.cli(['status', '--json']);
@@ -144,8 +145,10 @@ describe('monitoring: status, alerts, metrics', () => {
       },
       metrics: { listen: `127.0.0.1:${METRICS_PORT}` },
     });
-    ctl.server.spawn(['node', '-e', RECEIVER, join(out, 'http.jsonl')]);
+    // Killed with the server host by cleanupAll.
+    receiver = ctl.server.spawn(['node', '-e', RECEIVER, join(out, 'http.jsonl')]);
     await ctl.server.waitForPort(HTTP_PORT);
+    expect(receiver.exitCode).toBeNull();
     // metrics.listen is bound at start
     await restart();
     c1 = await startClient(ctl, 'pc1');
