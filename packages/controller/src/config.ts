@@ -221,6 +221,29 @@ export function validateConfig(raw: unknown): ControllerConfig {
   return Object.freeze(cfg);
 }
 
+/**
+ * Keys bound or checked once when the daemon starts (its listening socket,
+ * the tunnel sshd's rules checked by sshd-check.ts, the job slots): a reload
+ * or a job reading config.json again keeps the running values, so an edit
+ * never reaches a job unchecked; the daemon logs them as needing a restart.
+ */
+export const RESTART_KEYS = [
+  'listen',
+  'tlsCert',
+  'tlsKey',
+  'sshdConfig',
+  'sshPort',
+  'tunnelUser',
+  'parallel',
+] as const satisfies ReadonlyArray<keyof ControllerConfig>;
+
+/** `next` with the running daemon's values of the RESTART_KEYS. */
+export function pinRestartKeys(next: ControllerConfig, running: ControllerConfig): ControllerConfig {
+  const pinned: Record<string, unknown> = { ...next };
+  for (const k of RESTART_KEYS) pinned[k] = running[k];
+  return Object.freeze(pinned as unknown as ControllerConfig);
+}
+
 export async function loadConfig(stateDir: string): Promise<ControllerConfig> {
   let text: string;
   try {
