@@ -111,6 +111,8 @@ describe('alert hooks', () => {
     // SIGTERM was ignored: SIGKILL came 2 s later.
     expect(Date.now() - started).toBeLessThan(6000);
     const [sh, sleep] = readFileSync(pids, 'utf8').trim().split(' ').map(Number);
+    // SIGKILL was sent to the group; the kernel ends them a moment later.
+    for (let i = 0; i < 40 && (alive(sh!) || alive(sleep!)); i++) await new Promise((r) => setTimeout(r, 50));
     expect(alive(sh!)).toBe(false);
     expect(alive(sleep!)).toBe(false);
   });
