@@ -170,6 +170,12 @@ describe('monitoring: status, alerts, metrics', () => {
     expect(s1.exitCode).toBe(0);
     expect(s1.json.agents[0]).toMatchObject({ name: 'pc1', level: 0, archives: 1, lastBackup: { status: 'succeeded' } });
     expect(s1.json.agents[0]!['repositorySize']).toBeGreaterThan(0);
+    const facts = ctlLog.find((l) => l['msg'] === 'repository facts gathered');
+    expect(facts).toMatchObject({ agentId: 'pc1', archives: 1 });
+    console.log(`repository facts (borg info + borg list, inside the job): ${String(facts?.['ms'])} ms`);
+    const t = Date.now();
+    await status();
+    console.log(`controller status --json: ${Date.now() - t} ms`);
     await waitFor('ntfy POST', () => received().some((q) => q.url === '/borgpull-topic'), { timeoutMs: 10_000 });
     const ntfy = received().find((q) => q.url === '/borgpull-topic')!;
     expect(ntfy.headers).toMatchObject({ title: 'borgpull: backup of pc1: success', priority: 'low' });
@@ -246,7 +252,9 @@ describe('monitoring: status, alerts, metrics', () => {
   }, 180_000);
 
   it('promtool accepts the metrics, and they match the jobs', async () => {
+    const t = Date.now();
     const text = await metrics();
+    console.log(`metrics scrape (node fetch in the server netns, start-up included): ${Date.now() - t} ms, ${text.length} bytes`);
     const check = (() => {
       try {
         return { ok: true, out: execFileSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', stdio: 'pipe' }) };
@@ -332,6 +340,9 @@ describe('monitoring: status, alerts, metrics', () => {
     const r = await ctl.cli(['status']);
     expect(r.exitCode).toBe(2);
     expect(r.stdout).toMatch(/^CRITICAL: .*not running/);
+    const j = await ctl.cli(['status', '--json']);
+    expect(j.exitCode).toBe(2);
+    expect(JSON.parse(j.stdout)).toMatchObject({ level: 2, verdict: 'CRITICAL', error: { code: 'E_DAEMON_DOWN' } });
     await ctl.start();
     await waitForAgent(ctl, 'pc1', true);
   }, 60_000);

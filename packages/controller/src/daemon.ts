@@ -111,7 +111,7 @@ export class ControllerDaemon {
         registry: this.registry,
         links: this.links,
         jobs,
-        // slice `sched`: nextRun: (a) => scheduler.nextRun(a), maxAge: (a) => maxAge of a's schedule.
+        // slice `sched`: nextRun: (a) => scheduler.nextRun(a), maxAgeMs: (a) => maxAge(the schedule of a) (ms).
       });
       await this.monitor.start(await jobs.history());
     } catch (err) {

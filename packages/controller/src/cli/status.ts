@@ -48,7 +48,10 @@ export async function statusCommand(argv: string[], io: Io): Promise<number> {
     const code = err instanceof BorgpullError ? err.code : 'E_INTERNAL';
     if (code === 'E_USAGE' || code === 'E_CONFIG_NAME') throw err;
     const down = code === 'E_DAEMON_DOWN';
-    io.out(`${down ? 'CRITICAL' : 'UNKNOWN'}: ${errorMessage(err)}`);
+    const verdict = down ? 'CRITICAL' : 'UNKNOWN';
+    if (values['json'])
+      io.out(JSON.stringify({ level: down ? 2 : 3, verdict, error: { code, message: errorMessage(err) }, agents: [] }, null, 2));
+    else io.out(`${verdict}: ${errorMessage(err)}`);
     return down ? 2 : 3;
   }
   const worst = worstLevel(list);

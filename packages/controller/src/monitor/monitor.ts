@@ -27,8 +27,12 @@ export interface MonitorDeps {
   readonly jobs: Pick<JobRunner, 'busyAgents' | 'queued'>;
   /** The scheduler's next run for an agent (ms), when a scheduler runs. */
   readonly nextRun?: (agent: string) => number | null;
-  /** How old an agent's last good backup may be under its schedule (seconds; null: off), when a scheduler runs. */
-  readonly maxAge?: (agent: string) => number | null;
+  /**
+   * How old an agent's last good backup may be under its schedule, in ms as
+   * slice sched's `maxAge(schedule)` gives it (null: schedule off), when a
+   * scheduler runs. Unset thresholds follow it: warning past it, overdue past twice it.
+   */
+  readonly maxAgeMs?: (agent: string) => number | null;
 }
 
 export class Monitor {
@@ -40,8 +44,18 @@ export class Monitor {
   private offCounters?: () => void;
   private readonly startedAt = Date.now();
 
+  /** maxAgeMs in seconds, as health.ts counts. */
+  private readonly maxAge?: (agent: string) => number | null;
+
   constructor(private readonly deps: MonitorDeps) {
     this.hooks = new HookRunner(deps.log.child({ component: 'alerts' }));
+    const ms = deps.maxAgeMs;
+    if (ms) {
+      this.maxAge = (agent) => {
+        const v = ms(agent);
+        return v === null ? null : Math.ceil(v / 1000);
+      };
+    }
   }
 
   async start(store: JobStore): Promise<void> {
@@ -53,7 +67,7 @@ export class Monitor {
       log: this.deps.log.child({ component: 'alerts' }),
       config: this.deps.config,
       agents,
-      maxAge: this.deps.maxAge,
+      maxAge: this.maxAge,
       hooks: this.hooks,
     });
     await this.alerter.start(store);
@@ -78,7 +92,7 @@ export class Monitor {
       store,
       config: this.deps.config,
       nextRun: this.deps.nextRun,
-      maxAge: this.deps.maxAge,
+      maxAge: this.maxAge,
     };
   }
 

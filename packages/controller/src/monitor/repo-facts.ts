@@ -57,8 +57,10 @@ export async function gatherRepoFacts(p: StatePaths, agent: string, signal: Abor
 
 /** The same, never throwing: a job's outcome does not depend on its facts. */
 export async function refreshRepoFacts(p: StatePaths, agent: string, signal: AbortSignal, log: Logger): Promise<void> {
+  const t = Date.now();
   try {
-    await gatherRepoFacts(p, agent, signal);
+    const f = await gatherRepoFacts(p, agent, signal);
+    if (f) log.info({ agentId: agent, archives: f.archives, size: f.size, ms: Date.now() - t }, 'repository facts gathered');
   } catch (err) {
     log.warn({ agentId: agent, reason: errorMessage(err) }, 'could not gather repository facts');
   }
