@@ -155,6 +155,19 @@ describe('alert hooks', () => {
     expect(Date.now() - t).toBeLessThan(3000);
   });
 
+  it('stop(grace) lets queued and running hooks finish within the grace', async () => {
+    const runner = new HookRunner(log, 1);
+    const a = join(dir, 'grace-a');
+    const b = join(dir, 'grace-b');
+    runner.fire(
+      payload(),
+      [{ command: ['/bin/sh', '-c', `sleep 0.3; echo a > ${a}`] }, { command: ['/bin/sh', '-c', `echo b > ${b}`] }],
+      10,
+    );
+    await runner.stop(5000);
+    expect(existsSync(a) && existsSync(b)).toBe(true);
+  });
+
   it('fire() returns at once, runs at most `concurrency` hooks, and stop() kills those running', async () => {
     const runner = new HookRunner(log, 2);
     const marks = join(dir, 'marks');

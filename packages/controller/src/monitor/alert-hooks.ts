@@ -302,11 +302,20 @@ export class HookRunner {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  /** Takes no more hooks, drops those waiting and kills those running (a hook never outlives the daemon). */
-  stop(): Promise<void> {
+  /**
+   * Takes no more hooks; those queued or running get `graceMs` (an alert for
+   * a job cancelled by the stop still goes out), then the rest are dropped
+   * and killed: a hook never outlives the daemon.
+   */
+  async stop(graceMs = 0): Promise<void> {
     this.stopped = true;
-    this.queue.length = 0;
-    this.abort.abort();
-    return this.idle();
+    const cut = (): void => {
+      this.queue.length = 0;
+      this.abort.abort();
+    };
+    if (graceMs <= 0) cut();
+    const timer = graceMs > 0 ? setTimeout(cut, graceMs) : undefined;
+    await this.idle();
+    clearTimeout(timer);
   }
 }

@@ -18,6 +18,8 @@ import { agentStatuses, type AgentStatus, type StatusDeps } from './agent-status
 import { JobCounters, renderMetrics } from './metrics.js';
 import { MetricsServer } from './metrics-server.js';
 
+const HOOK_STOP_GRACE_MS = 5000;
+
 export interface MonitorDeps {
   readonly paths: StatePaths;
   readonly log: Logger;
@@ -117,6 +119,7 @@ export class Monitor {
     this.offCounters?.();
     this.alerter?.stop();
     await this.metrics?.stop();
-    await this.hooks.stop();
+    // Alerts for the jobs the stop cancelled get a few seconds to go out.
+    await this.hooks.stop(HOOK_STOP_GRACE_MS);
   }
 }
