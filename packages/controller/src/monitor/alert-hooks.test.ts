@@ -174,7 +174,8 @@ describe('alert hooks', () => {
     const t = Date.now();
     const hang = { command: ['/bin/sh', '-c', `echo x >> ${marks}; exec sleep 1000`] };
     runner.fire(payload(), [hang, hang, hang], 60);
-    expect(Date.now() - t).toBeLessThan(100);
+    // It spawns the first two (synchronously, tens of ms on a busy machine) and waits for none of them.
+    expect(Date.now() - t).toBeLessThan(2000);
     const lines = (): string => (existsSync(marks) ? readFileSync(marks, 'utf8') : '');
     for (let i = 0; i < 100 && lines() !== 'x\nx\n'; i++) await new Promise((r) => setTimeout(r, 50));
     expect(lines()).toBe('x\nx\n');
