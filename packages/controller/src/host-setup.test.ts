@@ -106,6 +106,13 @@ describe('setup-host in a throwaway root', () => {
     expect(new Set(ours)).toEqual(new Set(TUNNEL_RULES.filter((r) => r !== 'PermitUserEnvironment no')));
   });
 
+  it("are the rules the README shows under 'The backup server'", async () => {
+    const readme = await readFile(join(import.meta.dirname, '../../../README.md'), 'utf8');
+    const m = /\n( *)```\n\1(Match User borgpull\n[\s\S]*?)\n\1```\n/.exec(readme);
+    const indent = m?.[1] ?? '';
+    expect(`${indent}${m?.[2] ?? ''}`.split('\n').map((l) => l.slice(indent.length))).toEqual(tunnelRules('borgpull', STATE));
+  });
+
   it('refuses to replace a drop-in changed by hand (E_SETUP_CONFLICT) and leaves it as it was', async () => {
     const root = await throwawayRoot();
     await setupHost(setup(root).o);
