@@ -10,6 +10,7 @@
 //   VERSION: package.json's, or BORGPULL_DEB_VERSION (a test builds a higher one to upgrade to).
 //   ARCH: `dpkg --print-architecture`, which must be the binary's (it is this machine's node).
 //   BORGPULL_DEB_COMPRESS: dpkg-deb's -Z (default xz; the tests use none).
+//   BORGPULL_DEB_MAINTAINER: the Maintainer field (default: a placeholder lintian calls bogus).
 //
 // No debhelper: a staging tree and `dpkg-deb --build --root-owner-group`. The units are written
 // by the same code as `install-service --print` (the packages' dist/), with the program
@@ -19,6 +20,7 @@ import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { gzipSync } from 'node:zlib';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const BUNDLE = join(ROOT, 'dist-bundle');
@@ -43,6 +45,9 @@ const version = process.env['BORGPULL_DEB_VERSION'] || JSON.parse(readFileSync(j
 if (!/^[0-9][A-Za-z0-9.+~]{0,63}$/.test(version)) fail(`'${version}' is not a Debian version (digits first, then A-Za-z0-9.+~)`);
 const compress = process.env['BORGPULL_DEB_COMPRESS'] || 'xz';
 if (!['xz', 'gzip', 'zstd', 'none'].includes(compress)) fail(`BORGPULL_DEB_COMPRESS=${compress}: xz, gzip, zstd or none`);
+
+const maintainer = process.env['BORGPULL_DEB_MAINTAINER'] || 'borgpull developers <borgpull@localhost>';
+if (!/^[^<>\n]+ <[^<>\s]+@[^<>\s]+>$/.test(maintainer)) fail(`BORGPULL_DEB_MAINTAINER='${maintainer}' is not 'Name <address>'`);
 
 let arch;
 try {
@@ -157,6 +162,16 @@ async function build(target) {
     ].join('\n'),
     0o644,
   );
+  // A native package's changelog (Debian policy 12.7), one entry: this build.
+  const changelog = [
+    `${p.name} (${version}) unstable; urgency=medium`,
+    '',
+    '  * Built from the borgpull repository (npm run package).',
+    '',
+    ` -- ${maintainer}  ${new Date().toUTCString().replace(/^(\w+), (\d+) (\w+) (\d+) ([\d:]+) GMT$/, '$1, $2 $3 $4 $5 +0000')}`,
+    '',
+  ].join('\n');
+  put(stage, `usr/share/doc/${p.name}/changelog.gz`, gzipSync(changelog, { level: 9 }), 0o644);
   const files = walk(stage);
   const installedKiB = files.reduce((n, f) => n + Math.ceil(statSync(join(stage, f)).size / 1024), 0);
   for (const s of ['postinst', 'prerm', 'postrm']) put(stage, `DEBIAN/${s}`, { from: join(ROOT, 'scripts/deb', target, s) }, 0o755);
@@ -168,7 +183,7 @@ async function build(target) {
       `Package: ${p.name}`,
       `Version: ${version}`,
       `Architecture: ${arch}`,
-      'Maintainer: borgpull developers <borgpull@localhost>',
+      `Maintainer: ${maintainer}`,
       `Installed-Size: ${installedKiB}`,
       `Depends: ${p.depends}`,
       'Section: admin',

@@ -33,6 +33,8 @@ const V1 = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { ve
 const V2 = `${V1}+upgrade1`;
 const DROP_IN = 'etc/ssh/sshd_config.d/borgpull.conf';
 const AGENT_STATE = 'var/lib/borgpull-agent';
+/** Where an enabled unit's link is. */
+const WANTS = 'etc/systemd/system/multi-user.target.wants';
 
 async function buildDebs(out: string, version: string): Promise<{ agent: string; controller: string }> {
   const r = await execa(process.execPath, [join(ROOT, 'scripts/package-deb.mjs'), '--out', out], {
@@ -215,7 +217,9 @@ describe('the Debian packages in a throwaway root', () => {
     const r = await dpkg('-i', inDebs(v2.agent), inDebs(v2.controller));
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toContain(`borgpull-agent: state directory /${AGENT_STATE}: already present`);
-    expect(r.stdout).toContain('borgpull-agent: enrolled; systemd is not running here');
+    // Enrolled (and initialised): enabled the debhelper way even without a running systemd, started when it runs.
+    expect(r.stdout).toContain('borgpull-agent: enrolled; borgpull-agent.service enabled, but systemd is not running here');
+    expect(r.stdout).toContain('borgpull-controller: initialised; borgpull-controller.service enabled, but systemd is not running here');
     expect(r.stdout).toContain('tunnel user borgpull: already present');
     expect(r.stdout).toContain(`sshd rules /${DROP_IN}: already present`);
     for (const name of ['borgpull-agent', 'borgpull-controller']) {
@@ -224,6 +228,10 @@ describe('the Debian packages in a throwaway root', () => {
       expect(await statRoot(`lib/systemd/system/${name}.service`)).toBe('644 root:root regular file');
     }
     expect({ passwd: await readRoot('etc/passwd'), group: await readRoot('etc/group'), dropIn: await readRoot(DROP_IN) }).toEqual(before);
+    for (const name of ['borgpull-agent', 'borgpull-controller']) {
+      const link = await inClient(['readlink', join(R, WANTS, `${name}.service`)]);
+      expect(link.stdout.trim(), link.stderr).toBe(`/lib/systemd/system/${name}.service`);
+    }
     expect(await readRoot(`${AGENT_STATE}/enrollment.json`)).toBe(enrollment);
     expect(await statRoot(AGENT_STATE)).toBe('700 root:root directory');
 
@@ -245,6 +253,7 @@ describe('the Debian packages in a throwaway root', () => {
       expect(await statRoot(`usr/bin/${name}`)).toBeUndefined();
       expect(await statRoot(`lib/systemd/system/${name}.service`)).toBeUndefined();
       expect((await dpkg('-s', name)).stdout).toMatch(/^Status: deinstall ok config-files$/m);
+      expect(await statRoot(join(WANTS, `${name}.service`))).toBeUndefined();
     }
     expect(await statRoot(DROP_IN)).toBeUndefined();
     expect(await statRoot(`${AGENT_STATE}/enrollment.json`)).toBe('600 root:root regular file');
