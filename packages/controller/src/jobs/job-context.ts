@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { AgentLink } from '../agent-link.js';
 import type { AgentRecord } from '../registry.js';
 import type { StatePaths } from '../state.js';
-import type { JobStore } from './job-store.js';
+import type { JobStore, JobTrigger } from './job-store.js';
 
 /**
  * What one job may use, handed down by the JobRunner: no daemon, no registry
@@ -10,6 +10,8 @@ import type { JobStore } from './job-store.js';
  * is re-read at every job, so edits apply without a restart).
  */
 export interface JobContext {
+  /** What started this job (a person, the schedule, a connection, a retry): the job's record keeps it. */
+  readonly trigger: JobTrigger;
   readonly paths: StatePaths;
   /** The registry's record of an agent (its tunnel port, its name). */
   readonly agent: (name: string) => AgentRecord | undefined;
