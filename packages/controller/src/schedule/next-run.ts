@@ -78,6 +78,9 @@ export interface PlanInput {
   readonly settleMs: number;
 }
 
+/** How long after its settle delay a connection still counts as the reason for a run. */
+export const CONNECT_FRESH_MS = 60_000;
+
 export type PlanTrigger = 'schedule' | 'retry' | 'connect';
 
 export interface Plan {
@@ -110,7 +113,10 @@ export function plan(i: PlanInput): Plan | null {
   }
   if (i.connectedAt !== undefined) {
     const settled = i.connectedAt + i.settleMs + Math.floor(spread(`${i.agent}/connect`) * i.settleMs * 0.5);
-    if (at < i.connectedAt) trigger = 'connect';
+    // The connection's own run: it came due while the agent was away, and
+    // the connection is fresh (a schedule turned on for an agent connected
+    // for hours is the schedule's).
+    if (at < i.connectedAt && i.now <= settled + CONNECT_FRESH_MS) trigger = 'connect';
     at = Math.max(at, settled);
   }
   return { at: Number.isFinite(at) ? at : i.now, trigger };

@@ -304,6 +304,10 @@ describe('plan', () => {
     const p = plan(base({ history, connectedAt: T }))!;
     expect(p.trigger).toBe('connect');
     expect(p.at).toBeGreaterThanOrEqual(T + 30_000);
+    // The settle delay long over (a schedule turned on for an agent connected for hours): the schedule's run.
+    const long = plan(base({ connectedAt: T - 2 * HOUR }))!;
+    expect(long.trigger).toBe('schedule');
+    expect(long.at).toBeLessThanOrEqual(T);
     // Connected long ago: due now, by the schedule.
     expect(plan(base({ history, connectedAt: T - 2 * HOUR }))).toEqual({ at: T - HOUR, trigger: 'schedule' });
     // Not behind: a connection changes nothing.
