@@ -2,7 +2,7 @@ import { errorMessage } from '@borgpull/protocol';
 import type { Logger } from 'pino';
 import type { AgentLink } from '../agent-link.js';
 import type { BackupArgs, BackupOutcome, NotStarted, RestoreOutcome } from '../admin/api.js';
-import type { ControllerConfig } from '../config.js';
+import { loadConfig, pinRestartKeys, type ControllerConfig } from '../config.js';
 import { ControllerError, type ControllerCode } from '../errors.js';
 import type { Registry } from '../registry.js';
 import type { StatePaths } from '../state.js';
@@ -33,7 +33,8 @@ export interface JobRunnerDeps {
   readonly registry: Pick<Registry, 'get' | 'agents'>;
   /** The daemon's live agent connections, by name (the daemon adds and removes them). */
   readonly links: ReadonlyMap<string, AgentLink>;
-  readonly config: Pick<ControllerConfig, 'parallel'>;
+  /** The config the daemon started with: its RESTART_KEYS hold for every job. */
+  readonly config: ControllerConfig;
   readonly log: Logger;
   readonly ops?: JobOps;
 }
@@ -316,6 +317,7 @@ export class JobRunner {
     return {
       trigger,
       paths: this.deps.paths,
+      config: async () => pinRestartKeys(await loadConfig(this.deps.paths.root), this.deps.config),
       agent: (name) => this.deps.registry.get(name),
       link: (name) => this.link(name),
       store,
