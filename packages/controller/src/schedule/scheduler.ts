@@ -173,7 +173,8 @@ export class Scheduler {
     const now = this.now();
     let next = now + MAX_SLEEP_MS;
     for (const agent of this.deps.agents()) {
-      const connected = this.deps.connectedAt(agent) !== undefined;
+      // Not connected: due when it connects (addLink pokes us); its history need not be read now.
+      if (this.deps.connectedAt(agent) === undefined) continue;
       for (const k of this.deps.kinds) {
         const id = key(k.kind, agent);
         if (this.inFlight.has(id)) continue;
@@ -187,8 +188,7 @@ export class Scheduler {
           this.deps.log.error({ agentId: agent, kind: k.kind, reason: errorMessage(err) }, 'could not plan the next run');
           continue;
         }
-        // Off; or not connected: due when it connects (addLink pokes us).
-        if (!p || !connected) continue;
+        if (!p) continue;
         const at = Math.max(p.at, this.notBefore.get(id) ?? 0);
         if (at > now) {
           next = Math.min(next, at);
