@@ -353,6 +353,44 @@ describe('JobRunner', () => {
     expect(restores[1]).toBe('pc1 while busy: nothing');
   });
 
+  it('an agent that is not connected is reported offline at once, not after a wait for a slot', async () => {
+    const steps: string[] = [];
+    const finish = gate();
+    const offlineAware: JobOps['backup'] = async (ctx, agent, emit, cancel) => {
+      try {
+        ctx.link(agent);
+      } catch (err) {
+        const job: JobRecord = {
+          id: `off-${++jobSeq}`,
+          kind: 'backup',
+          agent,
+          startedAt: Date.now(),
+          endedAt: Date.now(),
+          status: 'offline',
+          code: (err as { code?: string }).code,
+        };
+        await ctx.store.add(job);
+        return job;
+      }
+      return fakeBackup(finish.promise, steps)(ctx, agent, emit, cancel);
+    };
+    const r = runner({ backup: offlineAware }, 1);
+    await r.start();
+    const signal = new AbortController().signal;
+    const busy = r.backupOne('pc1', 'manual', () => undefined, signal);
+    await waitFor(() => steps.includes('started pc1'));
+    agents.push({ name: 'away', publicKey: 'k9', enrolledAt: 1, port: 41009 } as AgentRecord);
+    try {
+      const [o] = await r.backup({ all: false, names: ['away'] }, () => undefined, signal);
+      expect(o).toMatchObject({ agent: 'away', status: 'offline', code: 'E_AGENT_OFFLINE' });
+      expect(steps).toEqual(['started pc1']);
+    } finally {
+      agents.pop();
+    }
+    finish.open();
+    await busy;
+  });
+
   it('stop() refuses the queued jobs at once (they never start) and lets the running one finish', async () => {
     const steps: string[] = [];
     const finish = gate();

@@ -191,6 +191,9 @@ export class JobRunner {
   backupOne(agent: string, trigger: JobTrigger, emit: (e: JobEvent) => void, signal: AbortSignal): Promise<JobRecord> {
     let q = this.queuedBackups.get(agent);
     if (!q) {
+      // An agent that is not connected gets its 'offline' record at once, not
+      // after a wait for a slot: that job touches neither the agent nor its repository.
+      const offline = this.deps.links.get(agent)?.state !== 'open';
       const abort = new AbortController();
       const emitters = new Set<(e: JobEvent) => void>();
       const fanout = (e: JobEvent): void => emitters.forEach((f) => f(e));
@@ -209,6 +212,7 @@ export class JobRunner {
           abort.signal,
           {
             trigger,
+            queue: !offline,
             onQueued: (p) => {
               entry.position = p;
               fanout(queuedEvent(agent, p));
