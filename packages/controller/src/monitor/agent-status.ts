@@ -53,8 +53,8 @@ export interface StatusDeps {
   readonly config: () => Pick<ControllerConfig, 'status'>;
   /** slice `sched`: scheduler.nextRun(agent) */
   readonly nextRun?: (agent: string) => number | null;
-  /** slice `sched`: maxAge of the agent's schedule (seconds; null: off) */
-  readonly maxAge?: (agent: string) => number | null;
+  /** The schedule's maxAge for an agent, in seconds (as thresholds() reads it: undefined, the defaults). */
+  readonly maxAge?: (agent: string) => number | null | undefined;
   readonly now?: () => number;
 }
 

@@ -37,8 +37,8 @@ export interface AlerterDeps {
   readonly config: () => Pick<ControllerConfig, 'alerts' | 'status'>;
   /** Enrolled agents (revoked ones are left out of overdue checks). */
   readonly agents: () => ReadonlyArray<{ readonly name: string; readonly enrolledAt: number; readonly revokedAt?: number }>;
-  /** The scheduler's maxAge for an agent (seconds; null: schedule off), when there is a scheduler. */
-  readonly maxAge?: (agent: string) => number | null;
+  /** The schedule's maxAge for an agent, in seconds (health.ts's thresholds(): undefined, the defaults; null, never judged by age). */
+  readonly maxAge?: (agent: string) => number | null | undefined;
   readonly hooks: HookSink;
   readonly now?: () => number;
 }

@@ -28,6 +28,7 @@ export interface Thresholds {
  * a scheduler, the defaults above.
  */
 export function thresholds(cfg: StatusSettings, maxAge?: number | null): Thresholds {
+  // (the daemon passes undefined for an agent whose schedule is off: judged by the defaults)
   const derivedWarn = maxAge === undefined ? DEFAULT_WARN_AFTER : maxAge;
   const derivedOverdue = maxAge === undefined ? DEFAULT_OVERDUE_AFTER : maxAge === null ? null : 2 * maxAge;
   const overdueAfter = cfg.overdueAfter ?? derivedOverdue;

@@ -26,13 +26,15 @@ export interface MonitorDeps {
   readonly config: () => ControllerConfig;
   readonly registry: Pick<Registry, 'agents'>;
   readonly links: ReadonlyMap<string, AgentLink>;
-  readonly jobs: Pick<JobRunner, 'busyAgents' | 'queued'>;
+  readonly jobs: Pick<JobRunner, 'busyAgents' | 'queuedJobs'>;
   /** The scheduler's next run for an agent (ms), when a scheduler runs. */
   readonly nextRun?: (agent: string) => number | null;
   /**
    * How old an agent's last good backup may be under its schedule, in ms as
-   * slice sched's `maxAge(schedule)` gives it (null: schedule off), when a
-   * scheduler runs. Unset thresholds follow it: warning past it, overdue past twice it.
+   * schedule.ts's `maxAge(schedule)` gives it (null: schedule off). Unset
+   * thresholds follow it: warning past it, overdue past twice it. An agent
+   * whose schedule is off (no `schedule` at all, say: backups run from a
+   * timer outside) is judged by the default thresholds.
    */
   readonly maxAgeMs?: (agent: string) => number | null;
 }
@@ -47,7 +49,7 @@ export class Monitor {
   private readonly startedAt = Date.now();
 
   /** maxAgeMs in seconds, as health.ts counts. */
-  private readonly maxAge?: (agent: string) => number | null;
+  private readonly maxAge?: (agent: string) => number | undefined;
 
   constructor(private readonly deps: MonitorDeps) {
     this.hooks = new HookRunner(deps.log.child({ component: 'alerts' }));
@@ -55,7 +57,8 @@ export class Monitor {
     if (ms) {
       this.maxAge = (agent) => {
         const v = ms(agent);
-        return v === null ? null : Math.ceil(v / 1000);
+        // undefined: judged as without a scheduler (health.ts's defaults).
+        return v === null ? undefined : Math.ceil(v / 1000);
       };
     }
   }
@@ -109,7 +112,7 @@ export class Monitor {
       agents,
       counters: this.counters,
       running: this.deps.jobs.busyAgents().size,
-      queued: this.deps.jobs.queued(),
+      queued: this.deps.jobs.queuedJobs().length,
       version: controllerVersion(),
       startedAt: this.startedAt,
     });
