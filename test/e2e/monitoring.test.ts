@@ -308,9 +308,10 @@ describe('monitoring: status, alerts, metrics', () => {
     await waitFor('status 2', async () => (await status()).exitCode === 2, { timeoutMs: 60_000, intervalMs: 500 });
     const s = await ctl.cli(['status']);
     expect(s.stdout.split('\n')[0]).toMatch(/^CRITICAL: pc1: overdue: last good backup \d+s ago \(limit 20s\)$/);
-    await waitFor('overdue hook', () => readdirSync(out).some((f) => f.startsWith('overdue-') && f.endsWith('.env')), {
-      timeoutMs: 10_000,
-    });
+    // The hook writes its env, then its stdin: a complete JSON means both are there.
+    const complete = (f: string): boolean =>
+      f.startsWith('overdue-') && f.endsWith('.json') && readFileSync(join(out, f), 'utf8').endsWith('\n');
+    await waitFor('overdue hook', () => readdirSync(out).some(complete), { timeoutMs: 10_000 });
     const overdueEnv = envOf(
       join(
         out,
