@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoCode, errorMessage, writeFileAtomic } from '@borgpull/protocol';
 import { ControllerError } from './errors.js';
+import { historyConfig, historyRuleJson, type HistoryRule } from './jobs/history-rule.js';
 import { formatDuration, formatSizeExact, parseDuration, parseSize } from './units.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/borgpull';
@@ -76,6 +77,8 @@ export interface ControllerConfig {
   readonly minFreeSpace: number;
   /** On SIGTERM, running jobs may finish for this many seconds before they are cancelled. */
   readonly stopGrace: number;
+  /** How much job history is kept (jobs/history-rule.ts). */
+  readonly history: HistoryRule;
 }
 
 export function configPath(stateDir: string): string {
@@ -184,6 +187,7 @@ export function validateConfig(raw: unknown): ControllerConfig {
     quota: o['quota'] === undefined ? 0 : quota(o['quota'], 'quota'),
     minFreeSpace: o['minFreeSpace'] === undefined ? DEFAULT_MIN_FREE_SPACE : size(o['minFreeSpace'], 'minFreeSpace'),
     stopGrace: o['stopGrace'] === undefined ? DEFAULT_STOP_GRACE : duration(o['stopGrace'], 'stopGrace', 0, MAX_STOP_GRACE),
+    history: historyConfig(o['history']),
   };
   if (cfg.tlsCert !== undefined && cfg.tlsKey === undefined) bad('tlsKey', 'is required with tlsCert');
   if (!cfg.sshdConfig.startsWith('/')) bad('sshdConfig', 'must be an absolute path');
@@ -229,6 +233,7 @@ export function configJson(cfg: ControllerConfig): Record<string, unknown> {
     quota: cfg.quota === 0 ? 'none' : formatSizeExact(cfg.quota),
     minFreeSpace: formatSizeExact(cfg.minFreeSpace),
     stopGrace: formatDuration(cfg.stopGrace),
+    history: historyRuleJson(cfg.history),
   };
 }
 

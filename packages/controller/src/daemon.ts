@@ -175,6 +175,11 @@ export class ControllerDaemon {
     const changed = (Object.keys(next) as Array<keyof ControllerConfig>).filter((k) => JSON.stringify(old[k]) !== JSON.stringify(next[k]));
     const needRestart = changed.filter((k) => RESTART_KEYS.has(k));
     this.config = next;
+    if (changed.includes('history'))
+      void this.jobs?.history().then(
+        (h) => h.setRule(next.history),
+        () => undefined,
+      );
     this.log.info(
       { changed, needRestart },
       needRestart.length ? 'config reloaded; restart to apply the keys in needRestart' : 'config reloaded',

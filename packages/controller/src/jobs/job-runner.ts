@@ -37,7 +37,7 @@ export interface JobRunnerDeps {
   readonly registry: Pick<Registry, 'get' | 'agents'>;
   /** The daemon's live agent connections, by name (the daemon adds and removes them). */
   readonly links: ReadonlyMap<string, AgentLink>;
-  readonly config: Pick<ControllerConfig, 'parallel'>;
+  readonly config: Pick<ControllerConfig, 'parallel'> & Partial<Pick<ControllerConfig, 'history'>>;
   readonly log: Logger;
   readonly ops?: JobOps;
 }
@@ -79,7 +79,11 @@ export class JobRunner {
     if (this.state !== 'created') throw new ControllerError('E_INTERNAL', `job runner cannot start from ${this.state}`);
     this.transition('starting');
     this.starting = (async () => {
-      const store = await JobStore.open(this.deps.paths.jobs);
+      const store = await JobStore.open(this.deps.paths.jobs, {
+        legacy: this.deps.paths.legacyJobs,
+        rule: this.deps.config.history,
+        log: this.deps.log,
+      });
       await this.recover(store);
       this.store = store;
       this.limiter = new Limiter(this.deps.config.parallel);

@@ -1,0 +1,192 @@
+/**
+ * The job history file: JSON lines, one record per line, a new line for
+ * every change of a job (it starts, it ends); the last line of an id is its
+ * record. Appends go through one O_APPEND descriptor and are fdatasync'd
+ * before they count, so an append costs the same with 100 or 100,000 records
+ * in the file. A crash can leave only the line being written incomplete: it
+ * has no newline, and the next open cuts it off (that one record is lost),
+ * so the next append starts on a clean line instead of gluing onto garbage.
+ */
+import { open, rename, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { errnoCode } from '@borgpull/protocol';
+import { MAX_LINE, readJobRecord } from './job-record.js';
+import type { JobRecord } from './job-types.js';
+
+const NL = 0x0a;
+const CHUNK = 1 << 20;
+
+export interface LogScan {
+  /** The last version of each record, in the order its id first appeared (oldest first). */
+  readonly records: JobRecord[];
+  /** Complete lines in the file, good or not. */
+  readonly lines: number;
+  /** Lines that did not parse or validate, skipped. */
+  readonly skipped: number;
+  /** Bytes after the last newline (a write cut short), cut off the file. */
+  readonly tornBytes: number;
+  /** The file's size once the torn bytes are cut. */
+  readonly size: number;
+}
+
+/** Reads the log at `path` (undefined if there is none) and cuts off a torn last line. */
+export async function scanLog(path: string): Promise<LogScan | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r+');
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const byId = new Map<string, JobRecord>();
+    const decoder = new TextDecoder('utf-8', { fatal: true });
+    let lines = 0;
+    let skipped = 0;
+    const line = (bytes: Buffer | undefined): void => {
+      lines++;
+      const rec = bytes === undefined ? undefined : parseLine(bytes, decoder);
+      if (rec === undefined) skipped++;
+      else byId.set(rec.id, rec);
+    };
+    const buf = Buffer.allocUnsafe(CHUNK);
+    // The current line's bytes so far (copied out of buf); undefined once it is longer than any line we write.
+    let parts: Buffer[] | undefined = [];
+    let partLen = 0;
+    let pos = 0;
+    let goodEnd = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, CHUNK, pos);
+      if (bytesRead === 0) break;
+      const chunk = buf.subarray(0, bytesRead);
+      let from = 0;
+      for (let nl = chunk.indexOf(NL); nl >= 0; nl = chunk.indexOf(NL, from)) {
+        if (parts !== undefined && partLen + nl - from <= MAX_LINE) {
+          parts.push(chunk.subarray(from, nl));
+          line(parts.length === 1 ? parts[0] : Buffer.concat(parts));
+        } else line(undefined);
+        parts = [];
+        partLen = 0;
+        from = nl + 1;
+        goodEnd = pos + nl + 1;
+      }
+      if (parts !== undefined && from < bytesRead) {
+        partLen += bytesRead - from;
+        parts = partLen <= MAX_LINE ? [...parts, Buffer.from(chunk.subarray(from))] : undefined;
+      }
+      pos += bytesRead;
+    }
+    const tornBytes = pos - goodEnd;
+    if (tornBytes > 0) {
+      await fh.truncate(goodEnd);
+      await fh.sync();
+    }
+    return { records: [...byId.values()], lines, skipped, tornBytes, size: goodEnd };
+  } finally {
+    await fh.close();
+  }
+}
+
+function parseLine(bytes: Buffer, decoder: TextDecoder): JobRecord | undefined {
+  try {
+    return readJobRecord(JSON.parse(decoder.decode(bytes)));
+  } catch {
+    return undefined;
+  }
+}
+
+/** One line of the log: the record as JSON, which escapes every newline inside it. */
+export function logLine(job: JobRecord): string {
+  return JSON.stringify(job) + '\n';
+}
+
+/** Makes a rename or a new file in `dir` durable. */
+async function syncDir(dir: string): Promise<void> {
+  const d = await open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}
+
+/** The appending end of the log: one O_APPEND descriptor, mode 0600. */
+export class LogWriter {
+  /** Set when an append failed and its partial line could not be cut off: the next append cuts it first. */
+  private dirty = false;
+
+  private constructor(
+    private readonly fh: FileHandle,
+    /** Bytes of complete lines in the file. */
+    public size: number,
+  ) {}
+
+  static async open(path: string): Promise<LogWriter> {
+    const fh = await open(path, 'a', 0o600);
+    try {
+      await fh.chmod(0o600);
+      const { size } = await fh.stat();
+      if (size === 0) await syncDir(dirname(path));
+      return new LogWriter(fh, size);
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+  }
+
+  /** Appends `text` (whole lines) and waits until it is on disk. On failure nothing of it stays in the file, as far as the disk lets us. */
+  async append(text: string): Promise<void> {
+    if (this.dirty) {
+      await this.fh.truncate(this.size);
+      this.dirty = false;
+    }
+    const buf = Buffer.from(text, 'utf8');
+    try {
+      for (let off = 0; off < buf.length;) off += (await this.fh.write(buf, off)).bytesWritten;
+      await this.fh.datasync();
+      this.size += buf.length;
+    } catch (err) {
+      await this.fh.truncate(this.size).catch(() => (this.dirty = true));
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}
+
+/**
+ * Replaces the log at `path` with `lines`, atomically: a new file written and
+ * fsync'd beside it, renamed over it, the directory fsync'd. A crash at any
+ * point leaves the old file or the new one, whole.
+ */
+export async function rewriteLog(path: string, lines: Iterable<string>): Promise<number> {
+  const tmp = `${path}.tmp`;
+  const fh = await open(tmp, 'w', 0o600);
+  let size = 0;
+  try {
+    await fh.chmod(0o600);
+    let batch: string[] = [];
+    let batchLen = 0;
+    const flush = async (): Promise<void> => {
+      const buf = Buffer.from(batch.join(''), 'utf8');
+      for (let off = 0; off < buf.length;) off += (await fh.write(buf, off)).bytesWritten;
+      size += buf.length;
+      batch = [];
+      batchLen = 0;
+    };
+    for (const l of lines) {
+      batch.push(l);
+      batchLen += l.length;
+      if (batchLen >= CHUNK) await flush();
+    }
+    await flush();
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  await syncDir(dirname(path));
+  return size;
+}
