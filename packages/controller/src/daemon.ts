@@ -323,7 +323,7 @@ export class ControllerDaemon {
         if (!this.registry.get(name)) throw new ControllerError('E_AGENT_UNKNOWN', `no agent named '${name}' (see 'controller agents')`);
         return listArchives(this.paths, name);
       },
-      jobs: async ({ limit, agent }) => jobs.recent(limit, agent),
+      jobs: async (args) => (await jobs.history()).query(args),
     };
   }
 }
