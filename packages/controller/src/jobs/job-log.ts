@@ -29,6 +29,14 @@ export interface LogScan {
   readonly size: number;
 }
 
+/**
+ * Every line we write starts with the record's id (logLine puts it first): read
+ * from the raw line, it says which lines a later one replaced, so only the
+ * last line of each job is parsed and checked (half the work: every job has
+ * two). A line without it is parsed to find its id.
+ */
+const ID_PREFIX = /^\{"id":"([A-Za-z0-9._:-]{1,128})"/;
+
 /** Reads the log at `path` (undefined if there is none) and cuts off a torn last line. */
 export async function scanLog(path: string): Promise<LogScan | undefined> {
   let fh: FileHandle;
@@ -39,57 +47,79 @@ export async function scanLog(path: string): Promise<LogScan | undefined> {
     throw err;
   }
   try {
-    const byId = new Map<string, JobRecord>();
-    const decoder = new TextDecoder('utf-8', { fatal: true });
+    /** The last line of each id, in the order ids first appeared. */
+    const lastLine = new Map<string, string>();
     let lines = 0;
     let skipped = 0;
-    const line = (bytes: Buffer | undefined): void => {
+    const line = (text: string): void => {
       lines++;
-      const rec = bytes === undefined ? undefined : parseLine(bytes, decoder);
-      if (rec === undefined) skipped++;
-      else byId.set(rec.id, rec);
+      if (text.length > MAX_LINE) {
+        skipped++;
+        return;
+      }
+      const id = ID_PREFIX.exec(text)?.[1] ?? parseLine(text)?.id;
+      if (id === undefined) skipped++;
+      else lastLine.set(id, text);
     };
     const buf = Buffer.allocUnsafe(CHUNK);
-    // The current line's bytes so far (copied out of buf); undefined once it is longer than any line we write.
-    let parts: Buffer[] | undefined = [];
-    let partLen = 0;
+    // Bytes after the last newline so far: the start of a line the next chunk ends.
+    let carry = Buffer.alloc(0);
+    // Inside a line longer than any we write: dropped up to its newline.
+    let overlong = false;
     let pos = 0;
     let goodEnd = 0;
     for (;;) {
       const { bytesRead } = await fh.read(buf, 0, CHUNK, pos);
       if (bytesRead === 0) break;
-      const chunk = buf.subarray(0, bytesRead);
-      let from = 0;
-      for (let nl = chunk.indexOf(NL); nl >= 0; nl = chunk.indexOf(NL, from)) {
-        if (parts !== undefined && partLen + nl - from <= MAX_LINE) {
-          parts.push(chunk.subarray(from, nl));
-          line(parts.length === 1 ? parts[0] : Buffer.concat(parts));
-        } else line(undefined);
-        parts = [];
-        partLen = 0;
-        from = nl + 1;
-        goodEnd = pos + nl + 1;
-      }
-      if (parts !== undefined && from < bytesRead) {
-        partLen += bytesRead - from;
-        parts = partLen <= MAX_LINE ? [...parts, Buffer.from(chunk.subarray(from))] : undefined;
-      }
+      const start = pos - carry.length;
+      let data = carry.length ? Buffer.concat([carry, buf.subarray(0, bytesRead)]) : buf.subarray(0, bytesRead);
       pos += bytesRead;
+      let skip = 0;
+      if (overlong) {
+        const nl = data.indexOf(NL);
+        if (nl < 0) {
+          carry = Buffer.alloc(0);
+          continue;
+        }
+        lines++;
+        skipped++;
+        overlong = false;
+        skip = nl + 1;
+        goodEnd = start + skip;
+      }
+      const last = data.lastIndexOf(NL);
+      if (last >= skip) {
+        // Invalid UTF-8 becomes U+FFFD: such a line then fails to parse or validate, like any other damage.
+        for (const l of data.toString('utf8', skip, last).split('\n')) line(l);
+        goodEnd = start + last + 1;
+        data = data.subarray(last + 1);
+      } else data = data.subarray(skip);
+      if (data.length > MAX_LINE) {
+        overlong = true;
+        carry = Buffer.alloc(0);
+      } else carry = Buffer.from(data);
     }
     const tornBytes = pos - goodEnd;
     if (tornBytes > 0) {
       await fh.truncate(goodEnd);
       await fh.sync();
     }
-    return { records: [...byId.values()], lines, skipped, tornBytes, size: goodEnd };
+    const records: JobRecord[] = [];
+    for (const [id, text] of lastLine) {
+      const rec = parseLine(text);
+      // A line with two "id" keys: JSON.parse keeps the second.
+      if (rec === undefined || rec.id !== id) skipped++;
+      else records.push(rec);
+    }
+    return { records, lines, skipped, tornBytes, size: goodEnd };
   } finally {
     await fh.close();
   }
 }
 
-function parseLine(bytes: Buffer, decoder: TextDecoder): JobRecord | undefined {
+function parseLine(text: string): JobRecord | undefined {
   try {
-    return readJobRecord(JSON.parse(decoder.decode(bytes)));
+    return readJobRecord(JSON.parse(text));
   } catch {
     return undefined;
   }
@@ -97,7 +127,9 @@ function parseLine(bytes: Buffer, decoder: TextDecoder): JobRecord | undefined {
 
 /** One line of the log: the record as JSON, which escapes every newline inside it. */
 export function logLine(job: JobRecord): string {
-  return JSON.stringify(job) + '\n';
+  // `id` first, whatever order the record's fields were set in: scanLog reads it from the raw line.
+  const { id, ...rest } = job;
+  return JSON.stringify({ id, ...rest }) + '\n';
 }
 
 /** Makes a rename or a new file in `dir` durable. */
