@@ -7,6 +7,7 @@
  * has no newline, and the next open cuts it off (that one record is lost),
  * so the next append starts on a clean line instead of gluing onto garbage.
  */
+import { constants } from 'node:fs';
 import { open, rename, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { errnoCode } from '@borgpull/protocol';
@@ -14,6 +15,8 @@ import { MAX_LINE, readJobRecord } from './job-record.js';
 import type { JobRecord } from './job-types.js';
 
 const NL = 0x0a;
+// Never through a symlink: the history is ours, wherever a link would point.
+const { O_APPEND, O_CREAT, O_NOFOLLOW, O_RDWR, O_TRUNC, O_WRONLY } = constants;
 const CHUNK = 1 << 20;
 
 export interface LogScan {
@@ -41,7 +44,7 @@ const ID_PREFIX = /^\{"id":"([A-Za-z0-9._:-]{1,128})"/;
 export async function scanLog(path: string): Promise<LogScan | undefined> {
   let fh: FileHandle;
   try {
-    fh = await open(path, 'r+');
+    fh = await open(path, O_RDWR | O_NOFOLLOW);
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return undefined;
     throw err;
@@ -154,7 +157,7 @@ export class LogWriter {
   ) {}
 
   static async open(path: string): Promise<LogWriter> {
-    const fh = await open(path, 'a', 0o600);
+    const fh = await open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0o600);
     try {
       await fh.chmod(0o600);
       const { size } = await fh.stat();
@@ -195,7 +198,7 @@ export class LogWriter {
  */
 export async function rewriteLog(path: string, lines: Iterable<string>): Promise<number> {
   const tmp = `${path}.tmp`;
-  const fh = await open(tmp, 'w', 0o600);
+  const fh = await open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600);
   let size = 0;
   try {
     await fh.chmod(0o600);

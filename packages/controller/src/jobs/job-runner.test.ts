@@ -113,6 +113,8 @@ describe('JobRunner', () => {
     // Commands that arrive while recovery runs wait for it.
     const listed = r.recent(10);
     const backedUp = r.backup({ all: false, names: ['pc2'] }, () => undefined, new AbortController().signal);
+    // Recovery has reached the discard (opening the history fsyncs: no fixed sleep); the backup still waits.
+    await waitFor(() => steps.length >= 2);
     await new Promise((res) => setTimeout(res, 50));
     expect(steps).toEqual(['break lock pc1', 'discard pc1 pc1-2026-11-29T10:00:00']);
     expect(r.state).toBe('starting');

@@ -133,6 +133,10 @@ export class JobRunner {
         this.cancel.abort(new ControllerError('E_JOB_CANCELLED', `controller stopping (${reason})`));
       }
       while (this.active.size > 0) await Promise.allSettled([...this.active]);
+      // Every job has saved its record: the history file can be closed.
+      await this.store
+        ?.close()
+        .catch((err: unknown) => this.deps.log.error({ reason: errorMessage(err) }, 'could not close the job history'));
       this.transition('stopped');
     })();
     return this.stopping;

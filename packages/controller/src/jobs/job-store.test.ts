@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PeerError } from '@borgpull/protocol';
 import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -155,6 +155,17 @@ describe('JobStore: the append-only history file', () => {
       await u.close();
       expect(fileLines(path).every((l) => readJobRecord(JSON.parse(l)) !== undefined)).toBe(true);
     }
+  });
+
+  it('never follows a symlink planted as the history file', async () => {
+    const target = join(dir, 'elsewhere');
+    writeFileSync(target, '');
+    symlinkSync(target, path);
+    await expect(JobStore.open(path)).rejects.toMatchObject({
+      code: 'E_STATE_READ',
+      message: expect.stringMatching(/ELOOP|symbolic links/),
+    });
+    expect(readFileSync(target, 'utf8')).toBe('');
   });
 
   it('skips a damaged line in the middle, says how many, and never throws', async () => {

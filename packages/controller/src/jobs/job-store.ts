@@ -1,6 +1,7 @@
 import { readFile, rename, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { errnoCode, errorMessage, terminalSafe } from '@borgpull/protocol';
+import { ControllerError } from '../errors.js';
 import { applyHistoryRule, DEFAULT_HISTORY, type HistoryRule } from './history-rule.js';
 import { logLine, LogWriter, rewriteLog, scanLog } from './job-log.js';
 import { MAX_REASON, readJobRecord } from './job-record.js';
@@ -96,7 +97,16 @@ export class JobStore {
     private readonly minCompactLines: number,
   ) {}
 
+  /** Opens (or creates) the history at `path`; E_STATE_READ when the file cannot be read or written (never for damage inside it). */
   static async open(path: string, opts: JobStoreOptions = {}): Promise<JobStore> {
+    try {
+      return await JobStore.openFile(path, opts);
+    } catch (err) {
+      throw new ControllerError('E_STATE_READ', `cannot open the job history ${path}: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+
+  private static async openFile(path: string, opts: JobStoreOptions): Promise<JobStore> {
     const log = opts.log ?? NO_LOG;
     const now = opts.now ?? Date.now;
     let scan = await scanLog(path);
