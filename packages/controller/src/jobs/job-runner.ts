@@ -2,7 +2,7 @@ import { errorMessage } from '@borgpull/protocol';
 import type { Logger } from 'pino';
 import type { AgentLink } from '../agent-link.js';
 import type { BackupArgs, BackupOutcome, BusyAgent, RestoreOutcome } from '../admin/api.js';
-import type { ControllerConfig } from '../config.js';
+import { loadConfig, pinRestartKeys, type ControllerConfig } from '../config.js';
 import { ControllerError } from '../errors.js';
 import type { Registry } from '../registry.js';
 import type { StatePaths } from '../state.js';
@@ -37,7 +37,8 @@ export interface JobRunnerDeps {
   readonly registry: Pick<Registry, 'get' | 'agents'>;
   /** The daemon's live agent connections, by name (the daemon adds and removes them). */
   readonly links: ReadonlyMap<string, AgentLink>;
-  readonly config: Pick<ControllerConfig, 'parallel'> & Partial<Pick<ControllerConfig, 'history'>>;
+  /** The config the daemon started with: its RESTART_KEYS hold for every job. */
+  readonly config: ControllerConfig;
   readonly log: Logger;
   readonly ops?: JobOps;
 }
@@ -241,6 +242,7 @@ export class JobRunner {
   private context(component: JobKind, store: JobStore): JobContext {
     return {
       paths: this.deps.paths,
+      config: async () => pinRestartKeys(await loadConfig(this.deps.paths.root), this.deps.config),
       agent: (name) => this.deps.registry.get(name),
       link: (name) => this.link(name),
       store,
