@@ -303,6 +303,18 @@ describe('JobStore: the append-only history file', () => {
     expect(log.infos).toContain('job history compacted');
   });
 
+  it('applies a new rule (config reloaded) at the next compaction', async () => {
+    const s = await openStore({ minCompactLines: 10 });
+    s.setRule({ keep: 400 * 86_400, maxJobs: 3 });
+    for (let i = 0; i < 25; i++) await s.add(rec(`j${i}`, { agent: `pc${i}`, status: 'failed', startedAt: Date.now() }));
+    await s.close();
+    open.splice(0);
+    // 25 lines: at the 20th (twice the minimum) compacted down to the newest 3, then 5 more appended.
+    expect(fileLines(path)).toHaveLength(8);
+    const t = await openStore();
+    expect(t.query({ limit: 100 }).map((j) => j.id)).toEqual(['j24', 'j23', 'j22', 'j21', 'j20', 'j19', 'j18', 'j17']);
+  });
+
   it('answers latest() and agent queries from its indexes', async () => {
     const s = await openStore();
     await s.add(rec('b1', { agent: 'pc1' }));
