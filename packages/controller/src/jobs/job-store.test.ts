@@ -405,8 +405,12 @@ describe('JobStore: a real crash', () => {
       const s = await JobStore.open(path, { log });
       const byId = new Map(s.query({ limit: 1_000_000 }).map((j) => [j.id, j]));
       for (let i = 0; i <= saved; i++) expect(byId.get(`j${i}`)?.status, `j${i}`).toBe('succeeded');
-      // Beyond that: at most the one job in flight, in whichever state it reached.
-      expect(byId.size - (saved + 1)).toBeLessThanOrEqual(1);
+      // The child may have gone on a little before the kill landed: what is there is still every job
+      // up to the one in flight, with no gap, each in a state it really reached.
+      const last = byId.size - 1;
+      expect(last).toBeGreaterThanOrEqual(saved);
+      for (let i = 0; i < last; i++) expect(byId.get(`j${i}`)?.status, `j${i}`).toBe('succeeded');
+      expect(['running', 'succeeded']).toContain(byId.get(`j${last}`)?.status);
       expect(log.warnings.filter((w) => w['msg'] === 'job history: skipped damaged lines')).toEqual([]);
       await s.add(rec('after'));
       await s.close();
