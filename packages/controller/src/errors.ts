@@ -49,7 +49,6 @@ export const CONTROLLER_CODES = {
   E_AGENT_REVOKED: 'the agent was revoked',
   E_AGENT_OFFLINE: 'the agent is not connected',
   E_JOB_NOTHING: 'no agent named and no --all, or no agents enrolled',
-  E_JOB_BUSY: 'a job for this agent is already running',
   E_JOB_CANCELLED: 'the job was cancelled',
   E_JOB_CONNECTION_LOST: 'the connection to the agent was lost mid-job',
   E_JOB_TIME_LIMIT: 'the job ran past its time limit',

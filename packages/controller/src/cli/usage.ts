@@ -15,6 +15,7 @@ commands:
        [--tunnel-user USER] [--ssh-host-key FILE] [--sshd-config FILE] [--exclude PATTERN]...
        [--isolation namespace|chroot] [--parallel N]  create the state directory
        [--time-limit 24h] [--quota SIZE|none] [--min-free-space 2G]  job and disk limits
+       [--schedule 01:00-06:00|'every 6h'|off]  when backups run by themselves
   serve                                 run the daemon (agents, admin socket, jobs)
   check [--json]                        check the tunnel sshd's rules for the tunnel user (ok/FAIL)
   token NAME [--ttl MINUTES]            print a one-time enrollment token for agent NAME
@@ -36,8 +37,9 @@ export const COMMAND_USAGE = {
   init: `usage: controller init --url ws://HOST:PORT [--listen HOST:PORT] [--ssh-host HOST] [--ssh-port N]
        [--tunnel-user USER] [--ssh-host-key FILE] [--exclude PATTERN]... [--isolation namespace|chroot]
        [--parallel N] [--tls-cert FILE --tls-key FILE] [--sshd-config FILE]
-       [--time-limit DURATION] [--quota SIZE|none] [--min-free-space SIZE]
-create the state directory, the controller's keys and config.json`,
+       [--time-limit DURATION] [--quota SIZE|none] [--min-free-space SIZE] [--schedule SCHEDULE]
+create the state directory, the controller's keys and config.json
+(--schedule: a daily window HH:MM-HH:MM, 'every DURATION' or off; default 01:00-06:00)`,
   serve: 'usage: controller serve [--log-level LEVEL]\nrun the daemon: agents, admin socket, jobs',
   check: `usage: controller check [--json]
 check the tunnel sshd's effective rules for the tunnel user, each ok or FAIL
