@@ -18,7 +18,7 @@ export interface HistoryRule {
  * 400 days: a year of history plus a margin, so "the same week last year" is
  * still there. 100,000 jobs: two hundred agents with a backup, a prune and a
  * compact a day, plus a weekly check, for over five months; ~40 MB of memory
- * in the daemon (measured in `npm run bench history`).
+ * in the daemon (measured in `npm run bench -- history`).
  */
 export const DEFAULT_HISTORY: HistoryRule = Object.freeze({ keep: 400 * 86_400, maxJobs: 100_000 });
 const MIN_KEEP = 86_400;
