@@ -87,11 +87,11 @@ function readStats(v: unknown): JobStats {
   return out;
 }
 
-/** An extra field a later version wrote: a bounded string, a finite number or a boolean; anything else refuses the record. */
-function readExtra(v: unknown): string | number | boolean {
+/** An extra field a later version wrote, if it is a bounded string, a finite number or a boolean; anything else is left out. */
+function readExtra(v: unknown): string | number | boolean | undefined {
   if (typeof v === 'boolean') return v;
-  if (typeof v === 'number' && Number.isFinite(v)) return v;
-  return need(text(v, MAX_REASON));
+  if (typeof v === 'number') return Number.isFinite(v) ? v : undefined;
+  return text(v, MAX_REASON);
 }
 
 /** The record `raw` holds, copied and checked; undefined when any field is missing, out of bounds or of the wrong type. */
@@ -122,11 +122,13 @@ export function readJobRecord(raw: unknown): JobRecord | undefined {
     if (raw['stats'] !== undefined) rec.stats = readStats(raw['stats']);
     if (raw['method'] !== undefined) rec.method = need(name(raw['method'], 32));
     if (raw['target'] !== undefined) rec.target = need(text(raw['target'], MAX_REASON));
+    // Fields of a later version: kept when plain and bounded, else left out (the record itself is still good).
     let extras = 0;
     for (const k of Object.keys(raw)) {
-      if (KNOWN.has(k) || raw[k] === undefined) continue;
-      if (!EXTRA_KEY_RE.test(k) || ++extras > MAX_EXTRA_FIELDS) return undefined;
-      (rec as unknown as Record<string, unknown>)[k] = readExtra(raw[k]);
+      if (KNOWN.has(k) || !EXTRA_KEY_RE.test(k)) continue;
+      const v = readExtra(raw[k]);
+      if (v === undefined || ++extras > MAX_EXTRA_FIELDS) continue;
+      (rec as unknown as Record<string, unknown>)[k] = v;
     }
     return rec;
   } catch (err) {
