@@ -115,6 +115,32 @@ describe('config: stopGrace', () => {
   );
 });
 
+describe('config: history', () => {
+  it('defaults to 400 days and 100,000 jobs, and writes the rule back as a person would', () => {
+    expect(validateConfig(base).history).toEqual({ keep: 400 * 86_400, maxJobs: 100_000 });
+    const c = validateConfig({ ...base, history: { keep: '90d', maxJobs: 5000 } });
+    expect(c.history).toEqual({ keep: 90 * 86_400, maxJobs: 5000 });
+    expect(configJson(c)).toMatchObject({ history: { keep: '90d', maxJobs: 5000 } });
+    expect(validateConfig(JSON.parse(JSON.stringify(configJson(c))))).toEqual(c);
+  });
+
+  it.each([
+    ['400d', /^config: history must be an object/],
+    [null, /^config: history must be an object/],
+    [['400d'], /^config: history must be an object/],
+    [{ keep: '12h' }, /^config: history\.keep /],
+    [{ keep: '1e999' }, /^config: history\.keep /],
+    [{ maxJobs: 10 }, /^config: history\.maxJobs /],
+    [{ maxJobs: 1e300 }, /^config: history\.maxJobs /],
+    [{ maxJobs: 1000.5 }, /^config: history\.maxJobs /],
+    [{ keep: '30d', max: 5 }, /^config: history\.max is not a setting/],
+    [JSON.parse('{"__proto__": {"keep": "1d"}}'), /^config: history\.__proto__ is not a setting/],
+  ])('refuses history = %j with the field named', (value, message) => {
+    expect(codeOf({ ...base, history: value })).toBe('E_CONFIG_INVALID');
+    expect(() => validateConfig({ ...base, history: value })).toThrow(message);
+  });
+});
+
 describe('config: schedules', () => {
   it('without the key: off (an upgraded server starts no job nobody asked for); connect delay 30s', () => {
     const c = validateConfig(base);

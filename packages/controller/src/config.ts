@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoCode, errorMessage, writeFileAtomic } from '@borgpull/protocol';
 import { ControllerError } from './errors.js';
+import { historyConfig, historyRuleJson, type HistoryRule } from './jobs/history-rule.js';
 import { formatSchedule, OFF, parseSchedule, type Schedule } from './schedule/schedule.js';
 import { formatDuration, formatSizeExact, parseDuration, parseSize } from './units.js';
 import {
@@ -101,6 +102,8 @@ export interface ControllerConfig {
   readonly minFreeSpace: number;
   /** On SIGTERM, running jobs may finish for this many seconds before they are cancelled. */
   readonly stopGrace: number;
+  /** How much job history is kept (jobs/history-rule.ts). */
+  readonly history: HistoryRule;
   /** When backups run by themselves (agents may override it); `off` without the key. */
   readonly schedule: Schedule;
   /** Seconds a fresh connection settles before a due backup starts (backup on connect). */
@@ -255,6 +258,7 @@ export function validateConfig(raw: unknown): ControllerConfig {
     quota: o['quota'] === undefined ? 0 : quota(o['quota'], 'quota'),
     minFreeSpace: o['minFreeSpace'] === undefined ? DEFAULT_MIN_FREE_SPACE : size(o['minFreeSpace'], 'minFreeSpace'),
     stopGrace: o['stopGrace'] === undefined ? DEFAULT_STOP_GRACE : duration(o['stopGrace'], 'stopGrace', 0, MAX_STOP_GRACE),
+    history: historyConfig(o['history']),
     schedule: o['schedule'] === undefined ? OFF : schedule(o['schedule'], 'schedule'),
     connectDelay:
       o['connectDelay'] === undefined ? DEFAULT_CONNECT_DELAY : duration(o['connectDelay'], 'connectDelay', 0, MAX_CONNECT_DELAY),
@@ -335,6 +339,7 @@ export function configJson(cfg: ControllerConfig): Record<string, unknown> {
     quota: cfg.quota === 0 ? 'none' : formatSizeExact(cfg.quota),
     minFreeSpace: formatSizeExact(cfg.minFreeSpace),
     stopGrace: formatDuration(cfg.stopGrace),
+    history: historyRuleJson(cfg.history),
     schedule: formatSchedule(cfg.schedule),
     connectDelay: formatDuration(cfg.connectDelay),
   };

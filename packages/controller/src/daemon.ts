@@ -215,6 +215,11 @@ export class ControllerDaemon {
     this.config = pinRestartKeys(next, old);
     // Schedules and the connect delay are read from this.config at every plan: re-plan now.
     this.scheduler?.poke();
+    if (changed.includes('history'))
+      void this.jobs?.history().then(
+        (h) => h.setRule(next.history),
+        () => undefined,
+      );
     this.monitor?.reloaded();
     this.log.info(
       { changed, needRestart },
@@ -385,7 +390,7 @@ export class ControllerDaemon {
         if (!this.registry.get(name)) throw new ControllerError('E_AGENT_UNKNOWN', `no agent named '${name}' (see 'controller agents')`);
         return listArchives(this.paths, name);
       },
-      jobs: async ({ limit, agent }) => jobs.recent(limit, agent),
+      jobs: async (args) => (await jobs.history()).query(args),
       status: async ({ names }) => {
         if (!this.monitor) throw new ControllerError('E_DAEMON_STARTING', 'the controller is still starting');
         return this.monitor.status(names);

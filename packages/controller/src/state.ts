@@ -33,7 +33,10 @@ export function statePaths(stateDir: string) {
     repoFacts: (agent: string) => join(stateDir, 'facts', `${agent}.json`),
     /** What the alerter last said of each agent (overdue, failing), so a restart does not say it again. */
     alertState: join(stateDir, 'alert-state.json'),
-    jobs: join(stateDir, 'jobs.json'),
+    /** The job history: JSON lines, appended (jobs/job-log.ts). */
+    jobs: join(stateDir, 'jobs.jsonl'),
+    /** The job history of versions before the log: imported once, then renamed to jobs.json.imported. */
+    legacyJobs: join(stateDir, 'jobs.json'),
   };
 }
 export type StatePaths = ReturnType<typeof statePaths>;

@@ -23,7 +23,8 @@ commands:
   agents revoke NAME                    cut an agent off at once and for good
   backup NAME... | --all [--json]       back up agents now
   archives NAME [--json]                list an agent's archives
-  jobs [--json] [--limit N]             recent jobs and their outcome
+  jobs [--agent NAME] [--kind KIND] [--outcome OUTCOME[,...]] [--since DURATION] [--limit N] [--json]
+                                        the job history, newest first
   status [NAME...] [--json]             each agent's health; exit 0 ok, 1 warning, 2 overdue/failing
   restore NAME ARCHIVE [PATH...] [--method stream|extract|full] [--target DIR] [--dry-run] [--yes]
   setup-host [--print] [--undo] [--root DIR] [--tunnel-user USER]  the tunnel user, its sshd rules, sshd reload
@@ -53,7 +54,14 @@ Exit status 1 if any rule fails: 'controller serve' refuses to start then.`,
   agents: 'usage: controller agents [--json]\n       controller agents revoke NAME\nlist agents, or cut one off at once and for good',
   backup: 'usage: controller backup NAME... | --all [--json]\nback up agents now, with live progress and a summary',
   archives: "usage: controller archives NAME [--json]\nlist an agent's archives",
-  jobs: 'usage: controller jobs [--json] [--limit N] [--agent NAME]\nrecent jobs and their outcome',
+  jobs: `usage: controller jobs [--agent NAME] [--kind KIND] [--outcome OUTCOME[,OUTCOME...]] [--since DURATION] [--limit N] [--json]
+the job history, newest first: every backup, restore, prune, compact and check
+
+--kind     backup, restore, prune, compact or check
+--outcome  succeeded, warning, failed, offline or running (several: failed,offline)
+--since    jobs started within this long, e.g. 7d, 12h, 90m
+--limit    at most N jobs (default 20)
+Kept as the history rule in config.json says (default {"keep": "400d", "maxJobs": 100000}).`,
   status: `usage: controller status [NAME...] [--json]
 each agent's health: last good backup, last result, next run, archives, repository size
 
