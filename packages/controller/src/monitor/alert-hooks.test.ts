@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HookRunner, runCommandHook, runUrlHook, cleanPayload, type AlertPayload } from './alert-hooks.js';
+import { runCommandHook, runUrlHook, cleanPayload, type AlertPayload } from './alert-hooks.js';
+import { HookRunner } from './hook-runner.js';
 
 const log = pino({ level: 'silent' });
 

@@ -12,7 +12,7 @@ import type { JobStore } from '../jobs/job-store.js';
 import type { Registry } from '../registry.js';
 import type { StatePaths } from '../state.js';
 import { controllerVersion } from '../version.js';
-import { HookRunner } from './alert-hooks.js';
+import { HookRunner } from './hook-runner.js';
 import { Alerter } from './alerter.js';
 import { agentStatuses, type AgentStatus, type StatusDeps } from './agent-status.js';
 import { JobCounters, renderMetrics } from './metrics.js';
