@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { errnoCode, errorMessage, writeFileAtomic } from '@borgpull/protocol';
 import { ControllerError } from './errors.js';
 import { formatDuration, formatSizeExact, parseDuration, parseSize } from './units.js';
+import { DEFAULT_CHECKS, parseChecks, type CheckSettings } from './jobs/check-settings.js';
+import { parseRetention, type Retention } from './jobs/retention.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/borgpull';
 
@@ -15,6 +17,10 @@ export interface AgentSettings {
   readonly timeLimit?: number;
   /** Overrides the global quota for this agent (bytes; 0 = none). */
   readonly quota?: number;
+  /** Replaces the global retention for this agent (jobs/retention.ts). */
+  readonly retention?: Retention;
+  /** This agent's checks: the global ones with the keys given here replaced. */
+  readonly checks?: CheckSettings;
 }
 
 /**
@@ -76,6 +82,10 @@ export interface ControllerConfig {
   readonly minFreeSpace: number;
   /** On SIGTERM, running jobs may finish for this many seconds before they are cancelled. */
   readonly stopGrace: number;
+  /** Keep rules for every agent without its own; absent means "off": nothing is pruned unless asked for. */
+  readonly retention: Retention;
+  /** Repository checks: schedule and depth (jobs/check-settings.ts); absent: not scheduled. */
+  readonly checks: CheckSettings;
 }
 
 export function configPath(stateDir: string): string {
@@ -154,6 +164,7 @@ export function validateConfig(raw: unknown): ControllerConfig {
   const agentsRaw = o['agents'] ?? {};
   if (typeof agentsRaw !== 'object' || Array.isArray(agentsRaw)) bad('agents', 'must be an object');
   const agents: Record<string, AgentSettings> = {};
+  const checks = o['checks'] === undefined ? DEFAULT_CHECKS : parseChecks(o['checks'], 'checks', DEFAULT_CHECKS);
   for (const [name, v] of Object.entries(agentsRaw as Record<string, unknown>)) {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) bad(`agents.${name}`, 'must be an object');
     const a = v as Record<string, unknown>;
@@ -162,6 +173,8 @@ export function validateConfig(raw: unknown): ControllerConfig {
       ...(a['isolation'] === undefined ? {} : { isolation: isolation(a['isolation'], `agents.${name}.isolation`) }),
       ...(a['timeLimit'] === undefined ? {} : { timeLimit: duration(a['timeLimit'], `agents.${name}.timeLimit`) }),
       ...(a['quota'] === undefined ? {} : { quota: quota(a['quota'], `agents.${name}.quota`) }),
+      ...(a['retention'] === undefined ? {} : { retention: parseRetention(a['retention'], `agents.${name}.retention`) }),
+      ...(a['checks'] === undefined ? {} : { checks: parseChecks(a['checks'], `agents.${name}.checks`, checks) }),
     });
   }
   const cfg: ControllerConfig = {
@@ -184,6 +197,8 @@ export function validateConfig(raw: unknown): ControllerConfig {
     quota: o['quota'] === undefined ? 0 : quota(o['quota'], 'quota'),
     minFreeSpace: o['minFreeSpace'] === undefined ? DEFAULT_MIN_FREE_SPACE : size(o['minFreeSpace'], 'minFreeSpace'),
     stopGrace: o['stopGrace'] === undefined ? DEFAULT_STOP_GRACE : duration(o['stopGrace'], 'stopGrace', 0, MAX_STOP_GRACE),
+    retention: o['retention'] === undefined ? 'off' : parseRetention(o['retention'], 'retention'),
+    checks,
   };
   if (cfg.tlsCert !== undefined && cfg.tlsKey === undefined) bad('tlsKey', 'is required with tlsCert');
   if (!cfg.sshdConfig.startsWith('/')) bad('sshdConfig', 'must be an absolute path');
@@ -220,6 +235,7 @@ export function configJson(cfg: ControllerConfig): Record<string, unknown> {
       ...a,
       ...(a.timeLimit === undefined ? {} : { timeLimit: formatDuration(a.timeLimit) }),
       ...(a.quota === undefined ? {} : { quota: a.quota === 0 ? 'none' : formatSizeExact(a.quota) }),
+      ...(a.checks === undefined ? {} : { checks: { ...a.checks, maxDuration: formatDuration(a.checks.maxDuration) } }),
     };
   }
   return {
@@ -229,6 +245,7 @@ export function configJson(cfg: ControllerConfig): Record<string, unknown> {
     quota: cfg.quota === 0 ? 'none' : formatSizeExact(cfg.quota),
     minFreeSpace: formatSizeExact(cfg.minFreeSpace),
     stopGrace: formatDuration(cfg.stopGrace),
+    checks: { ...cfg.checks, maxDuration: formatDuration(cfg.checks.maxDuration) },
   };
 }
 
