@@ -319,6 +319,8 @@ export class ControllerDaemon {
         return listArchives(this.paths, name);
       },
       jobs: async ({ limit, agent }) => jobs.recent(limit, agent),
+      prune: (args, _emit, signal) => jobs.prune(args, signal),
+      verify: (args, _emit, signal) => jobs.verify(args, signal),
     };
   }
 }

@@ -23,6 +23,8 @@ commands:
   backup NAME... | --all [--json]       back up agents now
   archives NAME [--json]                list an agent's archives
   jobs [--json] [--limit N]             recent jobs and their outcome
+  prune NAME [--dry-run] [--json]       apply the agent's keep rules now (--dry-run: show what would go)
+  verify NAME... | --all [--json]       check agents' repositories and archives (borg check)
   restore NAME ARCHIVE [PATH...] [--method stream|extract|full] [--target DIR] [--dry-run] [--yes]
   install-service [--print] [--root DIR]  install, enable and start the systemd unit for 'serve'
   uninstall-service [--purge --yes] [--root DIR]  stop, disable and remove it (--purge: the state dir too)
@@ -50,6 +52,15 @@ Exit status 1 if any rule fails: 'controller serve' refuses to start then.`,
   backup: 'usage: controller backup NAME... | --all [--json]\nback up agents now, with live progress and a summary',
   archives: "usage: controller archives NAME [--json]\nlist an agent's archives",
   jobs: 'usage: controller jobs [--json] [--limit N] [--agent NAME]\nrecent jobs and their outcome',
+  prune: `usage: controller prune NAME [--dry-run] [--json]
+apply the agent's keep rules now: borg prune over the archives this controller
+made for it, then borg compact. --dry-run lists which archives would be
+deleted and which kept, and changes nothing. Refused while retention is off
+for the agent; skipped (and said so) while its recent backups failed.`,
+  verify: `usage: controller verify NAME... | --all [--json]
+check agents' repositories (borg check: a time-bounded slice of the segments,
+then the newest archives' metadata), each as a job. Exit status 1 if any
+check fails.`,
   restore:
     'usage: controller restore NAME ARCHIVE [PATH...] [--method stream|extract|full] [--target DIR] [--dry-run] [--yes] [--json]\nrestore an archive (or PATHs of it) onto the client',
   'install-service': `usage: controller install-service [--print] [--root DIR]

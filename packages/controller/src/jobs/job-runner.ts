@@ -1,17 +1,21 @@
 import { errorMessage } from '@borgpull/protocol';
 import type { Logger } from 'pino';
 import type { AgentLink } from '../agent-link.js';
-import type { BackupArgs, BackupOutcome, BusyAgent, RestoreOutcome } from '../admin/api.js';
+import type { BackupArgs, BackupOutcome, BusyAgent, CheckOutcome, RestoreOutcome } from '../admin/api.js';
 import type { ControllerConfig } from '../config.js';
 import { ControllerError } from '../errors.js';
 import type { Registry } from '../registry.js';
 import type { StatePaths } from '../state.js';
 import { runBackup } from './backup.js';
 import { breakStaleJobLock, discardArchive } from './borg.js';
+import { runCheck } from './check.js';
 import type { JobContext } from './job-context.js';
 import type { JobEvent } from './job-event.js';
-import { JobStore, type JobKind, type JobRecord } from './job-store.js';
+import { isGood, JobStore, type JobKind, type JobRecord, type JobTrigger } from './job-store.js';
 import { Limiter } from './limiter.js';
+import { planPrune, runPrune, type PruneResult } from './prune.js';
+import { retentionOf } from './retention.js';
+import { loadConfig } from '../config.js';
 import { runRestore, type RestoreRequest } from './restore.js';
 
 export type RunnerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -28,9 +32,39 @@ export interface JobOps {
   readonly restore: typeof runRestore;
   readonly breakStaleJobLock: typeof breakStaleJobLock;
   readonly discardArchive: typeof discardArchive;
+  /** Retention after a good backup (prune, then compact); left out, no follow-up runs (unit tests of the runner). */
+  readonly afterBackup?: (ctx: JobContext, job: JobRecord, signal: AbortSignal) => Promise<void>;
+  readonly prune?: typeof runPrune;
+  readonly planPrune?: typeof planPrune;
+  readonly check?: typeof runCheck;
 }
 
-const REAL_OPS: JobOps = { backup: runBackup, restore: runRestore, breakStaleJobLock, discardArchive };
+const REAL_OPS: JobOps = {
+  backup: runBackup,
+  restore: runRestore,
+  breakStaleJobLock,
+  discardArchive,
+  afterBackup: pruneAfterBackup,
+  prune: runPrune,
+  planPrune,
+  check: runCheck,
+};
+
+/**
+ * After a good backup of an agent with retention: prune, then compact (each
+ * its own job, trigger 'follow-up'). Whatever happens here is the prune's
+ * record, never the backup's: a prune failure does not fail the backup.
+ */
+async function pruneAfterBackup(ctx: JobContext, job: JobRecord, signal: AbortSignal): Promise<void> {
+  if (!isGood(job)) return;
+  try {
+    const config = await loadConfig(ctx.paths.root);
+    if (retentionOf(config, job.agent) === 'off') return;
+    await runPrune(ctx, job.agent, 'follow-up', signal);
+  } catch (err) {
+    ctx.log.error({ agentId: job.agent, reason: errorMessage(err) }, 'retention after the backup failed');
+  }
+}
 
 export interface JobRunnerDeps {
   readonly paths: StatePaths;
@@ -156,7 +190,9 @@ export class JobRunner {
     const one = async (name: string): Promise<BackupOutcome> => {
       emit({ agent: name, jobId: '', phase: 'queued' });
       try {
-        return await this.runJob('backup', name, (ctx, both) => this.ops.backup(ctx, name, emit, both), signal);
+        return await this.runJob('backup', name, (ctx, both) => this.ops.backup(ctx, name, emit, both), signal, {
+          followUp: this.backupFollowUp,
+        });
       } catch (err) {
         const busy = this.busy.get(name);
         if (err instanceof ControllerError && err.code === 'E_JOB_BUSY' && busy) return busyOutcome(name, busy);
@@ -172,6 +208,78 @@ export class JobRunner {
     return this.runJob('restore', req.agent, (ctx, both) => this.ops.restore(ctx, req, emit, both), signal, { queue: false });
   }
 
+  /** What runs after every backup, in its hold of the agent: retention. Pass it as runJob's `followUp` wherever a backup starts. */
+  readonly backupFollowUp = async (job: JobRecord, ctx: JobContext, signal: AbortSignal): Promise<void> => {
+    try {
+      await this.ops.afterBackup?.(ctx, job, signal);
+    } catch (err) {
+      // The backup's outcome stands whatever its follow-ups do.
+      this.deps.log.error({ agentId: job.agent, reason: errorMessage(err) }, 'follow-up of a backup failed');
+    }
+  };
+
+  /** `controller prune NAME [--dry-run]`: a prune (then compact) job, or what one would do; in the agent's hold either way. */
+  async prune(args: { readonly name: string; readonly dryRun: boolean }, signal: AbortSignal): Promise<PruneResult> {
+    await this.ready();
+    this.known(args.name);
+    const { prune, planPrune: plan } = this.ops;
+    if (!prune || !plan) throw new ControllerError('E_INTERNAL', 'no prune job in this runner');
+    return this.runJob(
+      'prune',
+      args.name,
+      (ctx, both) => (args.dryRun ? plan(ctx, args.name, both) : prune(ctx, args.name, 'manual', both)),
+      signal,
+    );
+  }
+
+  /**
+   * One check job of an agent's repository (the scheduler's entry, and
+   * `controller verify`'s): recorded like a backup; a damaged repository is a
+   * failed job with code E_CHECK_FAILED.
+   */
+  async check(agent: string, trigger: JobTrigger, signal: AbortSignal = new AbortController().signal): Promise<JobRecord> {
+    await this.ready();
+    this.known(agent);
+    const run = this.ops.check;
+    if (!run) throw new ControllerError('E_INTERNAL', 'no check job in this runner');
+    return this.runJob('check', agent, (ctx, both) => run(ctx, agent, trigger, both), signal);
+  }
+
+  /** `controller verify NAME...|--all`: checks, `parallel` at a time; one outcome per agent (a busy agent's says so). */
+  async verify(args: BackupArgs, signal: AbortSignal): Promise<CheckOutcome[]> {
+    await this.ready();
+    const names = this.pick(args);
+    return Promise.all(
+      names.map(async (name): Promise<CheckOutcome> => {
+        try {
+          return await this.check(name, 'manual', signal);
+        } catch (err) {
+          const busy = this.busy.get(name);
+          if (err instanceof ControllerError && err.code === 'E_JOB_BUSY' && busy) return { ...busyOutcome(name, busy), kind: 'check' };
+          throw err;
+        }
+      }),
+    );
+  }
+
+  /** The agents a command names (or all not revoked), each one known. */
+  private pick(args: BackupArgs): string[] {
+    const names = args.all
+      ? this.deps.registry
+          .agents()
+          .filter((a) => a.revokedAt === undefined)
+          .map((a) => a.name)
+      : [...args.names];
+    if (names.length === 0)
+      throw new ControllerError('E_JOB_NOTHING', args.all ? 'no agents enrolled' : 'name at least one agent, or pass --all');
+    for (const n of names) this.known(n);
+    return names;
+  }
+
+  private known(name: string): void {
+    if (!this.deps.registry.get(name)) throw new ControllerError('E_AGENT_UNKNOWN', `no agent named '${name}' (see 'controller agents')`);
+  }
+
   /**
    * Runs `work` as a job of `kind` for `agent`: in one of the `parallel`
    * slots, never beside another job of this daemon for that agent (one
@@ -184,7 +292,15 @@ export class JobRunner {
     agent: string,
     work: (ctx: JobContext, signal: AbortSignal) => Promise<T>,
     signal: AbortSignal,
-    opts: { readonly queue?: boolean } = {},
+    opts: {
+      readonly queue?: boolean;
+      /**
+       * Runs after `work`, in the same hold of the agent (nothing else of
+       * this daemon's touches the repository in between): a good backup's
+       * prune and compact.
+       */
+      readonly followUp?: (result: T, ctx: JobContext, signal: AbortSignal) => Promise<void>;
+    } = {},
   ): Promise<T> {
     const { store, limiter } = await this.ready();
     const both = AbortSignal.any([signal, this.cancel.signal]);
@@ -192,7 +308,10 @@ export class JobRunner {
       if (this.busy.has(agent)) throw new ControllerError('E_JOB_BUSY', `a job for '${agent}' is already running`);
       this.busy.set(agent, { kind, since: Date.now() });
       try {
-        return await work(this.context(kind, store), both);
+        const ctx = this.context(kind, store);
+        const result = await work(ctx, both);
+        if (opts.followUp) await opts.followUp(result, this.context('prune', store), both);
+        return result;
       } finally {
         this.busy.delete(agent);
       }
