@@ -15,7 +15,6 @@
  * chunk: in borg 1.2 it reads all of the repository whatever `--last` says
  * (ArchiveChecker.verify_data scans every object), so it is off by default.
  */
-import { loadConfig } from '../config.js';
 import { ControllerError } from '../errors.js';
 import { breakStaleJobLock } from './borg.js';
 import { errorText, hasRepo, LOCK_WAIT, maintenanceBorg, type MaintenanceRun } from './borg-maintenance.js';
@@ -50,7 +49,7 @@ export async function runCheck(ctx: JobContext, agent: string, trigger: JobTrigg
   await ctx.store.add(job);
   let limit: TimeLimit | undefined;
   try {
-    const config = await loadConfig(ctx.paths.root);
+    const config = await ctx.config();
     const settings = config.agents[agent]?.checks ?? config.checks;
     const limits = jobLimits(config, agent);
     limit = new TimeLimit(cancel, limits.timeLimit, limits.timeLimitKey);

@@ -2,7 +2,7 @@ import { errorMessage } from '@borgpull/protocol';
 import type { Logger } from 'pino';
 import type { AgentLink } from '../agent-link.js';
 import type { BackupArgs, BackupOutcome, BusyAgent, CheckOutcome, RestoreOutcome } from '../admin/api.js';
-import type { ControllerConfig } from '../config.js';
+import { loadConfig, pinRestartKeys, type ControllerConfig } from '../config.js';
 import { ControllerError } from '../errors.js';
 import type { Registry } from '../registry.js';
 import type { StatePaths } from '../state.js';
@@ -15,7 +15,6 @@ import { isGood, JobStore, type JobKind, type JobRecord, type JobTrigger } from 
 import { Limiter } from './limiter.js';
 import { planPrune, runPrune, type PruneResult } from './prune.js';
 import { retentionOf } from './retention.js';
-import { loadConfig } from '../config.js';
 import { runRestore, type RestoreRequest } from './restore.js';
 
 export type RunnerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -58,7 +57,7 @@ const REAL_OPS: JobOps = {
 async function pruneAfterBackup(ctx: JobContext, job: JobRecord, signal: AbortSignal): Promise<void> {
   if (!isGood(job)) return;
   try {
-    const config = await loadConfig(ctx.paths.root);
+    const config = await ctx.config();
     if (retentionOf(config, job.agent) === 'off') return;
     await runPrune(ctx, job.agent, 'follow-up', signal);
   } catch (err) {
@@ -71,7 +70,8 @@ export interface JobRunnerDeps {
   readonly registry: Pick<Registry, 'get' | 'agents'>;
   /** The daemon's live agent connections, by name (the daemon adds and removes them). */
   readonly links: ReadonlyMap<string, AgentLink>;
-  readonly config: Pick<ControllerConfig, 'parallel'>;
+  /** The config the daemon started with: its RESTART_KEYS hold for every job. */
+  readonly config: ControllerConfig;
   readonly log: Logger;
   readonly ops?: JobOps;
 }
@@ -352,6 +352,7 @@ export class JobRunner {
   private context(component: JobKind, store: JobStore): JobContext {
     return {
       paths: this.deps.paths,
+      config: async () => pinRestartKeys(await loadConfig(this.deps.paths.root), this.deps.config),
       agent: (name) => this.deps.registry.get(name),
       link: (name) => this.link(name),
       store,

@@ -7,7 +7,7 @@
  * agent's repository.
  */
 import type { Logger } from 'pino';
-import { loadConfig, type ControllerConfig } from '../config.js';
+import type { ControllerConfig } from '../config.js';
 import { ControllerError } from '../errors.js';
 import { breakStaleJobLock } from './borg.js';
 import { errorText, hasRepo, LOCK_WAIT, maintenanceBorg, segmentBytes, type BorgLogLine } from './borg-maintenance.js';
@@ -95,7 +95,7 @@ function pruneArgs(ctx: JobContext, agent: string, rules: KeepRules, dryRun: boo
 
 /** `controller prune NAME --dry-run`: what a prune would keep and delete now, and whether the freeze stops it. No job record. */
 export async function planPrune(ctx: JobContext, agent: string, signal: AbortSignal): Promise<PruneResult> {
-  const config = await loadConfig(ctx.paths.root);
+  const config = await ctx.config();
   const rules = rulesFor(config, agent);
   const frozen = frozenBecause(ctx, agent);
   const base = { agent, rules: keepArgs(rules), ...(frozen === undefined ? {} : { frozen }) };
@@ -113,7 +113,7 @@ export async function planPrune(ctx: JobContext, agent: string, signal: AbortSig
  * skipped (status warning, E_PRUNE_FROZEN), while the agent is frozen.
  */
 export async function runPrune(ctx: JobContext, agent: string, trigger: JobTrigger, cancel: AbortSignal): Promise<PruneResult> {
-  const config = await loadConfig(ctx.paths.root);
+  const config = await ctx.config();
   const rules = rulesFor(config, agent);
   const job: JobRecord = { id: newJobId(), kind: 'prune', agent, startedAt: Date.now(), status: 'running', trigger };
   const log = ctx.log.child({ agentId: agent, jobId: job.id });
