@@ -166,5 +166,7 @@ describe('retention and checks', () => {
     expect(bad.stdout).toMatch(/pc1.*FAILED: borg check found problems in the repository: .*(CRC|[Ii]ntegrity|segment)/);
     const [check] = await jobs('check');
     expect(check).toMatchObject({ kind: 'check', status: 'failed', code: 'E_CHECK_FAILED', trigger: 'manual' });
+    expect(check!.reason).toMatch(/checksum mismatch|[Ii]ntegrity/);
+    expect(check!.reason).not.toContain('Traceback');
   }, 300_000);
 });

@@ -67,11 +67,17 @@ export function parseBorgLog(stderr: string): BorgLogLine[] {
 
 /** The error lines of a run, for a job's reason (the last few). */
 export function errorText(run: MaintenanceRun, max = 3): string {
-  return run.log
+  const lines = run.log
     .filter((l) => l.levelname === 'ERROR' || l.levelname === 'CRITICAL')
-    .slice(-max)
-    .map((l) => l.message)
-    .join('; ');
+    // A crash logs its whole traceback as one message: its first line says nothing, its error is said apart.
+    .map((l) => (l.message.startsWith('Traceback') ? '' : (l.message.split('\n')[0] ?? '')))
+    .filter(Boolean);
+  return [...new Set(lines)].slice(-max).join('; ');
+}
+
+/** Whether borg's log says it met damaged data (a failed CRC or MAC, an object missing), whatever its exit status. */
+export function metDamage(run: MaintenanceRun): boolean {
+  return run.log.some((l) => /Integrity|ObjectNotFound/.test(l.msgid ?? '') || l.message.startsWith('Data integrity error'));
 }
 
 /**

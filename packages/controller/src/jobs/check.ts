@@ -17,7 +17,7 @@
  */
 import { ControllerError } from '../errors.js';
 import { breakStaleJobLock } from './borg.js';
-import { errorText, hasRepo, LOCK_WAIT, maintenanceBorg, type MaintenanceRun } from './borg-maintenance.js';
+import { errorText, hasRepo, LOCK_WAIT, maintenanceBorg, metDamage, type MaintenanceRun } from './borg-maintenance.js';
 import type { CheckSettings } from './check-settings.js';
 import type { JobContext } from './job-context.js';
 import { markFailed, newJobId, type JobRecord, type JobTrigger } from './job-store.js';
@@ -63,11 +63,15 @@ export async function runCheck(ctx: JobContext, agent: string, trigger: JobTrigg
       const problems: string[] = [];
       for (const args of checkRuns(ctx.paths.repo(agent), agent, settings)) {
         const run: MaintenanceRun = await maintenanceBorg(ctx.paths, agent, args, limit.signal);
-        // borg 1.2 check: 1 means it found problems; 2 that it could not check (a lock, an unreadable repository).
-        if (run.rc === 1) problems.push(errorText(run, 5) || 'problems found (no message)');
-        else if (run.rc !== 0) {
+        if (run.rc === 0) continue;
+        // borg 1.2 check: 1 means it found problems. 2 is an error: damaged
+        // data it tripped over (a crash on a bad CRC) is a finding like any
+        // other; anything else (a lock it could not get) says nothing of the
+        // repository, and fails the job as borg's error.
+        if (run.rc === 1 || metDamage(run)) problems.push(errorText(run, 5) || `problems found (borg exit ${run.rc ?? 'signal'})`);
+        else if (problems.length === 0) {
           throw new ControllerError('E_JOB_BORG', `borg check failed (exit ${run.rc ?? 'signal'}): ${errorText(run) || 'no message'}`);
-        }
+        } else problems.push(`then borg check stopped (exit ${run.rc ?? 'signal'}): ${errorText(run) || 'no message'}`);
       }
       if (problems.length) {
         throw new ControllerError('E_CHECK_FAILED', `borg check found problems in the repository: ${problems.join('; ')}`);

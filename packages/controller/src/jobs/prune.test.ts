@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseBorgLog } from './borg-maintenance.js';
+import { errorText, metDamage, parseBorgLog } from './borg-maintenance.js';
 import { checkRuns } from './check.js';
 import { DEFAULT_CHECKS, parseChecks } from './check-settings.js';
 import { parsePruneList } from './prune.js';
@@ -37,6 +37,40 @@ describe("borg prune's --list, read", () => {
 });
 
 describe('checks', () => {
+  it("say what borg found, not its traceback, and tell damage from borg's other errors", () => {
+    // As borg 1.2.4 logged them here for a segment overwritten in the middle.
+    const crash = parseBorgLog(
+      [
+        JSON.stringify({
+          type: 'log_message',
+          message: 'Data integrity error: Segment entry checksum mismatch [segment 28, offset 8]',
+          levelname: 'ERROR',
+          name: 'borg.archiver',
+          msgid: 'IntegrityError',
+        }),
+        JSON.stringify({
+          type: 'log_message',
+          message: 'Traceback (most recent call last):\n  File "x"\nborg.helpers.errors.IntegrityError: ...',
+          levelname: 'ERROR',
+          name: 'borg.archiver',
+        }),
+      ].join('\n'),
+    );
+    const run = { rc: 2, log: crash, stdout: '' };
+    expect(errorText(run)).toBe('Data integrity error: Segment entry checksum mismatch [segment 28, offset 8]');
+    expect(metDamage(run)).toBe(true);
+    const lock = parseBorgLog(
+      JSON.stringify({
+        type: 'log_message',
+        message: 'Failed to create/acquire the lock',
+        levelname: 'ERROR',
+        name: 'borg.archiver',
+        msgid: 'LockTimeout',
+      }),
+    );
+    expect(metDamage({ rc: 2, log: lock, stdout: '' })).toBe(false);
+  });
+
   it('run a time-bounded repository check, then the newest archives of this controller', () => {
     const s = parseChecks({ maxDuration: '10m', lastArchives: 2 }, 'checks', DEFAULT_CHECKS);
     const runs = checkRuns('/r/pc1', 'pc1', s);
