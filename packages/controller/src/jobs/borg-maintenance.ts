@@ -11,7 +11,7 @@ import { escapeControl } from '@borgpull/protocol';
 import { ControllerError } from '../errors.js';
 import type { StatePaths } from '../state.js';
 import { ensureBorgBase } from './borg-base.js';
-import { borgCommand } from './borg.js';
+import { borgCommand, JOB_HOST_PREFIX } from './borg.js';
 
 /**
  * Seconds borg waits for the repository's lock. Inside a job nothing else of
@@ -82,15 +82,23 @@ export function metDamage(run: MaintenanceRun): boolean {
 
 /**
  * Runs `borg ARGS` on the agent's repository (args end with `--` and the
- * repository), with `--log-json`. It dies with the daemon (pdeathsig): a
- * daemon that dies mid-prune leaves no borg holding the lock, and borg breaks
- * a lock of its own host whose process is gone by itself at the next run.
+ * repository), with `--log-json`, as job `jobId` (which the caller keeps in
+ * JobContext.running meanwhile). It dies with the daemon (pdeathsig), and
+ * its lock carries the job's host id like a backup's (job-env.ts): a lock
+ * left by a daemon that died mid-prune is broken by the next job of the
+ * repository (breakStaleJobLock), not waited on.
  */
-export async function maintenanceBorg(p: StatePaths, agent: string, args: readonly string[], signal: AbortSignal): Promise<MaintenanceRun> {
+export async function maintenanceBorg(
+  p: StatePaths,
+  agent: string,
+  jobId: string,
+  args: readonly string[],
+  signal: AbortSignal,
+): Promise<MaintenanceRun> {
   await ensureBorgBase(p, agent);
   const cmd = borgCommand(p, agent, ['--log-json', ...args]);
   const res = await execa('setpriv', ['--pdeathsig', 'SIGKILL', '--', cmd.file, ...cmd.args], {
-    env: cmd.env,
+    env: { ...cmd.env, BORG_HOST_ID: `${JOB_HOST_PREFIX}${jobId}` },
     extendEnv: false,
     stdin: 'ignore',
     reject: false,

@@ -47,6 +47,7 @@ export async function runCheck(ctx: JobContext, agent: string, trigger: JobTrigg
   const job: JobRecord = { id: newJobId(), kind: 'check', agent, startedAt: Date.now(), status: 'running', trigger };
   const log = ctx.log.child({ agentId: agent, jobId: job.id });
   await ctx.store.add(job);
+  ctx.running.add(job.id);
   let limit: TimeLimit | undefined;
   try {
     const config = await ctx.config();
@@ -62,7 +63,7 @@ export async function runCheck(ctx: JobContext, agent: string, trigger: JobTrigg
       await breakStaleJobLock(ctx.paths, agent, (id) => ctx.running.has(id));
       const problems: string[] = [];
       for (const args of checkRuns(ctx.paths.repo(agent), agent, settings)) {
-        const run: MaintenanceRun = await maintenanceBorg(ctx.paths, agent, args, limit.signal);
+        const run: MaintenanceRun = await maintenanceBorg(ctx.paths, agent, job.id, args, limit.signal);
         if (run.rc === 0) continue;
         // borg 1.2 check: 1 means it found problems. 2 is an error: damaged
         // data it tripped over (a crash on a bad CRC) is a finding like any
@@ -82,6 +83,7 @@ export async function runCheck(ctx: JobContext, agent: string, trigger: JobTrigg
     if (markFailed(job, limit?.explain(err) ?? err)) log.error({ err }, 'check failed');
   } finally {
     limit?.dispose();
+    ctx.running.delete(job.id);
   }
   job.endedAt = Date.now();
   await ctx.store.update(job);

@@ -101,7 +101,14 @@ export async function planPrune(ctx: JobContext, agent: string, signal: AbortSig
   const base = { agent, rules: keepArgs(rules), ...(frozen === undefined ? {} : { frozen }) };
   if (!(await hasRepo(ctx.paths, agent))) return { ...base, archives: [] };
   await breakStaleJobLock(ctx.paths, agent, (id) => ctx.running.has(id));
-  const run = await maintenanceBorg(ctx.paths, agent, pruneArgs(ctx, agent, rules, true), signal);
+  const id = newJobId();
+  ctx.running.add(id);
+  let run;
+  try {
+    run = await maintenanceBorg(ctx.paths, agent, id, pruneArgs(ctx, agent, rules, true), signal);
+  } finally {
+    ctx.running.delete(id);
+  }
   if (run.rc !== 0)
     throw new ControllerError('E_JOB_BORG', `borg prune --dry-run failed (exit ${run.rc ?? 'signal'}): ${errorText(run) || 'no message'}`);
   return { ...base, archives: parsePruneList(run.log) };
@@ -118,6 +125,7 @@ export async function runPrune(ctx: JobContext, agent: string, trigger: JobTrigg
   const job: JobRecord = { id: newJobId(), kind: 'prune', agent, startedAt: Date.now(), status: 'running', trigger };
   const log = ctx.log.child({ agentId: agent, jobId: job.id });
   await ctx.store.add(job);
+  ctx.running.add(job.id);
   const frozen = frozenBecause(ctx, agent);
   const base = { agent, rules: keepArgs(rules), ...(frozen === undefined ? {} : { frozen }) };
   let archives: PruneLine[] = [];
@@ -135,7 +143,7 @@ export async function runPrune(ctx: JobContext, agent: string, trigger: JobTrigg
       job.stats = { archivesKept: 0, archivesDeleted: 0 };
     } else {
       await breakStaleJobLock(ctx.paths, agent, (id) => ctx.running.has(id));
-      const run = await maintenanceBorg(ctx.paths, agent, pruneArgs(ctx, agent, rules, false), limit.signal);
+      const run = await maintenanceBorg(ctx.paths, agent, job.id, pruneArgs(ctx, agent, rules, false), limit.signal);
       archives = parsePruneList(run.log);
       judge(job, run.rc, errorText(run), 'borg prune');
       job.stats = {
@@ -147,6 +155,7 @@ export async function runPrune(ctx: JobContext, agent: string, trigger: JobTrigg
     if (markFailed(job, limit.explain(err))) log.error({ err }, 'prune failed');
   } finally {
     limit.dispose();
+    ctx.running.delete(job.id);
   }
   job.endedAt = Date.now();
   await ctx.store.update(job);
@@ -172,10 +181,17 @@ async function runCompact(
   const job: JobRecord = { id: newJobId(), kind: 'compact', agent, startedAt: Date.now(), status: 'running', trigger: 'follow-up' };
   const log = parentLog.child({ jobId: job.id });
   await ctx.store.add(job);
+  ctx.running.add(job.id);
   const limit = new TimeLimit(cancel, seconds, key);
   try {
     const before = await segmentBytes(ctx.paths, agent);
-    const run = await maintenanceBorg(ctx.paths, agent, ['compact', '--lock-wait', LOCK_WAIT, '--', ctx.paths.repo(agent)], limit.signal);
+    const run = await maintenanceBorg(
+      ctx.paths,
+      agent,
+      job.id,
+      ['compact', '--lock-wait', LOCK_WAIT, '--', ctx.paths.repo(agent)],
+      limit.signal,
+    );
     judge(job, run.rc, errorText(run), 'borg compact');
     const after = await segmentBytes(ctx.paths, agent);
     job.stats = { freedBytes: Math.max(0, before - after), repositoryBytes: after };
@@ -183,6 +199,7 @@ async function runCompact(
     if (markFailed(job, limit.explain(err))) log.error({ err }, 'compact failed');
   } finally {
     limit.dispose();
+    ctx.running.delete(job.id);
   }
   job.endedAt = Date.now();
   await ctx.store.update(job);
