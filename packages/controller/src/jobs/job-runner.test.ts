@@ -113,7 +113,8 @@ describe('JobRunner', () => {
     // Commands that arrive while recovery runs wait for it.
     const listed = r.recent(10);
     const backedUp = r.backup({ all: false, names: ['pc2'] }, () => undefined, new AbortController().signal);
-    await new Promise((res) => setTimeout(res, 50));
+    // Waited for, not slept on: on a loaded machine recovery may take more than a few ms to get there.
+    await waitFor(() => steps.length >= 2);
     expect(steps).toEqual(['break lock pc1', 'discard pc1 pc1-2026-11-29T10:00:00']);
     expect(r.state).toBe('starting');
     discarding.open(['pc1-2026-11-29T10:00:00']);
