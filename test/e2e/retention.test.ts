@@ -65,6 +65,10 @@ describe('retention and checks', () => {
     const first = await backup(ctl, ['pc1']);
     expect(first.jobs[0], first.stderr).toMatchObject({ status: 'succeeded' });
     expect(await jobs('prune')).toEqual([]);
+    // And asking by hand is refused, not a prune with made-up rules.
+    const off = await ctl.cli(['prune', 'pc1']);
+    expect(off.exitCode).toBe(1);
+    expect(off.stderr).toContain("retention is off for 'pc1'");
 
     const now = Date.now();
     const name = (ago: number): string => `pc1-${ts(now - ago)}`;
