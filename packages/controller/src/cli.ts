@@ -13,7 +13,7 @@ import { pruneCommand, verifyCommand } from './cli/maintenance.js';
 import { defaultIo, type Io } from './cli/io.js';
 import { restoreCommand } from './cli/restore.js';
 import { serveCommand } from './cli/serve.js';
-import { installServiceCommand, uninstallServiceCommand } from './cli/service.js';
+import { installServiceCommand, setupHostCommand, uninstallServiceCommand } from './cli/service.js';
 import { helpText, isCommand, USAGE } from './cli/usage.js';
 import { UsageError } from './cli/usage-error.js';
 import { controllerVersion } from './version.js';
@@ -60,6 +60,8 @@ export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
       return installServiceCommand(rest, io);
     case 'uninstall-service':
       return uninstallServiceCommand(rest, io);
+    case 'setup-host':
+      return setupHostCommand(rest, io);
     default:
       throw new UsageError(`unknown command '${cmd}' (see 'controller help')`);
   }

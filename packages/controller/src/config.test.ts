@@ -119,7 +119,7 @@ describe('config: retention and checks', () => {
   it('absent retention is "off" (nothing pruned that was not asked for), written back as "off"; checks are not scheduled', () => {
     const c = validateConfig(base);
     expect(c.retention).toBe('off');
-    expect(c.checks).toMatchObject({ schedule: 'off', lastArchives: 3, verifyData: false });
+    expect(c.checks).toMatchObject({ schedule: { kind: 'off' }, lastArchives: 3, verifyData: false });
     expect(configJson(c)).toMatchObject({ retention: 'off', checks: { schedule: 'off', maxDuration: '10m' } });
     expect(validateConfig(JSON.parse(JSON.stringify(configJson(c))))).toEqual(c);
   });
@@ -133,7 +133,12 @@ describe('config: retention and checks', () => {
     });
     expect(c.retention).toEqual({ keepWithin: '2d', hourly: 0, daily: 7, weekly: 4, monthly: 6, yearly: 0 });
     expect(c.agents['laptop']?.retention).toMatchObject({ daily: 30, weekly: 0 });
-    expect(c.agents['laptop']?.checks).toMatchObject({ schedule: 'every 7d', maxDuration: 1800, lastArchives: 1 });
+    expect(c.agents['laptop']?.checks).toMatchObject({
+      schedule: { kind: 'every', seconds: 7 * 86_400 },
+      maxDuration: 1800,
+      lastArchives: 1,
+    });
+    expect(configJson(c)).toMatchObject({ checks: { schedule: 'every 7d', maxDuration: '30m' } });
     expect(c.agents['lab']?.retention).toBe('off');
     expect(validateConfig(JSON.parse(JSON.stringify(configJson(c))))).toEqual(c);
   });
@@ -144,10 +149,57 @@ describe('config: retention and checks', () => {
     [{ agents: { a: { retention: { keepWithin: '6m' } } } }, 'config: agents.a.retention.keepWithin'],
     [{ retention: null }, 'config: retention must be "off"'],
     [{ checks: { maxDuration: 'forever' } }, 'config: checks.maxDuration'],
+    [{ checks: { schedule: 'weekly' } }, 'config: checks.schedule'],
   ])('refuses %j, naming the field', (patch, msg) => {
     expect(() => validateConfig({ ...base, ...patch })).toThrow(
       expect.objectContaining({ code: 'E_CONFIG_INVALID', message: expect.stringContaining(msg) }),
     );
+  });
+});
+
+describe('config: schedules', () => {
+  it('without the key: off (an upgraded server starts no job nobody asked for); connect delay 30s', () => {
+    const c = validateConfig(base);
+    expect(c.schedule).toEqual({ kind: 'off' });
+    expect(c.connectDelay).toBe(30);
+  });
+
+  it('reads a global schedule and per-agent ones, and writes them back as written', () => {
+    const c = validateConfig({
+      ...base,
+      schedule: '01:00-06:00',
+      connectDelay: '2m',
+      agents: { laptop: { schedule: 'every 6h' }, nas: { schedule: '22:00-04:00' }, old: { schedule: 'off' }, plain: {} },
+    });
+    expect(c.schedule).toEqual({ kind: 'window', start: 60, end: 360 });
+    expect(c.connectDelay).toBe(120);
+    expect(c.agents['laptop']?.schedule).toEqual({ kind: 'every', seconds: 21_600 });
+    expect(c.agents['old']?.schedule).toEqual({ kind: 'off' });
+    expect(c.agents['plain']?.schedule).toBeUndefined();
+    const file = configJson(c);
+    expect(file).toMatchObject({
+      schedule: '01:00-06:00',
+      connectDelay: '2m',
+      agents: { laptop: { schedule: 'every 6h' }, nas: { schedule: '22:00-04:00' }, old: { schedule: 'off' } },
+    });
+    expect(validateConfig(JSON.parse(JSON.stringify(file)))).toEqual(c);
+  });
+
+  it.each([
+    ['schedule', 'daily'],
+    ['schedule', '2:00-5:00'],
+    ['schedule', 'every 0s'],
+    ['schedule', null],
+    ['schedule', 3600],
+    ['connectDelay', '2h'],
+    ['connectDelay', -1],
+  ])('refuses %s = %j, naming the field', (field, v) => {
+    expect(codeOf({ ...base, [field]: v })).toBe('E_CONFIG_INVALID');
+    expect(() => validateConfig({ ...base, [field]: v })).toThrow(new RegExp(`^config: ${field} `));
+  });
+
+  it('refuses a bad per-agent schedule, naming the agent', () => {
+    expect(() => validateConfig({ ...base, agents: { pc1: { schedule: 'sometimes' } } })).toThrow(/^config: agents\.pc1\.schedule /);
   });
 });
 

@@ -3,6 +3,7 @@
  * much each check reads. Read by config.ts, used by the check job (check.ts).
  */
 import { ControllerError } from '../errors.js';
+import { OFF, parseSchedule, type Schedule } from '../schedule/schedule.js';
 import { parseDuration } from '../units.js';
 
 export interface CheckSettings {
@@ -10,7 +11,7 @@ export interface CheckSettings {
    * When the scheduler runs a check ("every 7d", the schedule grammar of
    * `schedule`), or "off" (only `controller verify` runs one).
    */
-  readonly schedule: string;
+  readonly schedule: Schedule;
   /**
    * Seconds the repository part of a check may read segments for
    * (`borg check --repository-only --max-duration`); the next check goes on
@@ -23,7 +24,7 @@ export interface CheckSettings {
   readonly verifyData: boolean;
 }
 
-export const DEFAULT_CHECKS: CheckSettings = Object.freeze({ schedule: 'off', maxDuration: 600, lastArchives: 3, verifyData: false });
+export const DEFAULT_CHECKS: CheckSettings = Object.freeze({ schedule: OFF, maxDuration: 600, lastArchives: 3, verifyData: false });
 export const MAX_CHECK_DURATION = 7 * 86_400;
 export const MAX_CHECK_ARCHIVES = 10_000;
 const KNOWN = ['schedule', 'maxDuration', 'lastArchives', 'verifyData'];
@@ -34,8 +35,9 @@ function bad(field: string, what: string): never {
 
 /**
  * Reads `checks` (global, over the defaults) or `agents.NAME.checks` (over the
- * global ones): each key given replaces the one below it. The schedule's
- * grammar is the scheduler's; here it is bounded printable text.
+ * global ones): each key given replaces the one below it. The schedule has
+ * the grammar of `schedule` (schedule/schedule.ts): "every 7d", a daily
+ * window, or "off".
  */
 export function parseChecks(v: unknown, field: string, base: CheckSettings): CheckSettings {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) bad(field, `must be an object (${KNOWN.join(', ')})`);
@@ -45,8 +47,8 @@ export function parseChecks(v: unknown, field: string, base: CheckSettings): Che
   }
   const out = { ...base };
   if (o['schedule'] !== undefined) {
-    const s = o['schedule'];
-    if (typeof s !== 'string' || !/^[ -~]{1,64}$/.test(s)) bad(`${field}.schedule`, 'must be a schedule such as "every 7d", or "off"');
+    const s = parseSchedule(o['schedule']);
+    if (typeof s === 'string') bad(`${field}.schedule`, s);
     out.schedule = s;
   }
   if (o['maxDuration'] !== undefined) {

@@ -85,7 +85,7 @@ describe('checks', () => {
     const global = parseChecks({ schedule: 'every 7d' }, 'checks', DEFAULT_CHECKS);
     expect(parseChecks({ lastArchives: 1 }, 'agents.a.checks', global)).toEqual({
       ...DEFAULT_CHECKS,
-      schedule: 'every 7d',
+      schedule: { kind: 'every', seconds: 7 * 86_400 },
       lastArchives: 1,
     });
     for (const [v, msg] of [
