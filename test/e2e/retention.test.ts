@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { assertNoLeftovers, cleanupAll, requireTools } from '../harness/index.js';
+import { assertNoLeftovers, cleanupAll, requireTools, waitFor } from '../harness/index.js';
 import { backup, serverBorg, startClient, startController, waitForAgent, type Client, type Controller } from './fixture.js';
 
 interface Job {
@@ -173,4 +173,18 @@ describe('retention and checks', () => {
     expect(check!.reason).toMatch(/checksum mismatch|[Ii]ntegrity/);
     expect(check!.reason).not.toContain('Traceback');
   }, 300_000);
+
+  it('the scheduler runs checks on checks.schedule, recorded with trigger schedule', async () => {
+    ctl.configure({ checks: { schedule: 'every 3s' } });
+    process.kill(ctl.proc.pid!, 'SIGHUP');
+    const scheduled = await waitFor(
+      'a scheduled check',
+      async () => (await jobs('check')).find((j) => j.trigger === 'schedule' && j.status !== 'running'),
+      { timeoutMs: 60_000, intervalMs: 500 },
+    );
+    // The repository is still the one damaged above: the scheduled check says so as the manual one did.
+    expect(scheduled).toMatchObject({ kind: 'check', agent: 'pc1', status: 'failed', code: 'E_CHECK_FAILED' });
+    ctl.configure({ checks: { schedule: 'off' } });
+    process.kill(ctl.proc.pid!, 'SIGHUP');
+  }, 120_000);
 });
