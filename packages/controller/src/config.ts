@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoCode, errorMessage, writeFileAtomic } from '@borgpull/protocol';
 import { ControllerError } from './errors.js';
+import { historyConfig, historyRuleJson, type HistoryRule } from './jobs/history-rule.js';
 import { formatSchedule, OFF, parseSchedule, type Schedule } from './schedule/schedule.js';
 import { formatDuration, formatSizeExact, parseDuration, parseSize } from './units.js';
 import { DEFAULT_CHECKS, parseChecks, type CheckSettings } from './jobs/check-settings.js';
@@ -102,6 +103,8 @@ export interface ControllerConfig {
   readonly retention: Retention;
   /** Repository checks: schedule and depth (jobs/check-settings.ts); absent: not scheduled. */
   readonly checks: CheckSettings;
+  /** How much job history is kept (jobs/history-rule.ts). */
+  readonly history: HistoryRule;
   /** When backups run by themselves (agents may override it); `off` without the key. */
   readonly schedule: Schedule;
   /** Seconds a fresh connection settles before a due backup starts (backup on connect). */
@@ -255,6 +258,7 @@ export function validateConfig(raw: unknown): ControllerConfig {
     stopGrace: o['stopGrace'] === undefined ? DEFAULT_STOP_GRACE : duration(o['stopGrace'], 'stopGrace', 0, MAX_STOP_GRACE),
     retention: o['retention'] === undefined ? 'off' : parseRetention(o['retention'], 'retention'),
     checks,
+    history: historyConfig(o['history']),
     schedule: o['schedule'] === undefined ? OFF : schedule(o['schedule'], 'schedule'),
     connectDelay:
       o['connectDelay'] === undefined ? DEFAULT_CONNECT_DELAY : duration(o['connectDelay'], 'connectDelay', 0, MAX_CONNECT_DELAY),
@@ -330,6 +334,7 @@ export function configJson(cfg: ControllerConfig): Record<string, unknown> {
     minFreeSpace: formatSizeExact(cfg.minFreeSpace),
     stopGrace: formatDuration(cfg.stopGrace),
     checks: checksJson(cfg.checks),
+    history: historyRuleJson(cfg.history),
     schedule: formatSchedule(cfg.schedule),
     connectDelay: formatDuration(cfg.connectDelay),
   };

@@ -195,6 +195,11 @@ export class ControllerDaemon {
     this.config = pinRestartKeys(next, old);
     // Schedules and the connect delay are read from this.config at every plan: re-plan now.
     this.scheduler?.poke();
+    if (changed.includes('history'))
+      void this.jobs?.history().then(
+        (h) => h.setRule(next.history),
+        () => undefined,
+      );
     this.log.info(
       { changed, needRestart },
       needRestart.length ? 'config reloaded; restart to apply the keys in needRestart' : 'config reloaded',
@@ -369,7 +374,7 @@ export class ControllerDaemon {
         if (!this.registry.get(name)) throw new ControllerError('E_AGENT_UNKNOWN', `no agent named '${name}' (see 'controller agents')`);
         return listArchives(this.paths, name);
       },
-      jobs: async ({ limit, agent }) => jobs.recent(limit, agent),
+      jobs: async (args) => (await jobs.history()).query(args),
       prune: (args, _emit, signal) => jobs.prune(args, signal),
       verify: (args, _emit, signal) => jobs.verify(args, signal),
     };

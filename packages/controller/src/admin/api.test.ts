@@ -67,6 +67,15 @@ const HOSTILE: Array<[string, string | Buffer, string]> = [
   ['limit negative', '{"cmd":"jobs","args":{"limit":-1}}\n', 'E_ADMIN_ARGS'],
   ['limit 1e300', '{"cmd":"jobs","args":{"limit":1e300}}\n', 'E_ADMIN_ARGS'],
   ['agent filter an object', '{"cmd":"jobs","args":{"agent":{"toString":1}}}\n', 'E_ADMIN_ARGS'],
+  ['agent filter a path', '{"cmd":"jobs","args":{"agent":"../etc"}}\n', 'E_CONFIG_NAME'],
+  ['kind outside the set', '{"cmd":"jobs","args":{"kind":"shell"}}\n', 'E_ADMIN_ARGS'],
+  ['kind an inherited name', '{"cmd":"jobs","args":{"kind":"constructor"}}\n', 'E_ADMIN_ARGS'],
+  ['status a string', '{"cmd":"jobs","args":{"status":"failed"}}\n', 'E_ADMIN_ARGS'],
+  ['status outside the set', '{"cmd":"jobs","args":{"status":["failed","pwned"]}}\n', 'E_ADMIN_ARGS'],
+  ['status list too long', '{"cmd":"jobs","args":{"status":["failed","failed","failed","failed","failed","failed"]}}\n', 'E_ADMIN_ARGS'],
+  ['since negative', '{"cmd":"jobs","args":{"since":-1}}\n', 'E_ADMIN_ARGS'],
+  ['since past year 9999', '{"cmd":"jobs","args":{"since":1e300}}\n', 'E_ADMIN_ARGS'],
+  ['since a string', '{"cmd":"jobs","args":{"since":"1d"}}\n', 'E_ADMIN_ARGS'],
   ['names a string', '{"cmd":"backup","args":{"names":"pc1"}}\n', 'E_ADMIN_ARGS'],
   ['names with a number', '{"cmd":"backup","args":{"names":["pc1",7]}}\n', 'E_ADMIN_ARGS'],
   ['names and all', '{"cmd":"backup","args":{"names":["pc1"],"all":true}}\n', 'E_USAGE'],
@@ -159,6 +168,7 @@ describe('the admin API at the socket: hostile request lines', () => {
     calls.length = 0;
     const client = new AdminClient(path, ADMIN_API);
     await client.call('jobs', { limit: 5 });
+    await client.call('jobs', { limit: 7, agent: 'pc1', kind: 'backup', status: ['failed', 'offline'], since: 1000 });
     await client.call('backup', { all: false, names: ['pc1', 'pc2'] });
     await client.call('restore', {
       agent: 'pc1',
@@ -171,6 +181,7 @@ describe('the admin API at the socket: hostile request lines', () => {
     await client.call('token', { name: 'web1' });
     expect(calls).toEqual([
       ['jobs', { limit: 5, agent: undefined }],
+      ['jobs', { limit: 7, agent: 'pc1', kind: 'backup', status: ['failed', 'offline'], since: 1000 }],
       ['backup', { all: false, names: ['pc1', 'pc2'] }],
       // borg stores paths without a leading slash
       ['restore', { agent: 'pc1', archive: 'pc1-2026', paths: ['etc/hosts'], method: 'extract', target: '/srv', dryRun: true }],

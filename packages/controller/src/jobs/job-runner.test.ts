@@ -107,7 +107,8 @@ describe('JobRunner', () => {
       { id: 'old-2', kind: 'restore', agent: 'pc2', startedAt: 2, status: 'running' },
       { id: 'old-3', kind: 'backup', agent: 'pc2', startedAt: 3, status: 'succeeded', endedAt: 4 },
     ];
-    writeFileSync(paths.jobs, JSON.stringify({ jobs: interrupted }));
+    // The history file of earlier versions: imported at start.
+    writeFileSync(paths.legacyJobs, JSON.stringify({ jobs: interrupted }));
     const steps: string[] = [];
     const discarding = gate<string[]>();
     const r = runner({
@@ -125,8 +126,9 @@ describe('JobRunner', () => {
     // Commands that arrive while recovery runs wait for it.
     const listed = r.recent(10);
     const backedUp = r.backup({ all: false, names: ['pc2'] }, () => undefined, new AbortController().signal);
-    // Waited for, not slept on: on a loaded machine recovery may take more than a few ms to get there.
+    // Recovery has reached the discard (opening the history fsyncs: no fixed sleep); the backup still waits.
     await waitFor(() => steps.length >= 2);
+    await new Promise((res) => setTimeout(res, 50));
     expect(steps).toEqual(['break lock pc1', 'discard pc1 pc1-2026-11-29T10:00:00']);
     expect(r.state).toBe('starting');
     discarding.open(['pc1-2026-11-29T10:00:00']);
@@ -140,8 +142,11 @@ describe('JobRunner', () => {
     ]);
     await backedUp;
     expect(steps.slice(2)).toEqual(['started pc2', 'cleaned up pc2']);
-    const stored = JSON.parse(readFileSync(paths.jobs, 'utf8')) as { jobs: JobRecord[] };
-    expect(stored.jobs.find((j) => j.id === 'old-1')?.status).toBe('failed');
+    const stored = readFileSync(paths.jobs, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as JobRecord);
+    expect(stored.filter((j) => j.id === 'old-1').at(-1)?.status).toBe('failed');
   });
 
   it('stop(grace) takes no new work and lets a running job finish within the grace', async () => {

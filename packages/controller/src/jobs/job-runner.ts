@@ -121,7 +121,11 @@ export class JobRunner {
     if (this.state !== 'created') throw new ControllerError('E_INTERNAL', `job runner cannot start from ${this.state}`);
     this.transition('starting');
     this.starting = (async () => {
-      const store = await JobStore.open(this.deps.paths.jobs);
+      const store = await JobStore.open(this.deps.paths.jobs, {
+        legacy: this.deps.paths.legacyJobs,
+        rule: this.deps.config.history,
+        log: this.deps.log,
+      });
       await this.recover(store);
       this.store = store;
       this.queue = new JobQueue(this.deps.config.parallel);
@@ -174,6 +178,10 @@ export class JobRunner {
         this.cancel.abort(new ControllerError('E_JOB_CANCELLED', `controller stopping (${reason})`));
       }
       while (this.active.size > 0) await Promise.allSettled([...this.active]);
+      // Every job has saved its record: the history file can be closed.
+      await this.store
+        ?.close()
+        .catch((err: unknown) => this.deps.log.error({ reason: errorMessage(err) }, 'could not close the job history'));
       this.transition('stopped');
     })();
     return this.stopping;
