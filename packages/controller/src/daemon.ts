@@ -29,8 +29,8 @@ import { endTunnelSession } from './tunnel-sessions.js';
 import { controllerVersion } from './version.js';
 import { listArchives } from './jobs/borg.js';
 import { JobRunner } from './jobs/job-runner.js';
+import { checkKind, Scheduler, type ScheduledKind } from './schedule/scheduler.js';
 import { Monitor } from './monitor/monitor.js';
-import { Scheduler, type ScheduledKind } from './schedule/scheduler.js';
 import { maxAge } from './schedule/schedule.js';
 
 export type DaemonState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -325,8 +325,8 @@ export class ControllerDaemon {
 
   /**
    * What the scheduler starts by itself: backups on `schedule` (per agent:
-   * `agents.NAME.schedule`). Checks join here once the check job exists:
-   * `checkKind({ schedule, check, enrolledAt })` from schedule/scheduler.ts.
+   * `agents.NAME.schedule`), and checks on `checks.schedule` (per agent:
+   * `agents.NAME.checks.schedule`).
    */
   private scheduledKinds(jobs: JobRunner): ScheduledKind[] {
     // The scheduler never cancels a job it started; the daemon's stop does.
@@ -337,6 +337,11 @@ export class ControllerDaemon {
         schedule: (agent) => this.config.agents[agent]?.schedule ?? this.config.schedule,
         run: (agent, trigger) => jobs.backupOne(agent, trigger, () => undefined, never),
       },
+      checkKind({
+        schedule: (agent) => (this.config.agents[agent]?.checks ?? this.config.checks).schedule,
+        check: (agent, trigger) => jobs.check(agent, trigger, never),
+        enrolledAt: (agent) => this.registry.get(agent)?.enrolledAt,
+      }),
     ];
   }
 
@@ -391,6 +396,8 @@ export class ControllerDaemon {
         return listArchives(this.paths, name);
       },
       jobs: async (args) => (await jobs.history()).query(args),
+      prune: (args, _emit, signal) => jobs.prune(args, signal),
+      verify: (args, _emit, signal) => jobs.verify(args, signal),
       status: async ({ names }) => {
         if (!this.monitor) throw new ControllerError('E_DAEMON_STARTING', 'the controller is still starting');
         return this.monitor.status(names);

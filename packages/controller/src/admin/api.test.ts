@@ -106,6 +106,14 @@ const HOSTILE: Array<[string, string | Buffer, string]> = [
     `${JSON.stringify({ cmd: 'restore', args: { agent: 'pc1', archive: 'a', paths: names(1025) } })}\n`,
     'E_ADMIN_ARGS',
   ],
+  ['prune, a path as agent name', '{"cmd":"prune","args":{"name":"../pc1"}}\n', 'E_CONFIG_NAME'],
+  ['prune, dryRun a string', '{"cmd":"prune","args":{"name":"pc1","dryRun":"true"}}\n', 'E_ADMIN_ARGS'],
+  // The keep rules are the config's: a request cannot bring its own.
+  ['prune, rules of its own', '{"cmd":"prune","args":{"name":"pc1","keepDaily":0}}\n', 'E_ADMIN_ARGS'],
+  ['prune without a name', '{"cmd":"prune","args":{"dryRun":true}}\n', 'E_ADMIN_ARGS'],
+  ['verify, names and all', '{"cmd":"verify","args":{"names":["pc1"],"all":true}}\n', 'E_USAGE'],
+  ['verify, a path as agent name', '{"cmd":"verify","args":{"names":["pc1","/etc"]}}\n', 'E_CONFIG_NAME'],
+  ['verify, extra borg flags', '{"cmd":"verify","args":{"names":["pc1"],"repair":true}}\n', 'E_ADMIN_ARGS'],
   ['a 64 KiB+ line', `${JSON.stringify({ cmd: 'agents', args: { pad: 'x'.repeat(MAX_REQUEST_BYTES) } })}\n`, 'E_ADMIN_TOO_LARGE'],
   ['64 KiB+ and no newline', 'x'.repeat(MAX_REQUEST_BYTES + 10), 'E_ADMIN_TOO_LARGE'],
 ];
@@ -130,6 +138,8 @@ describe('the admin API at the socket: hostile request lines', () => {
     restore: record('restore', { id: 'j', kind: 'restore', agent: 'pc1', startedAt: 1, status: 'succeeded' }),
     archives: record('archives', []),
     jobs: record('jobs', []),
+    prune: record('prune', { agent: 'pc1', rules: [], archives: [] }),
+    verify: record('verify', []),
     status: record('status', []),
   };
 

@@ -16,6 +16,7 @@ import { checkAgentName } from '../registry.js';
 import type { ArchiveInfo } from '../jobs/borg.js';
 import type { JobEvent } from '../jobs/job-event.js';
 import { JOB_KINDS, JOB_STATUSES, type JobKind, type JobRecord, type JobStatus } from '../jobs/job-store.js';
+import type { PruneResult } from '../jobs/prune.js';
 import type { RestoreMethod, RestoreRequest } from '../jobs/restore.js';
 import type { AgentStatus } from '../monitor/agent-status.js';
 
@@ -96,6 +97,9 @@ export interface NotStarted {
 export type BackupOutcome = JobRecord | NotStarted;
 
 export type RestoreOutcome = JobRecord & { wouldWrite?: string[] };
+
+/** One line of a verify command's result: the check job that ran, or why none did. */
+export type CheckOutcome = JobRecord | (Omit<NotStarted, 'kind'> & { readonly kind: 'check' });
 
 // ---- arguments ----
 
@@ -196,6 +200,17 @@ export const ADMIN_API = {
   archives: command<ArchiveInfo[]>()((r): { name: string } => {
     onlyFields(r, ['name']);
     return { name: agentName(r, 'name') };
+  }),
+  prune: command<PruneResult>()((r): { name: string; dryRun: boolean } => {
+    onlyFields(r, ['name', 'dryRun']);
+    return { name: agentName(r, 'name'), dryRun: r['dryRun'] === undefined ? false : bool(r, 'dryRun') };
+  }),
+  verify: command<CheckOutcome[]>()((r): BackupArgs => {
+    onlyFields(r, ['all', 'names']);
+    const all = r['all'] === undefined ? false : bool(r, 'all');
+    const names = (optStrList(r, 'names', MAX_BACKUP_NAMES, NAME) ?? []).map(checkAgentName);
+    if (all && names.length) throw new ControllerError('E_USAGE', 'give agent names or all, not both');
+    return { all, names };
   }),
   jobs: command<JobRecord[]>()(readJobs),
   /** Each agent's health (monitor/agent-status.ts); `names` empty: every agent not revoked. */

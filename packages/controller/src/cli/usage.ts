@@ -25,6 +25,8 @@ commands:
   archives NAME [--json]                list an agent's archives
   jobs [--agent NAME] [--kind KIND] [--outcome OUTCOME[,...]] [--since DURATION] [--limit N] [--json]
                                         the job history, newest first
+  prune NAME [--dry-run] [--json]       apply the agent's keep rules now (--dry-run: show what would go)
+  verify NAME... | --all [--json]       check agents' repositories and archives (borg check)
   status [NAME...] [--json]             each agent's health; exit 0 ok, 1 warning, 2 overdue/failing
   restore NAME ARCHIVE [PATH...] [--method stream|extract|full] [--target DIR] [--dry-run] [--yes]
   setup-host [--print] [--undo] [--root DIR] [--tunnel-user USER]  the tunnel user, its sshd rules, sshd reload
@@ -62,6 +64,15 @@ the job history, newest first: every backup, restore, prune, compact and check
 --since    jobs started within this long, e.g. 7d, 12h, 90m
 --limit    at most N jobs (default 20)
 Kept as the history rule in config.json says (default {"keep": "400d", "maxJobs": 100000}).`,
+  prune: `usage: controller prune NAME [--dry-run] [--json]
+apply the agent's keep rules now: borg prune over the archives this controller
+made for it, then borg compact. --dry-run lists which archives would be
+deleted and which kept, and changes nothing. Refused while retention is off
+for the agent; skipped (and said so) while its recent backups failed.`,
+  verify: `usage: controller verify NAME... | --all [--json]
+check agents' repositories (borg check: a time-bounded slice of the segments,
+then the newest archives' metadata), each as a job. Exit status 1 if any
+check fails.`,
   status: `usage: controller status [NAME...] [--json]
 each agent's health: last good backup, last result, next run, archives, repository size
 

@@ -419,6 +419,50 @@ describe('JobRunner', () => {
     expect(steps).toEqual(['started pc1', 'cleaned up pc1']);
   });
 
+  it("runs a backup's follow-ups (prune, compact) in the same hold of the agent, before the backup's outcome returns", async () => {
+    const steps: string[] = [];
+    const pruning = gate();
+    let seen: JobRecord | undefined;
+    const r = runner({
+      backup: fakeBackup(Promise.resolve(), steps),
+      afterBackup: async (_ctx, job) => {
+        seen = job;
+        steps.push('prune');
+        await pruning.promise;
+        steps.push('compact');
+      },
+      check: (_ctx, agent, trigger) => {
+        steps.push(`check ${agent} ${trigger}`);
+        return Promise.resolve({ id: 'c1', kind: 'check', agent, startedAt: 1, status: 'succeeded' });
+      },
+    });
+    await r.start();
+    const signal = new AbortController().signal;
+    let done = false;
+    const outcome = r.backup({ all: false, names: ['pc1'] }, () => undefined, signal).then((o) => ((done = true), o));
+    await waitFor(() => steps.includes('prune'));
+    expect(seen).toMatchObject({ agent: 'pc1', status: 'succeeded' });
+    // Still held: nothing else runs on the repository between the backup and its prune.
+    expect([...r.busyAgents().keys()]).toEqual(['pc1']);
+    const check = r.check('pc1', 'schedule', signal);
+    await waitFor(() => r.queuedJobs().length === 1);
+    expect(r.queuedJobs()).toEqual([{ agent: 'pc1', kind: 'check' }]);
+    expect(done).toBe(false);
+    pruning.open();
+    expect((await outcome)[0]).toMatchObject({ status: 'succeeded' });
+    await check;
+    expect(steps).toEqual(['started pc1', 'cleaned up pc1', 'prune', 'compact', 'check pc1 schedule']);
+    expect(r.busyAgents().size).toBe(0);
+  });
+
+  it("a follow-up that fails leaves the backup's outcome as it was", async () => {
+    const r = runner({ backup: fakeBackup(Promise.resolve(), []), afterBackup: () => Promise.reject(new Error('prune exploded')) });
+    await r.start();
+    const [o] = await r.backup({ all: false, names: ['pc1'] }, () => undefined, new AbortController().signal);
+    expect(o).toMatchObject({ status: 'succeeded' });
+    expect(r.busyAgents().size).toBe(0);
+  });
+
   it('refuses unknown agents and nothing to do before a job starts', async () => {
     const r = runner({});
     await r.start();

@@ -32,6 +32,12 @@ export interface JobStats {
   bytes?: number;
   files?: number;
   sha256?: string;
+  /** Prune: archives kept and deleted by the keep rules. */
+  archivesKept?: number;
+  archivesDeleted?: number;
+  /** Compact: bytes of segment files given back, and what the segments take after it. */
+  freedBytes?: number;
+  repositoryBytes?: number;
 }
 
 export interface JobRecord {
