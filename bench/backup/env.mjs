@@ -523,8 +523,9 @@ export async function createEnv(ctx) {
   try {
     log('starting the backup server (netns, controller, tunnel sshd) ...');
     env.ctl = await startController();
-    log(`starting client '${AGENT_NAME}' (netns + mount ns, own sshd, enrolled agent; system:false) ...`);
-    env.client = await startClient(env.ctl, AGENT_NAME, { system: false });
+    log(`starting client '${AGENT_NAME}' (netns + mount ns, own sshd for the baselines only, enrolled agent; system:false) ...`);
+    // borgpull needs no sshd on the client; the hand recipe and today's-path baseline do.
+    env.client = await startClient(env.ctl, AGENT_NAME, { system: false, sshd: true });
     const host = env.client.host;
     env.dataDirs.push(join(host.root, 'data'));
     log(`generating a ${cfg.totalMiB} MiB tree under ${host.root}/data ...`);
@@ -546,7 +547,7 @@ export async function createEnv(ctx) {
     const enrollment = JSON.parse(readFileSync(join(agentState, 'enrollment.json'), 'utf8'));
     env.tunnel = {
       ...enrollment.tunnel,
-      sshdPort: enrollment.sshdPort ?? 22,
+      sshdPort: 22,
       key: join(agentState, 'id_ed25519'),
       knownHosts: join(host.dir, 'bench-tunnel-known_hosts'),
     };
@@ -611,21 +612,27 @@ export function restoreRunsLater() {
 /**
  * Opens a reverse tunnel from inside the client exactly like the agent's own
  * (its key, its permitted port, the same ssh options), so hand-run baselines
- * reach the client's sshd the way borgpull does. Only while no job runs (the
- * port is the agent's). Returns close().
+ * reach the client the way borgpull does. Only while no job runs (the port is
+ * the agent's). `target`: where it forwards to (default the client's sshd;
+ * the direct path gives a Unix socket). `nodelay`: like the agent, a control
+ * master and one (refused) session over it, which makes sshd turn Nagle off
+ * for the connection (facts.md). Returns close().
  */
-export async function openTunnel(env) {
+export async function openTunnel(env, { target, nodelay = false } = {}) {
   const t = env.tunnel;
   const srv = env.ctl.server;
   if (srv.isListening(t.port)) throw new Error(`port ${t.port} is already forwarded (a job running?)`);
+  const ctlPath = join(env.client.host.dir, `bench-tunnel-${process.pid}.ctl`);
+  rmSync(ctlPath, { force: true });
   const sub = env.client.host.spawn(
     [
       'ssh',
       '-N',
       '-F',
       '/dev/null',
+      ...(nodelay ? ['-M', '-S', ctlPath] : []),
       '-R',
-      `127.0.0.1:${t.port}:127.0.0.1:${t.sshdPort}`,
+      `127.0.0.1:${t.port}:${target ?? `127.0.0.1:${t.sshdPort}`}`,
       '-p',
       String(t.sshPort),
       '-i',
@@ -660,11 +667,63 @@ export async function openTunnel(env) {
     abortIf: () =>
       sub.exitCode === undefined || sub.exitCode === null ? undefined : `ssh -R exited ${sub.exitCode}: ${String(sub.stderr ?? '')}`,
   });
+  if (nodelay) {
+    await env.client.host.exec(
+      ['ssh', '-S', ctlPath, '-T', '-F', '/dev/null', '-o', 'BatchMode=yes', '-p', String(t.sshPort), `${t.user}@${t.sshHost}`],
+      { reject: false, timeout: 10_000, stdin: 'ignore' },
+    );
+  }
   return async () => {
     sub.kill('SIGTERM');
     await sub;
+    rmSync(ctlPath, { force: true });
     await waitFor('bench tunnel closed', () => !srv.isListening(t.port), { timeoutMs: 10_000, intervalMs: 50 });
   };
+}
+
+/**
+ * The direct path by hand, for probes: the agent's own SFTP gate (built
+ * packages/agent) on a Unix socket in the client's harness dir, with a secret
+ * of ours, and a tunnel to it like the agent's. Returns {secretFile, close()}.
+ */
+export async function openDirectPath(env) {
+  const { SftpGate, findSftpServer } = await import('../../packages/agent/dist/sftp-gate.js');
+  const { pino } = await import('pino');
+  const host = env.client.host;
+  const dir = join(host.dir, 'bench-sftp');
+  const secret = randomBytes(32);
+  const secretFile = join(env.ctl.server.dir, 'bench-sftp.secret');
+  writeFileSync(secretFile, secret, { mode: 0o600 });
+  const gate = new SftpGate({
+    socketPath: join(dir, 'sftp.sock'),
+    secret,
+    root: host.root,
+    sftpServer: await findSftpServer(),
+    log: pino({ level: 'silent' }),
+  });
+  await gate.start();
+  let closeTunnel;
+  try {
+    closeTunnel = await openTunnel(env, { target: join(dir, 'sftp.sock'), nodelay: true });
+  } catch (e) {
+    await gate.stop();
+    throw e;
+  }
+  return {
+    secretFile,
+    async close() {
+      await closeTunnel();
+      await gate.stop();
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(secretFile, { force: true });
+    },
+  };
+}
+
+/** The connector the controller's job script runs (built packages/controller), for hand-run direct-path mounts. */
+export async function connectorSource() {
+  const { CONNECT_PY } = await import('../../packages/controller/dist/jobs/job-script/script.js');
+  return CONNECT_PY;
 }
 
 /** Environment for a hand-run borg on the server. */
@@ -782,15 +841,22 @@ async function nodelayTunnelSshd(env, log) {
 
 /**
  * Link probe: sequential read of the first `mib` MiB of a file through sshfs,
- * (1) on the server through the client's reverse tunnel, (2) inside the client
- * against its own sshd (no tunnel). Returns MB/s for both.
+ * (1) on the server through the client's reverse tunnel and its sshd (today's
+ * shape, tunnel with TCP_NODELAY like the agent's), (2) on the server through
+ * the tunnel straight to the agent's SFTP gate and sftp-server (the direct
+ * path: connector + sshfs -o passive), (3) inside the client against its own
+ * sshd (no tunnel). Returns MB/s for each.
  */
 export async function linkProbe(env, relPath, mib = 64) {
   const srv = env.ctl.server;
   const host = env.client.host;
-  const script =
-    'set -e; M="$1"; F="$2"; C="$3"; shift 3; mkdir -p "$M"; sshfs "$@" "root@127.0.0.1:/" "$M"; ' +
+  const timing =
     's=$(date +%s%N); dd if="$M/$F" of=/dev/null bs=1M count="$C" status=none; e=$(date +%s%N); cd /; fusermount3 -u "$M"; echo $((e - s))';
+  const script = 'set -e; M="$1"; F="$2"; C="$3"; shift 3; mkdir -p "$M"; sshfs "$@" "root@127.0.0.1:/" "$M"; ' + timing;
+  const direct =
+    'set -e; M="$1"; F="$2"; C="$3"; PORT="$4"; SECRET="$5"; CONNECT="$6"; mkdir -p "$M"; ' +
+    'python3 -I -S -c "$CONNECT" "$PORT" "$SECRET" sshfs -o passive,ro,no_contain_symlinks,max_read=1048576 borgpull: "$M"; ' +
+    timing;
   const opts = (port) => [
     '-o',
     'no_contain_symlinks',
@@ -803,46 +869,42 @@ export async function linkProbe(env, relPath, mib = 64) {
     if (r.exitCode !== 0) throw new Error(`link probe ${what}: ${r.stderr}`);
     return (mib * MIB) / 1e6 / (Number(r.stdout.trim().split('\n').pop()) / 1e9);
   };
-  const close = await openTunnel(env);
+  const ns = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c'];
+  let close = await openTunnel(env, { nodelay: true });
   let tunnel;
   try {
-    const r = await srv.exec(
-      [
-        'unshare',
-        '--mount',
-        '--propagation',
-        'private',
-        'sh',
-        '-c',
-        script,
-        'probe',
-        join(srv.dir, 'probe-mnt'),
-        relPath,
-        String(mib),
-        ...opts(env.tunnel.port),
-      ],
-      { reject: false, timeout: 600_000 },
-    );
+    const r = await srv.exec([...ns, script, 'probe', join(srv.dir, 'probe-mnt'), relPath, String(mib), ...opts(env.tunnel.port)], {
+      reject: false,
+      timeout: 600_000,
+    });
     tunnel = mbps(r, 'through the tunnel');
   } finally {
     await close();
   }
-  const d = await host.exec(
-    [
-      'unshare',
-      '--mount',
-      '--propagation',
-      'private',
-      'sh',
-      '-c',
-      script,
-      'probe',
-      join(host.dir, 'probe-mnt'),
-      relPath,
-      String(mib),
-      ...opts(22),
-    ],
-    { reject: false, timeout: 600_000 },
-  );
-  return { mib, tunnelMBps: tunnel, directMBps: mbps(d, 'inside the client') };
+  const d = await openDirectPath(env);
+  let directPath;
+  try {
+    const r = await srv.exec(
+      [
+        ...ns,
+        direct,
+        'probe',
+        join(srv.dir, 'probe-mnt'),
+        relPath,
+        String(mib),
+        String(env.tunnel.port),
+        d.secretFile,
+        await connectorSource(),
+      ],
+      { reject: false, timeout: 600_000, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } },
+    );
+    directPath = mbps(r, 'direct path through the tunnel');
+  } finally {
+    await d.close();
+  }
+  const inside = await host.exec([...ns, script, 'probe', join(host.dir, 'probe-mnt'), relPath, String(mib), ...opts(22)], {
+    reject: false,
+    timeout: 600_000,
+  });
+  return { mib, tunnelMBps: tunnel, directPathMBps: directPath, directMBps: mbps(inside, 'inside the client') };
 }

@@ -124,15 +124,15 @@ export interface Client {
 export async function startClient(
   ctl: Controller,
   name: string,
-  opts: { system?: boolean; passwd?: string; group?: string; enrollArgs?: string[] } = {},
+  opts: { system?: boolean; passwd?: string; group?: string; enrollArgs?: string[]; sshd?: boolean } = {},
 ): Promise<Client> {
   const host = await createClientHost(ctl.server, {
     name,
     passwd: opts.passwd ?? CLIENT_PASSWD,
     group: opts.group ?? CLIENT_GROUP,
     system: opts.system ?? false,
-    // borgpull's clients need no sshd: the agent serves SFTP itself.
-    sshd: false,
+    // borgpull's clients need no sshd: the agent serves SFTP itself (the bench starts one for its baselines).
+    sshd: opts.sshd ?? false,
   });
   const tok = await ctl.cli(['token', name]);
   if (tok.exitCode !== 0) throw new Error(`token failed: ${tok.stderr}`);

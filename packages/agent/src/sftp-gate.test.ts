@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -140,7 +140,21 @@ describe('the SFTP gate', () => {
     expect(reply.readUInt32BE(5)).toBe(7);
     expect(reply.readUInt32BE(9)).toBe(SSH_FX_PERMISSION_DENIED);
     expect(existsSync(join(root, 'new.txt'))).toBe(false);
-    expect(logs.lines.some((l) => l['msg'] === 'SFTP session started')).toBe(true);
+    // No Node in the data path: sftp-server's stdin and stdout are the connection itself,
+    // and this (the agent's) process holds no descriptor of it any more.
+    const pid = logs.lines.find((l) => l['msg'] === 'SFTP session started')?.['pid'] as number;
+    const conn = readlinkSync(`/proc/${pid}/fd/0`);
+    expect(conn).toMatch(/^socket:\[\d+\]$/);
+    expect(readlinkSync(`/proc/${pid}/fd/1`)).toBe(conn);
+    await until('the agent to close its descriptor', () =>
+      readdirSync('/proc/self/fd').every((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) !== conn;
+        } catch {
+          return true;
+        }
+      }),
+    );
   });
 
   it.each([
