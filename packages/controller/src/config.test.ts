@@ -114,3 +114,25 @@ describe('config: stopGrace', () => {
     },
   );
 });
+
+describe('config: unknown keys', () => {
+  it('refuses a misspelt key at the top and in an agent, naming it, instead of silently not applying it', () => {
+    expect(() => validateConfig({ ...base, timelimit: '6h' })).toThrow(/^config: key "timelimit" is not a known setting/);
+    expect(() => validateConfig({ ...base, agents: { pc1: { exclud: ['/tmp'] } } })).toThrow(
+      /^config: agents\.pc1\.exclud is not a known setting/,
+    );
+    // JSON.parse makes "__proto__" an own key: just another unknown one.
+    expect(codeOf(JSON.parse(`{"url":"${base.url}","__proto__":{"parallel":99}}`))).toBe('E_CONFIG_INVALID');
+    expect(codeOf(JSON.parse(`{"url":"${base.url}","agents":{"pc1":{"__proto__":{"isolation":"chroot"}}}}`))).toBe('E_CONFIG_INVALID');
+  });
+
+  it('takes back every key it writes', () => {
+    const c = validateConfig({
+      ...base,
+      tlsCert: '/c',
+      tlsKey: '/k',
+      agents: { pc1: { exclude: ['/x'], isolation: 'chroot', quota: '1G' } },
+    });
+    expect(validateConfig(JSON.parse(JSON.stringify(configJson(c))))).toEqual(c);
+  });
+});

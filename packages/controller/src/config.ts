@@ -145,10 +145,38 @@ export function parseUrl(url: string): URL {
   return u;
 }
 
+/**
+ * The object's fields as a reader sees them, and a check, once read, that no
+ * field was left unread: a misspelt key ("schedul") is an error at load and
+ * at reload, never a setting silently not applied. Tracking the reads, not a
+ * list of known keys, keeps the two from drifting apart.
+ */
+function readTracked(obj: object, where: string): { o: Record<string, unknown>; noOthers: () => void } {
+  const read = new Set<string | symbol>();
+  const o = new Proxy(obj as Record<string, unknown>, {
+    get(target, key) {
+      read.add(key);
+      return Object.prototype.hasOwnProperty.call(target, key) ? (Reflect.get(target, key) as unknown) : undefined;
+    },
+  });
+  return {
+    o,
+    noOthers: () => {
+      const unknown = Object.keys(obj).filter((k) => !read.has(k));
+      if (unknown.length)
+        bad(
+          where === '' ? `key "${unknown[0]!.slice(0, 64)}"` : `${where}.${unknown[0]!.slice(0, 64)}`,
+          'is not a known setting (misspelt?)',
+        );
+    },
+  };
+}
+
 /** Validates a decoded config.json like a wire message: known fields only, bounded, then frozen. */
 export function validateConfig(raw: unknown): ControllerConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) bad('file', 'must hold a JSON object');
-  const o = raw as Record<string, unknown>;
+  const top = readTracked(raw, '');
+  const o = top.o;
   const url = str(o, 'url');
   const u = parseUrl(url);
   const agentsRaw = o['agents'] ?? {};
@@ -156,13 +184,15 @@ export function validateConfig(raw: unknown): ControllerConfig {
   const agents: Record<string, AgentSettings> = {};
   for (const [name, v] of Object.entries(agentsRaw as Record<string, unknown>)) {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) bad(`agents.${name}`, 'must be an object');
-    const a = v as Record<string, unknown>;
+    const tracked = readTracked(v, `agents.${name}`);
+    const a = tracked.o;
     agents[name] = Object.freeze({
       exclude: Object.freeze(strList(a['exclude'], `agents.${name}.exclude`)),
       ...(a['isolation'] === undefined ? {} : { isolation: isolation(a['isolation'], `agents.${name}.isolation`) }),
       ...(a['timeLimit'] === undefined ? {} : { timeLimit: duration(a['timeLimit'], `agents.${name}.timeLimit`) }),
       ...(a['quota'] === undefined ? {} : { quota: quota(a['quota'], `agents.${name}.quota`) }),
     });
+    tracked.noOthers();
   }
   const cfg: ControllerConfig = {
     url,
@@ -185,9 +215,33 @@ export function validateConfig(raw: unknown): ControllerConfig {
     minFreeSpace: o['minFreeSpace'] === undefined ? DEFAULT_MIN_FREE_SPACE : size(o['minFreeSpace'], 'minFreeSpace'),
     stopGrace: o['stopGrace'] === undefined ? DEFAULT_STOP_GRACE : duration(o['stopGrace'], 'stopGrace', 0, MAX_STOP_GRACE),
   };
+  top.noOthers();
   if (cfg.tlsCert !== undefined && cfg.tlsKey === undefined) bad('tlsKey', 'is required with tlsCert');
   if (!cfg.sshdConfig.startsWith('/')) bad('sshdConfig', 'must be an absolute path');
   return Object.freeze(cfg);
+}
+
+/**
+ * Keys bound or checked once when the daemon starts (its listening socket,
+ * the tunnel sshd's rules checked by sshd-check.ts, the job slots): a reload
+ * or a job reading config.json again keeps the running values, so an edit
+ * never reaches a job unchecked; the daemon logs them as needing a restart.
+ */
+export const RESTART_KEYS = [
+  'listen',
+  'tlsCert',
+  'tlsKey',
+  'sshdConfig',
+  'sshPort',
+  'tunnelUser',
+  'parallel',
+] as const satisfies ReadonlyArray<keyof ControllerConfig>;
+
+/** `next` with the running daemon's values of the RESTART_KEYS. */
+export function pinRestartKeys(next: ControllerConfig, running: ControllerConfig): ControllerConfig {
+  const pinned: Record<string, unknown> = { ...next };
+  for (const k of RESTART_KEYS) pinned[k] = running[k];
+  return Object.freeze(pinned as unknown as ControllerConfig);
 }
 
 export async function loadConfig(stateDir: string): Promise<ControllerConfig> {

@@ -19,7 +19,7 @@ import { AdminServer } from './admin/server.js';
 import { adminSocketPath } from './admin/wire.js';
 import type { AgentLink } from './agent-link.js';
 import { AgentServer } from './agent-server.js';
-import { loadConfig, type ControllerConfig } from './config.js';
+import { loadConfig, pinRestartKeys, RESTART_KEYS, type ControllerConfig } from './config.js';
 import { ControllerError } from './errors.js';
 import { Registry } from './registry.js';
 import { loadIdentity, statePaths, type StatePaths } from './state.js';
@@ -33,9 +33,6 @@ import { JobRunner } from './jobs/job-runner.js';
 export type DaemonState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 export const TOKEN_TTL_MS = 60 * 60 * 1000;
-
-/** Config keys bound or checked once at start: a reload logs them as needing a restart. */
-const RESTART_KEYS: ReadonlySet<string> = new Set(['listen', 'tlsCert', 'tlsKey', 'sshdConfig', 'sshPort', 'tunnelUser', 'parallel']);
 
 export interface DaemonOptions {
   /** Ping interval for agent connections (ms). */
@@ -158,7 +155,8 @@ export class ControllerDaemon {
    * (the URL, tunnel endpoint and port base handed to new tokens and
    * enrollments, stopGrace) applies at once; each job reads the file when it
    * starts anyway. What was bound or checked at start (listen, TLS, the
-   * tunnel sshd's config, parallel) needs a restart, and is said so. A bad
+   * tunnel sshd's config, parallel) needs a restart, and is said so; until
+   * then the running values stay (pinRestartKeys), here and in every job. A bad
    * file changes nothing: the old config stays, the error is returned and logged.
    */
   async reload(): Promise<{ changed: string[]; needRestart: string[] }> {
@@ -173,8 +171,8 @@ export class ControllerDaemon {
     }
     const old = this.config;
     const changed = (Object.keys(next) as Array<keyof ControllerConfig>).filter((k) => JSON.stringify(old[k]) !== JSON.stringify(next[k]));
-    const needRestart = changed.filter((k) => RESTART_KEYS.has(k));
-    this.config = next;
+    const needRestart = changed.filter((k) => (RESTART_KEYS as readonly string[]).includes(k));
+    this.config = pinRestartKeys(next, old);
     this.log.info(
       { changed, needRestart },
       needRestart.length ? 'config reloaded; restart to apply the keys in needRestart' : 'config reloaded',

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { BorgpullError, errorMessage, escapeControl, isCodeOf } from '@borgpull/protocol';
 import type { AgentLink } from '../agent-link.js';
-import { loadConfig, type ControllerConfig, type Isolation } from '../config.js';
+import type { ControllerConfig, Isolation } from '../config.js';
 import { CONTROLLER_CODES, ControllerError } from '../errors.js';
 import { applyQuota, breakStaleJobLock, discardArchive, ensureRepo } from './borg.js';
 import { runCleanup, type Cleanup } from './cleanup.js';
@@ -46,7 +46,7 @@ export async function runBackup(ctx: JobContext, agent: string, emit: (e: JobEve
   let limit: TimeLimit | undefined;
   try {
     // 2. Settings and limits, read at every job so that edits apply without a restart.
-    const config = await loadConfig(ctx.paths.root);
+    const config = await ctx.config();
     const limits = jobLimits(config, agent);
     limit = new TimeLimit(cancel, limits.timeLimit, limits.timeLimitKey);
     // A job that waited for its turn while the daemon began to stop ends here, before any tunnel opens.

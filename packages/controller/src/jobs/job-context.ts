@@ -1,16 +1,23 @@
 import type { Logger } from 'pino';
 import type { AgentLink } from '../agent-link.js';
+import type { ControllerConfig } from '../config.js';
 import type { AgentRecord } from '../registry.js';
 import type { StatePaths } from '../state.js';
 import type { JobStore } from './job-store.js';
 
 /**
  * What one job may use, handed down by the JobRunner: no daemon, no registry
- * to write to, no admin socket. Each job reads the config itself (config.json
- * is re-read at every job, so edits apply without a restart).
+ * to write to, no admin socket.
  */
 export interface JobContext {
   readonly paths: StatePaths;
+  /**
+   * config.json as it is now (read at every job, so edits apply without a
+   * restart), with the running daemon's values of the keys checked at its
+   * start (config.ts RESTART_KEYS): an edited sshPort or tunnelUser never
+   * reaches a job unchecked.
+   */
+  readonly config: () => Promise<ControllerConfig>;
   /** The registry's record of an agent (its tunnel port, its name). */
   readonly agent: (name: string) => AgentRecord | undefined;
   /** The agent's live connection, or an E_AGENT_UNKNOWN / E_AGENT_REVOKED / E_AGENT_OFFLINE error. */

@@ -1,3 +1,4 @@
+import { validateConfig } from '../config.js';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,7 +65,7 @@ describe('JobRunner', () => {
       paths,
       registry,
       links,
-      config: { parallel },
+      config: validateConfig({ url: 'ws://127.0.0.1:7400', parallel }),
       log,
       ops: {
         backup: () => Promise.reject(new Error('no backup expected')),
@@ -204,6 +205,25 @@ describe('JobRunner', () => {
     const signal = new AbortController().signal;
     await expect(r.backup({ all: false, names: ['ghost'] }, () => undefined, signal)).rejects.toMatchObject({ code: 'E_AGENT_UNKNOWN' });
     await expect(r.backup({ all: false, names: [] }, () => undefined, signal)).rejects.toMatchObject({ code: 'E_JOB_NOTHING' });
+  });
+
+  it("hands each job config.json as it is now, but with the start's values of the keys checked at start", async () => {
+    const seen: Array<{ sshPort: number; tunnelUser: string; timeLimit: number }> = [];
+    const r = runner({
+      backup: async (ctx, agent) => {
+        const c = await ctx.config();
+        seen.push({ sshPort: c.sshPort, tunnelUser: c.tunnelUser, timeLimit: c.timeLimit });
+        return { id: 'j', kind: 'backup', agent, startedAt: 0, status: 'succeeded' };
+      },
+    });
+    await r.start();
+    // An edit after start: sshd-check.ts checked port 22 and user borgpull, not these.
+    writeFileSync(
+      join(dir, 'config.json'),
+      JSON.stringify({ url: 'ws://127.0.0.1:7400', sshPort: 2222, tunnelUser: 'root', timeLimit: '1h' }),
+    );
+    await r.backup({ all: false, names: ['pc1'] }, () => undefined, new AbortController().signal);
+    expect(seen).toEqual([{ sshPort: 22, tunnelUser: 'borgpull', timeLimit: 3600 }]);
   });
 });
 

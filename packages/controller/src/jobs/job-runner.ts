@@ -2,7 +2,7 @@ import { errorMessage } from '@borgpull/protocol';
 import type { Logger } from 'pino';
 import type { AgentLink } from '../agent-link.js';
 import type { BackupArgs, BackupOutcome, BusyAgent, RestoreOutcome } from '../admin/api.js';
-import type { ControllerConfig } from '../config.js';
+import { loadConfig, pinRestartKeys, type ControllerConfig } from '../config.js';
 import { ControllerError } from '../errors.js';
 import type { Registry } from '../registry.js';
 import type { StatePaths } from '../state.js';
@@ -37,7 +37,8 @@ export interface JobRunnerDeps {
   readonly registry: Pick<Registry, 'get' | 'agents'>;
   /** The daemon's live agent connections, by name (the daemon adds and removes them). */
   readonly links: ReadonlyMap<string, AgentLink>;
-  readonly config: Pick<ControllerConfig, 'parallel'>;
+  /** The config the daemon started with: its RESTART_KEYS hold for every job. */
+  readonly config: ControllerConfig;
   readonly log: Logger;
   readonly ops?: JobOps;
 }
@@ -141,7 +142,7 @@ export class JobRunner {
 
   /** Backs up the named agents (or all that are not revoked), `parallel` at a time; one outcome per agent. */
   async backup(args: BackupArgs, emit: (e: JobEvent) => void, signal: AbortSignal): Promise<BackupOutcome[]> {
-    const { store, limiter } = await this.ready();
+    await this.ready();
     const names = args.all
       ? this.deps.registry
           .agents()
@@ -153,34 +154,57 @@ export class JobRunner {
     for (const n of names) {
       if (!this.deps.registry.get(n)) throw new ControllerError('E_AGENT_UNKNOWN', `no agent named '${n}' (see 'controller agents')`);
     }
-    const ctx = this.context('backup', store);
-    const both = AbortSignal.any([signal, this.cancel.signal]);
     const one = async (name: string): Promise<BackupOutcome> => {
       emit({ agent: name, jobId: '', phase: 'queued' });
-      return limiter.run(async () => {
+      try {
+        return await this.runJob('backup', name, (ctx, both) => this.ops.backup(ctx, name, emit, both), signal);
+      } catch (err) {
         const busy = this.busy.get(name);
-        if (busy) return busyOutcome(name, busy);
-        this.busy.set(name, { kind: 'backup', since: Date.now() });
-        try {
-          return await this.ops.backup(ctx, name, emit, both);
-        } finally {
-          this.busy.delete(name);
-        }
-      });
+        if (err instanceof ControllerError && err.code === 'E_JOB_BUSY' && busy) return busyOutcome(name, busy);
+        throw err;
+      }
     };
-    return this.track(Promise.all(names.map(one)));
+    return Promise.all(names.map(one));
   }
 
   /** One restore (or its dry run); refused at once while another job for the agent runs. */
   async restore(req: RestoreRequest, emit: (e: JobEvent) => void, signal: AbortSignal): Promise<RestoreOutcome> {
-    const { store } = await this.ready();
     if (this.busy.has(req.agent)) throw new ControllerError('E_JOB_BUSY', `a job for '${req.agent}' is already running`);
-    this.busy.set(req.agent, { kind: 'restore', since: Date.now() });
-    try {
-      return await this.track(this.ops.restore(this.context('restore', store), req, emit, AbortSignal.any([signal, this.cancel.signal])));
-    } finally {
-      this.busy.delete(req.agent);
-    }
+    return this.runJob('restore', req.agent, (ctx, both) => this.ops.restore(ctx, req, emit, both), signal, { queue: false });
+  }
+
+  /**
+   * Runs `work` as a job of `kind` for `agent`: in one of the `parallel`
+   * slots, never beside another job of this daemon for that agent (one
+   * repository, one job), cancelled by `signal` or when the daemon stops.
+   * Refused with E_JOB_BUSY while the agent has a job under way. Every kind
+   * of job (backup, restore, prune, compact, check) starts here.
+   */
+  async runJob<T>(
+    kind: JobKind,
+    agent: string,
+    work: (ctx: JobContext, signal: AbortSignal) => Promise<T>,
+    signal: AbortSignal,
+    opts: { readonly queue?: boolean } = {},
+  ): Promise<T> {
+    const { store, limiter } = await this.ready();
+    const both = AbortSignal.any([signal, this.cancel.signal]);
+    const exclusive = async (): Promise<T> => {
+      if (this.busy.has(agent)) throw new ControllerError('E_JOB_BUSY', `a job for '${agent}' is already running`);
+      this.busy.set(agent, { kind, since: Date.now() });
+      try {
+        return await work(this.context(kind, store), both);
+      } finally {
+        this.busy.delete(agent);
+      }
+    };
+    // A restore does not wait for a slot: someone is waiting for it at a terminal.
+    return this.track(opts.queue === false ? exclusive() : limiter.run(exclusive));
+  }
+
+  /** The job history, once recovery is done (for the scheduler, status, alerts and metrics). */
+  async history(): Promise<JobStore> {
+    return (await this.ready()).store;
   }
 
   /** The newest `limit` job records, newest first. */
@@ -210,6 +234,7 @@ export class JobRunner {
   private context(component: JobKind, store: JobStore): JobContext {
     return {
       paths: this.deps.paths,
+      config: async () => pinRestartKeys(await loadConfig(this.deps.paths.root), this.deps.config),
       agent: (name) => this.deps.registry.get(name),
       link: (name) => this.link(name),
       store,

@@ -2,8 +2,25 @@ import { readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { errnoCode, terminalSafe, writeFileAtomic } from '@borgpull/protocol';
 
-export type JobKind = 'backup' | 'restore';
+export type JobKind = 'backup' | 'restore' | 'prune' | 'compact' | 'check';
+export const JOB_KINDS: readonly JobKind[] = ['backup', 'restore', 'prune', 'compact', 'check'];
 export type JobStatus = 'running' | 'succeeded' | 'warning' | 'failed' | 'offline';
+export const JOB_STATUSES: readonly JobStatus[] = ['running', 'succeeded', 'warning', 'failed', 'offline'];
+/** What started a job: a person, the schedule, an agent connecting, a retry after a failure, or the job before it. */
+export type JobTrigger = 'manual' | 'schedule' | 'connect' | 'retry' | 'follow-up';
+
+/** A backup that left a usable archive. */
+export function isGood(job: JobRecord): boolean {
+  return job.status === 'succeeded' || job.status === 'warning';
+}
+
+/** Which records a query returns (all given conditions hold), newest first. */
+export interface JobQuery {
+  readonly limit: number;
+  readonly agent?: string;
+  readonly kind?: JobKind;
+  readonly status?: readonly JobStatus[];
+}
 
 export interface JobStats {
   nfiles?: number;
@@ -25,6 +42,7 @@ export interface JobRecord {
   archive?: string;
   readonly startedAt: number;
   endedAt?: number;
+  trigger?: JobTrigger;
   status: JobStatus;
   /** Why it failed or warned, for a person. */
   reason?: string;
@@ -56,9 +74,14 @@ export function newJobId(): string {
   return `${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}-${randomBytes(3).toString('hex')}`;
 }
 
-/** Job history: one JSON file, written atomically after every change. */
+/**
+ * Job history: one JSON file, written atomically after every change.
+ * Listeners added with `onEnd` hear of each record once it is saved with a
+ * final status (the scheduler, alerts and metrics follow jobs that way).
+ */
 export class JobStore {
   private jobs: JobRecord[] = [];
+  private readonly endListeners: Array<(job: JobRecord) => void> = [];
   private writing: Promise<void> = Promise.resolve();
 
   private constructor(private readonly path: string) {}
@@ -91,18 +114,53 @@ export class JobStore {
     this.jobs.push(job);
     if (this.jobs.length > KEEP) this.jobs.splice(0, this.jobs.length - KEEP);
     await this.save();
+    this.ended(job);
   }
 
   /** Saves the store; `job` is one of its records, changed in place by its owner. */
-  async update(_job: JobRecord): Promise<void> {
+  async update(job: JobRecord): Promise<void> {
     await this.save();
+    this.ended(job);
+  }
+
+  /** Calls `listener` with every record saved with a final status, after it is saved; returns a remover. */
+  onEnd(listener: (job: JobRecord) => void): () => void {
+    this.endListeners.push(listener);
+    return () => {
+      const i = this.endListeners.indexOf(listener);
+      if (i >= 0) this.endListeners.splice(i, 1);
+    };
+  }
+
+  private ended(job: JobRecord): void {
+    if (job.status === 'running') return;
+    for (const l of [...this.endListeners]) l(job);
+  }
+
+  /** The newest records that match `q`, newest first. */
+  query(q: JobQuery): JobRecord[] {
+    const out: JobRecord[] = [];
+    for (let i = this.jobs.length - 1; i >= 0 && out.length < q.limit; i--) {
+      const j = this.jobs[i]!;
+      if (q.agent !== undefined && j.agent !== q.agent) continue;
+      if (q.kind !== undefined && j.kind !== q.kind) continue;
+      if (q.status !== undefined && !q.status.includes(j.status)) continue;
+      out.push(j);
+    }
+    return out;
+  }
+
+  /** The newest record of `agent`'s jobs of `kind` for which `pred` holds (any, without one). */
+  latest(agent: string, kind: JobKind, pred: (job: JobRecord) => boolean = () => true): JobRecord | undefined {
+    for (let i = this.jobs.length - 1; i >= 0; i--) {
+      const j = this.jobs[i]!;
+      if (j.agent === agent && j.kind === kind && pred(j)) return j;
+    }
+    return undefined;
   }
 
   recent(limit: number, agent?: string): JobRecord[] {
-    return this.jobs
-      .filter((j) => agent === undefined || j.agent === agent)
-      .slice(-limit)
-      .reverse();
+    return this.query(agent === undefined ? { limit } : { limit, agent });
   }
 
   private save(): Promise<void> {

@@ -1,6 +1,5 @@
 import { escapeControl } from '@borgpull/protocol';
 import { ControllerError } from '../errors.js';
-import { loadConfig } from '../config.js';
 import { borg } from './borg.js';
 import { jobLimits, TimeLimit } from './limits.js';
 import type { JobContext } from './job-context.js';
@@ -62,7 +61,7 @@ export async function runRestore(
   const { store } = ctx;
   const p = ctx.paths;
   const link = ctx.link(req.agent);
-  const limits = jobLimits(await loadConfig(p.root), req.agent);
+  const limits = jobLimits(await ctx.config(), req.agent);
   const totalBytes = await archiveSize(ctx, req);
   if (req.dryRun) {
     const list = await dryRun(ctx, req);
