@@ -15,7 +15,7 @@ import type { Cleanup } from './cleanup.js';
 export const NSSWITCH = 'passwd: files\ngroup: files\nshadow: files\nhosts: files\n';
 
 export interface ClientAccess {
-  /** The client's report, checked: names, excludes and host key to use. */
+  /** The client's report, checked: names and excludes. */
   readonly host: HostReport;
   readonly dir: JobDir;
   /** Environment for a job script (see job-script/script.ts). */
