@@ -855,8 +855,10 @@ export async function linkProbe(env, relPath, mib = 64) {
   const script = 'set -e; M="$1"; F="$2"; C="$3"; shift 3; mkdir -p "$M"; sshfs "$@" "root@127.0.0.1:/" "$M"; ' + timing;
   const direct =
     'set -e; M="$1"; F="$2"; C="$3"; PORT="$4"; SECRET="$5"; CONNECT="$6"; mkdir -p "$M"; ' +
-    'python3 -I -S -c "$CONNECT" "$PORT" "$SECRET" sshfs -o passive,ro,no_contain_symlinks,max_read=1048576 borgpull: "$M"; ' +
-    timing;
+    // -f: a daemonizing sshfs points its stdin and stdout at /dev/null, which in passive mode are the connection.
+    'python3 -I -S -c "$CONNECT" "$PORT" "$SECRET" sshfs -f -o passive,ro,no_contain_symlinks,max_read=1048576 borgpull: "$M" & ' +
+    'i=0; until mountpoint -q "$M"; do i=$((i + 1)); [ "$i" -lt 300 ] || exit 71; sleep 0.1; done; ' +
+    timing.replace('echo $((e - s))', 'wait; echo $((e - s))');
   const opts = (port) => [
     '-o',
     'no_contain_symlinks',
