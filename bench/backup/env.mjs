@@ -840,25 +840,34 @@ async function nodelayTunnelSshd(env, log) {
 }
 
 /**
- * Link probe: sequential read of the first `mib` MiB of a file through sshfs,
+ * Link probe, each through a fresh sshfs mount: a sequential read of the
+ * first `mib` MiB of a large file (dd bs=1M), then every small file under
+ * data/small (tar | cat: open, read, close per file: round trips),
  * (1) on the server through the client's reverse tunnel and its sshd (today's
  * shape, tunnel with TCP_NODELAY like the agent's), (2) on the server through
  * the tunnel straight to the agent's SFTP gate and sftp-server (the direct
- * path: connector + sshfs -o passive), (3) inside the client against its own
- * sshd (no tunnel). Returns MB/s for each.
+ * path as shipped: the job's connector + sshfs -o passive), (2') the same
+ * with a connector that leaves Nagle on (an alternative measured and
+ * dropped), (3) inside the client against its own sshd (no tunnel).
+ * Returns MB/s and small files/s for each.
  */
 export async function linkProbe(env, relPath, mib = 64) {
   const srv = env.ctl.server;
   const host = env.client.host;
   const timing =
-    's=$(date +%s%N); dd if="$M/$F" of=/dev/null bs=1M count="$C" status=none; e=$(date +%s%N); cd /; fusermount3 -u "$M"; echo $((e - s))';
-  const script = 'set -e; M="$1"; F="$2"; C="$3"; shift 3; mkdir -p "$M"; sshfs "$@" "root@127.0.0.1:/" "$M"; ' + timing;
+    's=$(date +%s%N); dd if="$M/$F" of=/dev/null bs=1M count="$C" status=none; e=$(date +%s%N); ' +
+    's2=$(date +%s%N); tar -C "$M" -cf - data/small | cat >/dev/null; e2=$(date +%s%N); cd /; fusermount3 -u "$M"; ';
+  const script =
+    'set -e; M="$1"; F="$2"; C="$3"; shift 3; mkdir -p "$M"; sshfs "$@" "root@127.0.0.1:/" "$M"; ' +
+    timing +
+    'echo $((e - s)) $((e2 - s2))';
   const direct =
     'set -e; M="$1"; F="$2"; C="$3"; PORT="$4"; SECRET="$5"; CONNECT="$6"; mkdir -p "$M"; ' +
     // -f: a daemonizing sshfs points its stdin and stdout at /dev/null, which in passive mode are the connection.
     'python3 -I -S -c "$CONNECT" "$PORT" "$SECRET" sshfs -f -o passive,ro,no_contain_symlinks,max_read=1048576 borgpull: "$M" & ' +
     'i=0; until mountpoint -q "$M"; do i=$((i + 1)); [ "$i" -lt 300 ] || exit 71; sleep 0.1; done; ' +
-    timing.replace('echo $((e - s))', 'wait; echo $((e - s))');
+    timing +
+    'wait; echo $((e - s)) $((e2 - s2))';
   const opts = (port) => [
     '-o',
     'no_contain_symlinks',
@@ -867,46 +876,58 @@ export async function linkProbe(env, relPath, mib = 64) {
     '-F',
     '/dev/null',
   ];
-  const mbps = (r, what) => {
+  const small = env.tree.small.count;
+  const rates = (r, what) => {
     if (r.exitCode !== 0) throw new Error(`link probe ${what}: ${r.stderr}`);
-    return (mib * MIB) / 1e6 / (Number(r.stdout.trim().split('\n').pop()) / 1e9);
+    const [a, b] = r.stdout.trim().split('\n').pop().split(' ').map(Number);
+    return { mbps: (mib * MIB) / 1e6 / (a / 1e9), filesPerS: small / (b / 1e9) };
   };
   const ns = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c'];
-  let close = await openTunnel(env, { nodelay: true });
+  const close = await openTunnel(env, { nodelay: true });
   let tunnel;
   try {
     const r = await srv.exec([...ns, script, 'probe', join(srv.dir, 'probe-mnt'), relPath, String(mib), ...opts(env.tunnel.port)], {
       reject: false,
       timeout: 600_000,
     });
-    tunnel = mbps(r, 'through the tunnel');
+    tunnel = rates(r, 'through the tunnel');
   } finally {
     await close();
   }
-  const d = await openDirectPath(env);
-  let directPath;
-  try {
-    const r = await srv.exec(
-      [
-        ...ns,
-        direct,
-        'probe',
-        join(srv.dir, 'probe-mnt'),
-        relPath,
-        String(mib),
-        String(env.tunnel.port),
-        d.secretFile,
-        await connectorSource(),
-      ],
-      { reject: false, timeout: 600_000, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } },
-    );
-    directPath = mbps(r, 'direct path through the tunnel');
-  } finally {
-    await d.close();
-  }
-  const inside = await host.exec([...ns, script, 'probe', join(host.dir, 'probe-mnt'), relPath, String(mib), ...opts(22)], {
-    reject: false,
-    timeout: 600_000,
-  });
-  return { mib, tunnelMBps: tunnel, directPathMBps: directPath, directMBps: mbps(inside, 'inside the client') };
+  const connector = await connectorSource();
+  const viaGate = async (source, what) => {
+    const d = await openDirectPath(env);
+    try {
+      const r = await srv.exec(
+        [...ns, direct, 'probe', join(srv.dir, 'probe-mnt'), relPath, String(mib), String(env.tunnel.port), d.secretFile, source],
+        { reject: false, timeout: 600_000, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } },
+      );
+      return rates(r, what);
+    } finally {
+      await d.close();
+    }
+  };
+  const directPath = await viaGate(connector, 'direct path through the tunnel');
+  const nagle = connector.replace('s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)\n', '');
+  if (nagle === connector) throw new Error('cannot derive the Nagle variant of the connector');
+  const directNagle = await viaGate(nagle, 'direct path, Nagle on');
+  const inside = rates(
+    await host.exec([...ns, script, 'probe', join(host.dir, 'probe-mnt'), relPath, String(mib), ...opts(22)], {
+      reject: false,
+      timeout: 600_000,
+    }),
+    'inside the client',
+  );
+  return {
+    mib,
+    smallFiles: small,
+    tunnelMBps: tunnel.mbps,
+    directPathMBps: directPath.mbps,
+    directNagleMBps: directNagle.mbps,
+    directMBps: inside.mbps,
+    tunnelFilesPerS: tunnel.filesPerS,
+    directPathFilesPerS: directPath.filesPerS,
+    directNagleFilesPerS: directNagle.filesPerS,
+    insideFilesPerS: inside.filesPerS,
+  };
 }

@@ -161,8 +161,10 @@ export async function run_(ctx, env) {
       Math.min(CFG.linkProbeMiB, Math.floor(env.tree.big.bytes / env.tree.big.count / 2 ** 20)),
     );
     log(
-      `link probe (sshfs, dd ${probe.mib} MiB): through the tunnel to the client's sshd ${probe.tunnelMBps.toFixed(1)} MB/s, ` +
-        `through the tunnel straight to sftp-server ${probe.directPathMBps.toFixed(1)} MB/s, inside the client without a tunnel ${probe.directMBps.toFixed(0)} MB/s`,
+      `link probe (sshfs, dd ${probe.mib} MiB; ${probe.smallFiles} small files): through the tunnel to the client's sshd ${probe.tunnelMBps.toFixed(1)} MB/s, ${probe.tunnelFilesPerS.toFixed(0)} files/s; ` +
+        `through the tunnel straight to sftp-server ${probe.directPathMBps.toFixed(1)} MB/s, ${probe.directPathFilesPerS.toFixed(0)} files/s ` +
+        `(connector without TCP_NODELAY: ${probe.directNagleMBps.toFixed(1)} MB/s, ${probe.directNagleFilesPerS.toFixed(0)} files/s); ` +
+        `inside the client without a tunnel ${probe.directMBps.toFixed(0)} MB/s, ${probe.insideFilesPerS.toFixed(0)} files/s`,
     );
   }
 
@@ -475,6 +477,24 @@ export async function run_(ctx, env) {
           digits: 1,
           baseline: { label: 'inside the client, no tunnel', value: probe.directMBps },
           ratio: probe.tunnelMBps / probe.directMBps,
+        },
+        {
+          key: 'probe_direct_path_files_per_s',
+          label: 'small files read (tar | cat) through the tunnel straight to sftp-server',
+          value: probe.directPathFilesPerS,
+          unit: 'files/s',
+          digits: 0,
+          baseline: { label: "through the tunnel to the client's sshd", value: probe.tunnelFilesPerS },
+          ratio: probe.directPathFilesPerS / probe.tunnelFilesPerS,
+        },
+        {
+          key: 'probe_direct_nagle_files_per_s',
+          label: '  the same with a connector that leaves Nagle on (not shipped)',
+          value: probe.directNagleFilesPerS,
+          unit: 'files/s',
+          digits: 0,
+          baseline: { label: 'the direct path as shipped', value: probe.directPathFilesPerS },
+          ratio: probe.directNagleFilesPerS / probe.directPathFilesPerS,
         },
         {
           key: 'probe_direct_path_mbps',
