@@ -216,11 +216,12 @@ export async function run_(ctx, env) {
   let k = 0;
   const today = async () => {
     const archive = `today-${++k}`;
-    const close = await openTunnel(env, { nodelay: true });
-    try {
-      await syncDisks();
-      const t = await timed(() =>
-        srv.exec(
+    await syncDisks();
+    // Timed like a job: the agent opened its tunnel for each job and closed it after.
+    const t = await timed(async () => {
+      const close = await openTunnel(env, { nodelay: true });
+      try {
+        return await srv.exec(
           [
             'unshare',
             '--mount',
@@ -243,14 +244,14 @@ export async function run_(ctx, env) {
             dirs.handTmp,
           ],
           { env: borgEnv(env, dirs.todayBase, { BORG_HOST_ID: `bench-today-${k}` }), reject: false, timeout: CFG.timeoutS * 1000 },
-        ),
-      );
-      if (t.result.exitCode !== 0 && t.result.exitCode !== 1)
-        throw new Error(`today's path exited ${t.result.exitCode}: ${t.result.stderr.slice(-2000)}`);
-      return { archive, s: t.s, cpuBusy: t.cpuBusy, load1: t.load1, disk: [t.diskReadMB, t.diskWriteMB], exit: t.result.exitCode };
-    } finally {
-      await close();
-    }
+        );
+      } finally {
+        await close();
+      }
+    });
+    if (t.result.exitCode !== 0 && t.result.exitCode !== 1)
+      throw new Error(`today's path exited ${t.result.exitCode}: ${t.result.stderr.slice(-2000)}`);
+    return { archive, s: t.s, cpuBusy: t.cpuBusy, load1: t.load1, disk: [t.diskReadMB, t.diskWriteMB], exit: t.result.exitCode };
   };
   const pulled = async () => {
     await syncDisks();
@@ -410,6 +411,15 @@ export async function run_(ctx, env) {
         target: { on: 'ratio', op: '<=', value: 0.87 },
       },
       {
+        key: 'pulled_unchanged_borg_vs_today',
+        label: "  borg's own duration (the archive's), (b) vs (d), unchanged run: the transport alone",
+        value: median(res.pulled.slice(1).map((r) => r.borg.durationS)),
+        unit: 's',
+        digits: 2,
+        baseline: { label: '(d)', value: median(res.today.slice(1).map((r) => r.borg.durationS)) },
+        ratio: median(res.pulled.slice(1).map((r) => r.borg.durationS)) / median(res.today.slice(1).map((r) => r.borg.durationS)),
+      },
+      {
         key: 'pulled_unchanged_vs_local',
         label: '  (b) vs (c) local borg create, unchanged run',
         value: unchanged('pulled'),
@@ -450,7 +460,7 @@ export async function run_(ctx, env) {
     `(a) ran, on the server in a private mount + PID namespace: sshfs -o no_contain_symlinks -o IdentityFile=<test root key>,HostKeyAlias,StrictHostKeyChecking=yes,BatchMode=yes,Port=<agent's tunnel port> -F /dev/null root@127.0.0.1:/ MNT; copy the client's etc/passwd and etc/group from the mount and bind them (and a files-only nsswitch.conf) over the server's; cd MNT; borg create --files-cache ctime,size REPO::ARCHIVE .; cd /; fusermount3 -u MNT. Timed: the whole script. The tunnel: ssh -N -R 127.0.0.1:PORT:127.0.0.1:22 from inside the client with the agent's own key, port and ssh options (opened before the timer, like the agent's tunnel exists before borg starts). Repo init (${inits.hand.toFixed(1)} s) outside the timer; (b)'s repository was made by one untimed job with data/ excluded before the first run.`,
     `(b) = wall time of 'controller backup ${AGENT_NAME} --json' (CLI start to exit: tunnel order, identity, job dir, repo check, sshfs, borg, cleanup); the built controller runs: ${productCommand()}. (c) = borg create REPO::ARCHIVE . with cwd at the client's root on the server, borg defaults.`,
     `all runs (s): (a) ${per('hand')}; (d) ${per('today')}; (b) ${per('pulled')}; (c) ${per('local')} (first, then unchanged). Order per round: a, d, b, c; sync before each run; page cache warm (tree written just before).`,
-    `(d) today's path = by hand, on the server in a private mount + PID namespace: sshfs -o ro,no_contain_symlinks,ServerAliveInterval=15,ServerAliveCountMax=3,max_read=1048576,Ciphers=aes128-gcm@openssh.com (the controller's options before issue 11) to the client's sshd through ssh -N -M -R 127.0.0.1:PORT:127.0.0.1:22 with the agent's key and one session over its control socket (TCP_NODELAY, as the agent did); the controller's borg create flags; no CLI, job or cleanup overhead, which (b) pays.`,
+    `(d) today's path = by hand, on the server in a private mount + PID namespace: sshfs -o ro,no_contain_symlinks,ServerAliveInterval=15,ServerAliveCountMax=3,max_read=1048576,Ciphers=aes128-gcm@openssh.com (the controller's options before issue 11) to the client's sshd through ssh -N -M -R 127.0.0.1:PORT:127.0.0.1:22 with the agent's key and one session over its control socket (TCP_NODELAY, as the agent did); the controller's borg create flags. Timed: opening the tunnel (as the agent did for each job), the script, closing it; not the CLI start, job dir, repo checks and cleanup, which (b) pays.`,
     `machine CPU busy during runs (2 cores): (a) ${res.hand.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}; (b) ${res.pulled.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}; (c) ${res.local.map((r) => `${(r.cpuBusy * 100).toFixed(0)}%`).join(' / ')}; 1-min load at start ${res.hand
       .concat(res.pulled, res.local)
       .map((r) => r.load1.toFixed(1))
