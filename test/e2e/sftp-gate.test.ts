@@ -162,12 +162,7 @@ describe('SFTP through the tunnel, behind the job secret', () => {
       expect(loris).toMatchObject({ got: '', closed: true });
       expect(loris.secs).toBeLessThan(12);
       await waitFor('the agent to log four refusals', () => refusals().length >= before + 4, { timeoutMs: 10_000 });
-      expect(refusals().slice(before)).toEqual([
-        'no secret in time',
-        'wrong secret',
-        'more bytes than a secret',
-        'no secret in time',
-      ]);
+      expect(refusals().slice(before)).toEqual(['no secret in time', 'wrong secret', 'more bytes than a secret', 'no secret in time']);
 
       // The user cannot read the secret file (job dir 0700 root, file 0600).
       const read = await ctl.server.exec(['setpriv', '--reuid', '1000', '--regid', '1000', '--clear-groups', 'cat', secretFile], {
