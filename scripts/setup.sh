@@ -8,7 +8,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 need=()
-for pair in borg:borgbackup sshfs:sshfs sshd:openssh-server ssh:openssh-client fusermount3:fuse3 ip:iproute2 unshare:util-linux setpriv:util-linux tar:tar python3:python3 ps:procps openssl:openssl systemd-analyze:systemd; do
+for pair in borg:borgbackup sshfs:sshfs sshd:openssh-server ssh:openssh-client fusermount3:fuse3 ip:iproute2 unshare:util-linux setpriv:util-linux tar:tar python3:python3 ps:procps openssl:openssl systemd-analyze:systemd dpkg-deb:dpkg; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need+=("${pair#*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -1,8 +1,9 @@
 /**
  * Handshake crypto alone, both sides in this one process (run as a child of the foundation suite).
- * In a child because Node 20 can deadlock inside its crypto here: seen twice on 2026-11-29, the
- * main thread blocked for good in ExportJWKEdKey -> a GC -> ~KeyGenJob -> the key's mutex (gdb).
- * The parent kills a child that hangs and reports it, instead of hanging itself.
+ * In a child because Node 20 deadlocked inside its crypto here (2026-11-29: the main thread blocked
+ * for good in ExportJWKEdKey -> a GC -> ~KeyGenJob -> the key's mutex, in gdb). The handshake no
+ * longer makes keys with generateKeyPairSync (handshake.ts ephemeral(), handshake-deadlock.test.ts);
+ * the child stays so that a hang of any other cause is reported, not waited for.
  * Prints one JSON line: { count, bothSidesPerS, controllerSidePerS }.
  */
 import { performance } from 'node:perf_hooks';

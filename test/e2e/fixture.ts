@@ -87,6 +87,10 @@ export async function startController(opts: { tunnelRules?: (authorizedKeysFile:
     // The tunnel sshd's config, which `controller serve` checks with `sshd -T`.
     '--sshd-config',
     sshd.configFile,
+    // No job starts by itself (whatever the time of day CI runs at) unless a
+    // test asks for one: it sets `schedule` with configure() and reload().
+    '--schedule',
+    'off',
   ]);
   if (init.exitCode !== 0) throw new Error(`controller init failed: ${init.stderr}`);
   const ctl: Controller = {

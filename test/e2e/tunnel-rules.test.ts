@@ -10,24 +10,22 @@
  * permitopen (it names no path); the test checks that sshd's own rule
  * refuses it now (its log line), which failed with the earlier rules too.
  */
-import { existsSync, mkdirSync, readFileSync, chownSync, chmodSync } from 'node:fs';
+import { existsSync, mkdirSync, chownSync, chmodSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tunnelRules } from '../../packages/controller/src/host-setup.js';
 import { assertNoLeftovers, cleanupAll, requireTools, SERVER_ADDRESS, TUNNEL_UID, waitFor } from '../harness/index.js';
-import { agentsJson, ROOT, startClient, startController, TUNNEL_SSHD_PORT, WS_PORT, type Client, type Controller } from './fixture.js';
+import { agentsJson, startClient, startController, TUNNEL_SSHD_PORT, WS_PORT, type Client, type Controller } from './fixture.js';
 
 /**
- * The sshd rules of the README's quick start (the heredoc into
- * sshd_config.d/borgpull.conf), with the tunnel keys file moved to this
- * test's state dir: the test checks what the README tells people to use.
+ * The sshd rules `controller setup-host` writes (and the README shows:
+ * host-setup.test.ts checks they are the same), with the tunnel keys file
+ * moved to this test's state dir: the test checks what people get.
  */
 function readmeRules(authorizedKeysFile: string): string[] {
-  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-  const m = /cat > \/etc\/ssh\/sshd_config\.d\/borgpull\.conf <<'EOF'\n([\s\S]*?)\nEOF\n/.exec(readme);
-  if (!m?.[1]) throw new Error('README: no sshd_config.d/borgpull.conf snippet found');
-  const lines = m[1].split('\n');
-  if (!lines.some((l) => /^\s*AuthorizedKeysFile\s/.test(l))) throw new Error('README snippet sets no AuthorizedKeysFile');
+  const lines = tunnelRules('borgpull', '/var/lib/borgpull');
+  if (!lines.some((l) => /^\s*AuthorizedKeysFile\s/.test(l))) throw new Error('setup-host sets no AuthorizedKeysFile');
   return lines.map((l) => (/^\s*AuthorizedKeysFile\s/.test(l) ? `    AuthorizedKeysFile ${authorizedKeysFile}` : l));
 }
 

@@ -102,6 +102,9 @@ describe('the single-file builds', () => {
       join(tmp, 'host_key.pub'),
       '--sshd-config',
       safeSshdConfig(tmp, join(tmp, 'host_key')),
+      // No job starts by itself in a test that did not ask for one.
+      '--schedule',
+      'off',
       '--state-dir',
       state,
     ]);

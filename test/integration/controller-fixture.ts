@@ -57,6 +57,9 @@ export class Fixture {
       `${this.hostKeyFile}.pub`,
       '--sshd-config',
       sshdConfig,
+      // No job starts by itself (whatever the time of day) unless a test asks for one.
+      '--schedule',
+      'off',
     );
     expect(init.exitCode, init.stderr).toBe(0);
     c.key = Buffer.from(/controller key bp-ed25519:(\S+)/.exec(init.stdout)?.[1] ?? '', 'base64url');

@@ -164,7 +164,8 @@ async function startController(
   if (opts.env) c.env = opts.env;
   c.port = opts.url ? Number(new URL(opts.url).port) : await freePort();
   const url = opts.url ?? `ws://127.0.0.1:${c.port}`;
-  const args = ['init', '--url', url, '--ssh-host-key', `${hostKeyFile}.pub`, '--sshd-config', sshdConfig];
+  // No job starts by itself in a test that did not ask for one.
+  const args = ['init', '--url', url, '--ssh-host-key', `${hostKeyFile}.pub`, '--sshd-config', sshdConfig, '--schedule', 'off'];
   if (opts.listen) args.push('--listen', opts.listen);
   const init = await c.run(...args);
   expect(init.exitCode, init.stderr).toBe(0);

@@ -36,6 +36,9 @@ async function init(sshdConfig: string): Promise<string> {
     `${hostKey}.pub`,
     '--sshd-config',
     sshdConfig,
+    // No job starts by itself in a test that did not ask for one.
+    '--schedule',
+    'off',
     '--state-dir',
     dir,
   ]);

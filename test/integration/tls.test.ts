@@ -60,6 +60,9 @@ describe('wss://', () => {
       join(tmp, 'hostkey.pub'),
       '--sshd-config',
       safeSshdConfig(tmp, join(tmp, 'hostkey')),
+      // No job starts by itself in a test that did not ask for one.
+      '--schedule',
+      'off',
       '--state-dir',
       c,
     ]);

@@ -86,6 +86,9 @@ beforeAll(async () => {
     join(tmp, 'host_key.pub'),
     '--sshd-config',
     safeSshdConfig(tmp, join(tmp, 'host_key')),
+    // No job starts by itself in a test that did not ask for one.
+    '--schedule',
+    'off',
   );
   expect(init.exitCode, init.stderr).toBe(0);
   controllerKey = Buffer.from(/controller key bp-ed25519:(\S+)/.exec(init.stdout)?.[1] ?? '', 'base64url');

@@ -12,7 +12,7 @@ import { initController } from './cli/init.js';
 import { defaultIo, type Io } from './cli/io.js';
 import { restoreCommand } from './cli/restore.js';
 import { serveCommand } from './cli/serve.js';
-import { installServiceCommand, uninstallServiceCommand } from './cli/service.js';
+import { installServiceCommand, setupHostCommand, uninstallServiceCommand } from './cli/service.js';
 import { helpText, isCommand, USAGE } from './cli/usage.js';
 import { UsageError } from './cli/usage-error.js';
 import { controllerVersion } from './version.js';
@@ -55,6 +55,8 @@ export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
       return installServiceCommand(rest, io);
     case 'uninstall-service':
       return uninstallServiceCommand(rest, io);
+    case 'setup-host':
+      return setupHostCommand(rest, io);
     default:
       throw new UsageError(`unknown command '${cmd}' (see 'controller help')`);
   }

@@ -115,6 +115,52 @@ describe('config: stopGrace', () => {
   );
 });
 
+describe('config: schedules', () => {
+  it('without the key: off (an upgraded server starts no job nobody asked for); connect delay 30s', () => {
+    const c = validateConfig(base);
+    expect(c.schedule).toEqual({ kind: 'off' });
+    expect(c.connectDelay).toBe(30);
+  });
+
+  it('reads a global schedule and per-agent ones, and writes them back as written', () => {
+    const c = validateConfig({
+      ...base,
+      schedule: '01:00-06:00',
+      connectDelay: '2m',
+      agents: { laptop: { schedule: 'every 6h' }, nas: { schedule: '22:00-04:00' }, old: { schedule: 'off' }, plain: {} },
+    });
+    expect(c.schedule).toEqual({ kind: 'window', start: 60, end: 360 });
+    expect(c.connectDelay).toBe(120);
+    expect(c.agents['laptop']?.schedule).toEqual({ kind: 'every', seconds: 21_600 });
+    expect(c.agents['old']?.schedule).toEqual({ kind: 'off' });
+    expect(c.agents['plain']?.schedule).toBeUndefined();
+    const file = configJson(c);
+    expect(file).toMatchObject({
+      schedule: '01:00-06:00',
+      connectDelay: '2m',
+      agents: { laptop: { schedule: 'every 6h' }, nas: { schedule: '22:00-04:00' }, old: { schedule: 'off' } },
+    });
+    expect(validateConfig(JSON.parse(JSON.stringify(file)))).toEqual(c);
+  });
+
+  it.each([
+    ['schedule', 'daily'],
+    ['schedule', '2:00-5:00'],
+    ['schedule', 'every 0s'],
+    ['schedule', null],
+    ['schedule', 3600],
+    ['connectDelay', '2h'],
+    ['connectDelay', -1],
+  ])('refuses %s = %j, naming the field', (field, v) => {
+    expect(codeOf({ ...base, [field]: v })).toBe('E_CONFIG_INVALID');
+    expect(() => validateConfig({ ...base, [field]: v })).toThrow(new RegExp(`^config: ${field} `));
+  });
+
+  it('refuses a bad per-agent schedule, naming the agent', () => {
+    expect(() => validateConfig({ ...base, agents: { pc1: { schedule: 'sometimes' } } })).toThrow(/^config: agents\.pc1\.schedule /);
+  });
+});
+
 describe('config: unknown keys', () => {
   it('refuses a misspelt key at the top and in an agent, naming it, instead of silently not applying it', () => {
     expect(() => validateConfig({ ...base, timelimit: '6h' })).toThrow(/^config: key "timelimit" is not a known setting/);

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoCode, errorMessage, writeFileAtomic } from '@borgpull/protocol';
 import { ControllerError } from './errors.js';
+import { formatSchedule, OFF, parseSchedule, type Schedule } from './schedule/schedule.js';
 import { formatDuration, formatSizeExact, parseDuration, parseSize } from './units.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/borgpull';
@@ -15,6 +16,8 @@ export interface AgentSettings {
   readonly timeLimit?: number;
   /** Overrides the global quota for this agent (bytes; 0 = none). */
   readonly quota?: number;
+  /** Overrides the global schedule for this agent. */
+  readonly schedule?: Schedule;
 }
 
 /**
@@ -44,6 +47,19 @@ export const DEFAULT_MIN_FREE_SPACE = 2 * 2 ** 30;
  */
 export const DEFAULT_STOP_GRACE = 30;
 export const MAX_STOP_GRACE = 86_400;
+/**
+ * What `controller init` writes: a nightly window. People who set up a
+ * backup server and walk away expect a daily backup without a cron line;
+ * five hours at night, spread per agent, keeps a few hundred clients from
+ * starting at once and ends before Debian's cron.daily (06:25). A config
+ * without the key (one written before schedules existed) means `off`: an
+ * upgrade never starts jobs nobody asked for (those servers already have a
+ * timer running `controller backup --all`).
+ */
+export const INIT_SCHEDULE = '01:00-06:00';
+/** After an agent connects, a due backup waits this long (seconds) for the connection to settle. */
+export const DEFAULT_CONNECT_DELAY = 30;
+export const MAX_CONNECT_DELAY = 3_600;
 
 export interface ControllerConfig {
   /** What agents dial, e.g. ws://backup.example.net:7400 */
@@ -76,6 +92,10 @@ export interface ControllerConfig {
   readonly minFreeSpace: number;
   /** On SIGTERM, running jobs may finish for this many seconds before they are cancelled. */
   readonly stopGrace: number;
+  /** When backups run by themselves (agents may override it); `off` without the key. */
+  readonly schedule: Schedule;
+  /** Seconds a fresh connection settles before a due backup starts (backup on connect). */
+  readonly connectDelay: number;
 }
 
 export function configPath(stateDir: string): string {
@@ -125,6 +145,11 @@ function quota(v: unknown, field: string): number {
   const q = size(v, field);
   if (q < MIN_QUOTA) bad(field, `must be 'none' or at least 10M (borg's minimum)`);
   return q;
+}
+
+function schedule(v: unknown, field: string): Schedule {
+  const r = parseSchedule(v);
+  return typeof r === 'string' ? bad(field, r) : r;
 }
 
 function isolation(v: unknown, field: string): Isolation {
@@ -191,6 +216,7 @@ export function validateConfig(raw: unknown): ControllerConfig {
       ...(a['isolation'] === undefined ? {} : { isolation: isolation(a['isolation'], `agents.${name}.isolation`) }),
       ...(a['timeLimit'] === undefined ? {} : { timeLimit: duration(a['timeLimit'], `agents.${name}.timeLimit`) }),
       ...(a['quota'] === undefined ? {} : { quota: quota(a['quota'], `agents.${name}.quota`) }),
+      ...(a['schedule'] === undefined ? {} : { schedule: schedule(a['schedule'], `agents.${name}.schedule`) }),
     });
     tracked.noOthers();
   }
@@ -214,6 +240,9 @@ export function validateConfig(raw: unknown): ControllerConfig {
     quota: o['quota'] === undefined ? 0 : quota(o['quota'], 'quota'),
     minFreeSpace: o['minFreeSpace'] === undefined ? DEFAULT_MIN_FREE_SPACE : size(o['minFreeSpace'], 'minFreeSpace'),
     stopGrace: o['stopGrace'] === undefined ? DEFAULT_STOP_GRACE : duration(o['stopGrace'], 'stopGrace', 0, MAX_STOP_GRACE),
+    schedule: o['schedule'] === undefined ? OFF : schedule(o['schedule'], 'schedule'),
+    connectDelay:
+      o['connectDelay'] === undefined ? DEFAULT_CONNECT_DELAY : duration(o['connectDelay'], 'connectDelay', 0, MAX_CONNECT_DELAY),
   };
   top.noOthers();
   if (cfg.tlsCert !== undefined && cfg.tlsKey === undefined) bad('tlsKey', 'is required with tlsCert');
@@ -274,6 +303,7 @@ export function configJson(cfg: ControllerConfig): Record<string, unknown> {
       ...a,
       ...(a.timeLimit === undefined ? {} : { timeLimit: formatDuration(a.timeLimit) }),
       ...(a.quota === undefined ? {} : { quota: a.quota === 0 ? 'none' : formatSizeExact(a.quota) }),
+      ...(a.schedule === undefined ? {} : { schedule: formatSchedule(a.schedule) }),
     };
   }
   return {
@@ -283,6 +313,8 @@ export function configJson(cfg: ControllerConfig): Record<string, unknown> {
     quota: cfg.quota === 0 ? 'none' : formatSizeExact(cfg.quota),
     minFreeSpace: formatSizeExact(cfg.minFreeSpace),
     stopGrace: formatDuration(cfg.stopGrace),
+    schedule: formatSchedule(cfg.schedule),
+    connectDelay: formatDuration(cfg.connectDelay),
   };
 }
 

@@ -29,6 +29,7 @@ import { endTunnelSession } from './tunnel-sessions.js';
 import { controllerVersion } from './version.js';
 import { listArchives } from './jobs/borg.js';
 import { JobRunner } from './jobs/job-runner.js';
+import { Scheduler, type ScheduledKind } from './schedule/scheduler.js';
 
 export type DaemonState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -51,6 +52,7 @@ export class ControllerDaemon {
   private agentServer?: AgentServer;
   private admin?: AdminServer<AdminApi>;
   private jobs?: JobRunner;
+  private scheduler?: Scheduler;
   readonly links = new Map<string, AgentLink>();
 
   constructor(
@@ -129,6 +131,23 @@ export class ControllerDaemon {
       await this.admin.stop();
       throw new ControllerError('E_CONFIG_LISTEN', `cannot listen on ${this.config.listen}: ${errorMessage(err)}`, { cause: err });
     }
+    // After the job runner (it owns the history the scheduler plans from); stopped first.
+    this.scheduler = new Scheduler({
+      store: await jobs.history(),
+      agents: () =>
+        this.registry
+          .agents()
+          .filter((a) => a.revokedAt === undefined)
+          .map((a) => a.name),
+      connectedAt: (name) => {
+        const l = this.links.get(name);
+        return l?.state === 'open' ? l.connectedAt : undefined;
+      },
+      settleMs: () => this.config.connectDelay * 1000,
+      kinds: this.scheduledKinds(jobs),
+      log: this.log.child({ component: 'scheduler' }),
+    });
+    this.scheduler.start();
     this.transition('running');
     return bound;
   }
@@ -140,6 +159,7 @@ export class ControllerDaemon {
   async stop(reason: string, graceMs?: number): Promise<void> {
     if (this.state === 'stopping' || this.state === 'stopped') return;
     this.transition('stopping');
+    this.scheduler?.stop();
     await this.jobs
       ?.stop(graceMs ?? this.opts.stopGraceMs ?? 0, reason)
       .catch((err: unknown) => this.log.error({ err }, 'shutdown step failed'));
@@ -173,6 +193,8 @@ export class ControllerDaemon {
     const changed = (Object.keys(next) as Array<keyof ControllerConfig>).filter((k) => JSON.stringify(old[k]) !== JSON.stringify(next[k]));
     const needRestart = changed.filter((k) => (RESTART_KEYS as readonly string[]).includes(k));
     this.config = pinRestartKeys(next, old);
+    // Schedules and the connect delay are read from this.config at every plan: re-plan now.
+    this.scheduler?.poke();
     this.log.info(
       { changed, needRestart },
       needRestart.length ? 'config reloaded; restart to apply the keys in needRestart' : 'config reloaded',
@@ -263,11 +285,36 @@ export class ControllerDaemon {
     const software = escapeControl(link.software);
     this.log.info({ agentId: link.name, address: link.address, software }, 'agent connected');
     this.registry.touch(link.name, { lastSeen: Date.now(), lastAddress: link.address, software });
+    // Backup on connect: a backup it is owed starts once the connection settled (connectDelay).
+    this.scheduler?.agentConnected(link.name);
     link.onClose((reason) => {
       if (this.links.get(link.name) === link) this.links.delete(link.name);
       this.log.info({ agentId: link.name, reason }, 'agent disconnected');
       this.registry.touch(link.name, { lastSeen: link.lastSeen });
+      this.scheduler?.poke();
     });
+  }
+
+  /**
+   * What the scheduler starts by itself: backups on `schedule` (per agent:
+   * `agents.NAME.schedule`). Checks join here once the check job exists:
+   * `checkKind({ schedule, check, enrolledAt })` from schedule/scheduler.ts.
+   */
+  private scheduledKinds(jobs: JobRunner): ScheduledKind[] {
+    // The scheduler never cancels a job it started; the daemon's stop does.
+    const never = new AbortController().signal;
+    return [
+      {
+        kind: 'backup',
+        schedule: (agent) => this.config.agents[agent]?.schedule ?? this.config.schedule,
+        run: (agent, trigger) => jobs.backupOne(agent, trigger, () => undefined, never),
+      },
+    ];
+  }
+
+  /** When `agent`'s next scheduled backup is due (epoch ms; now or earlier: due now), null when its schedule is off. */
+  nextRun(agent: string): number | null {
+    return this.scheduler?.nextRun(agent) ?? null;
   }
 
   agentViews(): AgentView[] {
@@ -303,6 +350,7 @@ export class ControllerDaemon {
         const rec = await this.registry.revoke(name);
         await writeTunnelKeys(this.paths.tunnelAuthorizedKeys, this.registry.agents());
         this.links.get(name)?.close(1008, 'E_AUTH_REVOKED');
+        this.scheduler?.poke();
         // Its key line is gone, but a tunnel it already holds stays up until ended here.
         const tunnel = await endTunnelSession(rec.port, this.config.tunnelUser, this.log.child({ component: 'revoke', agentId: name }));
         this.log.warn({ agentId: name, tunnelSessionsEnded: tunnel.ended.length }, 'agent revoked');

@@ -18,7 +18,7 @@
  *         tokenKey: the key pair derived from the token's secret (token.ts); the
  *         controller holds only its public half, which cannot make a proof.
  */
-import { createHash, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, diffieHellman, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { decodeHandshake, encodeMessage, packValue } from './codec.js';
 import { PeerError, ProtocolError } from './errors.js';
 import { bytesEqual, signMessage, verifySignature, type IdentityKeys } from './keys.js';
@@ -50,10 +50,23 @@ function transcriptHash(helloBytes: Uint8Array, w: Omit<WelcomeMessage, 'sig' | 
   return sha256('borgpull-handshake-v1', helloBytes, unsigned);
 }
 
+/**
+ * A fresh x25519 key: 32 random bytes imported as a JWK private key, its
+ * public half read back from it. Not `generateKeyPairSync`: on Node 20 a GC
+ * that collects the KeyGenJob which made a key, while that key is being
+ * exported, locks the key's mutex a second time on the same thread, and the
+ * process hangs for good (seen in gdb: ExportJWKEdKey -> GC -> ~KeyGenJob ->
+ * uv_mutex_lock; a loop of handshakes hung within seconds in 2 runs of 3:
+ * handshake-deadlock.test.ts). An import makes no KeyGenJob. JWK, not DER:
+ * the DER import costs ~8x more here. Node reads `d` for a private OKP JWK
+ * and derives the public key itself; `x` must be a string and is not used.
+ */
 function ephemeral(): { privateKey: KeyObject; publicRaw: Buffer } {
-  const { privateKey, publicKey } = generateKeyPairSync('x25519');
-  // JWK export/import is several times cheaper than DER for these raw 32-byte keys.
-  const jwk = publicKey.export({ format: 'jwk' });
+  const privateKey = createPrivateKey({
+    key: { kty: 'OKP', crv: 'X25519', d: randomBytes(32).toString('base64url'), x: '' },
+    format: 'jwk',
+  });
+  const jwk = privateKey.export({ format: 'jwk' });
   return { privateKey, publicRaw: Buffer.from(String(jwk.x), 'base64url') };
 }
 

@@ -80,19 +80,19 @@ export interface AgentView {
   revoked: boolean;
 }
 
-/** A backup that did not start because a job for that agent is still running. */
-export interface BusyAgent {
+/** A backup that never started: cancelled, or the daemon stopped, while it waited for its turn in the queue. */
+export interface NotStarted {
   readonly kind: 'backup';
   readonly agent: string;
   readonly status: 'failed';
-  readonly code: 'E_JOB_BUSY';
+  readonly code: string;
   readonly reason: string;
   readonly startedAt: number;
   readonly endedAt: number;
 }
 
 /** One line of a backup command's result: the job that ran, or why none did. */
-export type BackupOutcome = JobRecord | BusyAgent;
+export type BackupOutcome = JobRecord | NotStarted;
 
 export type RestoreOutcome = JobRecord & { wouldWrite?: string[] };
 

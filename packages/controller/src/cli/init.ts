@@ -1,7 +1,8 @@
 import { encodePublicKey, exists, keyFingerprint } from '@borgpull/protocol';
-import { configPath, parseUrl, saveConfig, validateConfig } from '../config.js';
+import { configPath, INIT_SCHEDULE, parseUrl, saveConfig, validateConfig } from '../config.js';
 import { ControllerError } from '../errors.js';
 import { CHROOT_WARNING } from '../isolation.js';
+import { describeSchedule } from '../schedule/schedule.js';
 import { createIdentity, createStateDirs, ensureSshKey, statePaths } from '../state.js';
 import { parse, stateDirOf } from './args.js';
 import type { Io } from './io.js';
@@ -26,6 +27,7 @@ export async function initController(argv: string[], io: Io): Promise<number> {
     'time-limit': { type: 'string' },
     quota: { type: 'string' },
     'min-free-space': { type: 'string' },
+    schedule: { type: 'string' },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const url = values['url'];
@@ -63,6 +65,8 @@ export async function initController(argv: string[], io: Io): Promise<number> {
     timeLimit: values['time-limit'],
     quota: values['quota'],
     minFreeSpace: values['min-free-space'],
+    // Written out, so config.json shows when backups run (INIT_SCHEDULE says why this default).
+    schedule: values['schedule'] ?? INIT_SCHEDULE,
   };
   const cfg = validateConfig(Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)));
   await createStateDirs(p);
@@ -72,6 +76,7 @@ export async function initController(argv: string[], io: Io): Promise<number> {
   io.out(`initialized ${stateDir}`);
   io.out(`controller key ${encodePublicKey(id.publicKey)} (fingerprint ${keyFingerprint(id.publicKey)})`);
   io.out(`agents dial ${cfg.url}; tunnels go to ${cfg.tunnelUser}@${cfg.sshHost}:${cfg.sshPort}`);
+  io.out(`backups run by themselves: ${describeSchedule(cfg.schedule)} ('schedule' in config.json)`);
   io.out(`next: 'controller check' (the tunnel sshd's rules), 'controller serve', then 'controller token NAME' for each client`);
   if (cfg.isolation === 'chroot') io.err(`warning: ${CHROOT_WARNING}`);
   return 0;

@@ -47,7 +47,8 @@ function describeEvent(e: JobEvent): string {
     case 'restore':
       return `${head} restoring ${bytes(e.bytes)}${e.totalBytes ? ` of ${bytes(e.totalBytes)} (${Math.floor(((e.bytes ?? 0) / e.totalBytes) * 100)}%)` : ''}`;
     case 'queued':
-      return `${head} queued`;
+      if (e.position === undefined) return `${head} queued`;
+      return `${head} queued (position ${e.position}: ${e.waitingFor === 'agent' ? "waiting for this agent's running job" : 'waiting for a free slot'})`;
     case 'tunnel':
       return `${head} opening the tunnel`;
     case 'cleanup':

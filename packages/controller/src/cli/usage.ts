@@ -15,6 +15,7 @@ commands:
        [--tunnel-user USER] [--ssh-host-key FILE] [--sshd-config FILE] [--exclude PATTERN]...
        [--isolation namespace|chroot] [--parallel N]  create the state directory
        [--time-limit 24h] [--quota SIZE|none] [--min-free-space 2G]  job and disk limits
+       [--schedule 01:00-06:00|'every 6h'|off]  when backups run by themselves
   serve                                 run the daemon (agents, admin socket, jobs)
   check [--json]                        check the tunnel sshd's rules for the tunnel user (ok/FAIL)
   token NAME [--ttl MINUTES]            print a one-time enrollment token for agent NAME
@@ -24,8 +25,9 @@ commands:
   archives NAME [--json]                list an agent's archives
   jobs [--json] [--limit N]             recent jobs and their outcome
   restore NAME ARCHIVE [PATH...] [--method stream|extract|full] [--target DIR] [--dry-run] [--yes]
-  install-service [--print] [--root DIR]  install, enable and start the systemd unit for 'serve'
-  uninstall-service [--purge --yes] [--root DIR]  stop, disable and remove it (--purge: the state dir too)
+  setup-host [--print] [--undo] [--root DIR] [--tunnel-user USER]  the tunnel user, its sshd rules, sshd reload
+  install-service [--print] [--root DIR]  setup-host, then install, enable and start the systemd unit for 'serve'
+  uninstall-service [--purge --yes] [--root DIR]  stop, disable and remove it and the sshd rules (--purge: the state dir too)
   --version                             print this controller's version
 
 ${EVERY_COMMAND}`;
@@ -35,8 +37,9 @@ export const COMMAND_USAGE = {
   init: `usage: controller init --url ws://HOST:PORT [--listen HOST:PORT] [--ssh-host HOST] [--ssh-port N]
        [--tunnel-user USER] [--ssh-host-key FILE] [--exclude PATTERN]... [--isolation namespace|chroot]
        [--parallel N] [--tls-cert FILE --tls-key FILE] [--sshd-config FILE]
-       [--time-limit DURATION] [--quota SIZE|none] [--min-free-space SIZE]
-create the state directory, the controller's keys and config.json`,
+       [--time-limit DURATION] [--quota SIZE|none] [--min-free-space SIZE] [--schedule SCHEDULE]
+create the state directory, the controller's keys and config.json
+(--schedule: a daily window HH:MM-HH:MM, 'every DURATION' or off; default 01:00-06:00)`,
   serve: 'usage: controller serve [--log-level LEVEL]\nrun the daemon: agents, admin socket, jobs',
   check: `usage: controller check [--json]
 check the tunnel sshd's effective rules for the tunnel user, each ok or FAIL
@@ -52,14 +55,25 @@ Exit status 1 if any rule fails: 'controller serve' refuses to start then.`,
   jobs: 'usage: controller jobs [--json] [--limit N] [--agent NAME]\nrecent jobs and their outcome',
   restore:
     'usage: controller restore NAME ARCHIVE [PATH...] [--method stream|extract|full] [--target DIR] [--dry-run] [--yes] [--json]\nrestore an archive (or PATHs of it) onto the client',
-  'install-service': `usage: controller install-service [--print] [--root DIR]
-write /etc/systemd/system/borgpull-controller.service (running this program's
-'serve', with --state-dir when not the default), then enable and start it when
-systemd runs this machine, or say what to run. --print shows the unit and
-writes nothing; --root DIR writes under DIR and never runs systemctl.`,
-  'uninstall-service': `usage: controller uninstall-service [--purge --yes] [--root DIR]
-stop, disable and remove the unit; the state dir is kept unless --purge --yes
-(which deletes every key and every backup repository in it)`,
+  'setup-host': `usage: controller setup-host [--print] [--undo] [--root DIR] [--tunnel-user USER]
+set up what the tunnel sshd needs: the tunnel user (a system user, no shell,
+locked; default: config.json's tunnelUser, else borgpull), its rules in
+/etc/ssh/sshd_config.d/borgpull.conf, then reload sshd (after sshd -t accepts
+the config). Each step says "created" or "already present"; a user with a
+shell is said, not changed; a drop-in changed by hand is not replaced
+(E_SETUP_CONFLICT). --print says what it would do and does nothing; --root DIR
+works in DIR (useradd --root) and signals nothing; --undo removes the drop-in
+(unless changed by hand) and keeps the user.`,
+  'install-service': `usage: controller install-service [--print] [--root DIR] [--tunnel-user USER]
+run setup-host's steps, then write /etc/systemd/system/borgpull-controller.service
+(running this program's 'serve', with --state-dir when not the default), then
+enable and start it when systemd runs this machine, or say what to run.
+--print shows all of it (the steps as # comments, then the unit) and does
+nothing; --root DIR works under DIR and never runs systemctl or signals sshd.`,
+  'uninstall-service': `usage: controller uninstall-service [--purge --yes] [--root DIR] [--tunnel-user USER]
+stop, disable and remove the unit and the sshd rules (setup-host --undo); the
+state dir is kept unless --purge --yes (which deletes every key and every
+backup repository in it)`,
 } as const satisfies Record<string, string>;
 
 export type CommandName = keyof typeof COMMAND_USAGE;

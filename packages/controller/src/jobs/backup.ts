@@ -29,7 +29,7 @@ type Say = (e: Omit<JobEvent, 'agent' | 'jobId'>) => void;
  * says what really happened.
  */
 export async function runBackup(ctx: JobContext, agent: string, emit: (e: JobEvent) => void, cancel: AbortSignal): Promise<JobRecord> {
-  const job: JobRecord = { id: newJobId(), kind: 'backup', agent, startedAt: Date.now(), status: 'running' };
+  const job: JobRecord = { id: newJobId(), kind: 'backup', agent, startedAt: Date.now(), status: 'running', trigger: ctx.trigger };
   const log = ctx.log.child({ agentId: agent, jobId: job.id });
   const say: Say = (e) => emit({ agent, jobId: job.id, ...e });
 

@@ -3,13 +3,15 @@ import type { AgentLink } from '../agent-link.js';
 import type { ControllerConfig } from '../config.js';
 import type { AgentRecord } from '../registry.js';
 import type { StatePaths } from '../state.js';
-import type { JobStore } from './job-store.js';
+import type { JobStore, JobTrigger } from './job-store.js';
 
 /**
  * What one job may use, handed down by the JobRunner: no daemon, no registry
  * to write to, no admin socket.
  */
 export interface JobContext {
+  /** What started this job (a person, the schedule, a connection, a retry): the job's record keeps it. */
+  readonly trigger: JobTrigger;
   readonly paths: StatePaths;
   /**
    * config.json as it is now (read at every job, so edits apply without a

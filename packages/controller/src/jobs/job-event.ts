@@ -10,4 +10,7 @@ export interface JobEvent {
   readonly bytes?: number;
   readonly totalBytes?: number;
   readonly message?: string;
+  /** While queued: the job's place in the queue (1 = next) and what it waits for (the agent's running job, or a `parallel` slot). */
+  readonly position?: number;
+  readonly waitingFor?: 'agent' | 'slot';
 }

@@ -8,6 +8,7 @@ import { AgentLink } from '../agent-link.js';
 import type { AgentRecord } from '../registry.js';
 import { statePaths, type StatePaths } from '../state.js';
 import type { JobContext } from './job-context.js';
+import type { JobEvent } from './job-event.js';
 import { JobRunner, type JobOps } from './job-runner.js';
 import type { JobRecord } from './job-store.js';
 
@@ -23,19 +24,30 @@ function gate<T = void>(): { promise: Promise<T>; open: (v: T) => void } {
 const agents: AgentRecord[] = [
   { name: 'pc1', publicKey: 'k1', enrolledAt: 1, port: 41001 } as AgentRecord,
   { name: 'pc2', publicKey: 'k2', enrolledAt: 1, port: 41002 } as AgentRecord,
+  { name: 'pc3', publicKey: 'k3', enrolledAt: 1, port: 41003 } as AgentRecord,
 ];
 const registry = { get: (n: string) => agents.find((a) => a.name === n), agents: () => agents };
 /** Connected agents: a unit test of the runner needs only their name and state. */
 const links = new Map<string, AgentLink>([
   ['pc1', Object.assign(Object.create(AgentLink.prototype) as AgentLink, { name: 'pc1', state: 'open' })],
   ['pc2', Object.assign(Object.create(AgentLink.prototype) as AgentLink, { name: 'pc2', state: 'open' })],
+  ['pc3', Object.assign(Object.create(AgentLink.prototype) as AgentLink, { name: 'pc3', state: 'open' })],
 ]);
+
+let jobSeq = 0;
 
 /** A fake backup: records the job, waits for `until` or for cancellation, then cleans up. */
 function fakeBackup(until: Promise<void>, seen: string[]): JobOps['backup'] {
   return async (ctx: JobContext, agent, _emit, cancel) => {
     ctx.link(agent);
-    const job: JobRecord = { id: `job-${agent}`, kind: 'backup', agent, startedAt: Date.now(), status: 'running' };
+    const job: JobRecord = {
+      id: `job-${agent}-${++jobSeq}`,
+      kind: 'backup',
+      agent,
+      startedAt: Date.now(),
+      status: 'running',
+      trigger: ctx.trigger,
+    };
     await ctx.store.add(job);
     ctx.running.add(job.id);
     seen.push(`started ${agent}`);
@@ -169,7 +181,7 @@ describe('JobRunner', () => {
     await r.stop(0, 'again');
   });
 
-  it('keeps busy agents as state: a second job for a busy agent is refused, other agents run', async () => {
+  it('a second job for a busy agent waits its turn (shown queued, with its place) instead of failing; other agents run', async () => {
     const steps: string[] = [];
     const finish = gate();
     const r = runner({ backup: fakeBackup(finish.promise, steps) }, 4);
@@ -179,24 +191,226 @@ describe('JobRunner', () => {
     await waitFor(() => steps.includes('started pc1'));
     expect([...r.busyAgents()].map(([agent, b]) => [agent, b.kind])).toEqual([['pc1', 'backup']]);
 
-    await expect(
-      r.restore({ agent: 'pc1', archive: 'a', paths: [], method: 'stream', target: '/', dryRun: false }, () => undefined, signal),
-    ).rejects.toMatchObject({
-      code: 'E_JOB_BUSY',
-    });
-    const second = await r.backup({ all: false, names: ['pc1'] }, () => undefined, signal);
-    // Not a job record: no job ran, so there is no id to show or look up.
-    expect(second).toEqual([expect.objectContaining({ agent: 'pc1', status: 'failed', code: 'E_JOB_BUSY' })]);
-    expect(second[0]).not.toHaveProperty('id');
+    const events: JobEvent[] = [];
+    const second = r.backup({ all: false, names: ['pc1'] }, (e) => events.push(e), signal);
+    await waitFor(() => events.length > 0);
+    expect(events[0]).toMatchObject({ agent: 'pc1', phase: 'queued', position: 1, waitingFor: 'agent' });
+    expect(r.queuedJobs()).toEqual([{ agent: 'pc1', kind: 'backup' }]);
 
     const other = r.backup({ all: false, names: ['pc2'] }, () => undefined, signal);
     await waitFor(() => steps.includes('started pc2'));
+    expect(steps.filter((x) => x === 'started pc1')).toHaveLength(1);
     finish.open();
-    expect((await first)[0]).toMatchObject({ status: 'succeeded' });
+    const [a] = await first;
+    const [b] = await second;
+    expect(a).toMatchObject({ agent: 'pc1', status: 'succeeded', trigger: 'manual' });
+    expect(b).toMatchObject({ agent: 'pc1', status: 'succeeded' });
+    expect((b as JobRecord).id).not.toBe((a as JobRecord).id);
+    // One at a time on the repository: the second started after the first was cleaned up.
+    expect(steps.filter((x) => x.endsWith('pc1'))).toEqual(['started pc1', 'cleaned up pc1', 'started pc1', 'cleaned up pc1']);
     expect((await other)[0]).toMatchObject({ status: 'succeeded' });
     expect(r.busyAgents().size).toBe(0);
-    // The busy refusal was never stored as a job.
-    expect((await r.recent(10)).map((j) => j.agent).sort()).toEqual(['pc1', 'pc2']);
+  });
+
+  it('hands out parallel slots first come, first served across agents', async () => {
+    const steps: string[] = [];
+    const gates = new Map<string, ReturnType<typeof gate>>();
+    const backup: JobOps['backup'] = async (ctx, agent, emit, cancel) => {
+      const g = gate();
+      gates.set(`${agent}#${steps.filter((x) => x === `started ${agent}`).length + 1}`, g);
+      return fakeBackup(g.promise, steps)(ctx, agent, emit, cancel);
+    };
+    const r = runner({ backup }, 1);
+    await r.start();
+    const signal = new AbortController().signal;
+    const order = ['pc1', 'pc2', 'pc1', 'pc3'];
+    const outcomes: Array<Promise<unknown>> = [];
+    for (const n of order) {
+      outcomes.push(r.backupOne(n, 'schedule', () => undefined, signal));
+      // Each is in the queue before the next comes: the queue's order is the order of arrival.
+      await waitFor(() => r.busyAgents().size + r.queuedJobs().length === outcomes.length);
+    }
+    // The second pc1 joined nothing: the first had already started, so it waits as a job of its own.
+    expect(r.queuedJobs().map((j) => j.agent)).toEqual(['pc2', 'pc1', 'pc3']);
+    const finishNext = async (key: string): Promise<void> => {
+      await waitFor(() => gates.has(key));
+      gates.get(key)!.open();
+    };
+    await finishNext('pc1#1');
+    await finishNext('pc2#1');
+    await finishNext('pc1#2');
+    await finishNext('pc3#1');
+    await Promise.all(outcomes);
+    expect(steps.filter((x) => x.startsWith('started'))).toEqual(['started pc1', 'started pc2', 'started pc1', 'started pc3']);
+  });
+
+  it('a backup asked for while one for the same agent is queued joins it: one job, both hear it', async () => {
+    const steps: string[] = [];
+    const finish = gate();
+    let backups = 0;
+    const r = runner(
+      {
+        backup: (ctx, agent, emit, cancel) => {
+          backups++;
+          emit({ agent, jobId: `j${backups}`, phase: 'tunnel' });
+          return fakeBackup(finish.promise, steps)(ctx, agent, emit, cancel);
+        },
+      },
+      1,
+    );
+    await r.start();
+    const signal = new AbortController().signal;
+    // pc2 holds the only slot; pc1's scheduled backup queues; then someone asks for pc1 by hand.
+    const holder = r.backupOne('pc2', 'schedule', () => undefined, signal);
+    await waitFor(() => steps.includes('started pc2'));
+    const scheduled = r.backupOne('pc1', 'schedule', () => undefined, signal);
+    await waitFor(() => r.queuedJobs().length === 1);
+    const manualEvents: JobEvent[] = [];
+    const manual = r.backup({ all: false, names: ['pc1'] }, (e) => manualEvents.push(e), signal);
+    await waitFor(() => manualEvents.length > 0);
+    expect(manualEvents[0]).toMatchObject({ phase: 'queued', position: 1, waitingFor: 'slot' });
+    expect(r.queuedJobs()).toEqual([{ agent: 'pc1', kind: 'backup' }]);
+    finish.open();
+    const [m] = await manual;
+    const s = await scheduled;
+    await holder;
+    expect(backups).toBe(2);
+    expect(m).toEqual(s);
+    expect(s).toMatchObject({ agent: 'pc1', status: 'succeeded', trigger: 'schedule' });
+    // The manual requester saw the joined job's own events.
+    expect(manualEvents.map((e) => e.phase)).toContain('tunnel');
+  });
+
+  it('a queued backup whose requester goes away never starts and is not recorded; a joined one runs while anyone still wants it', async () => {
+    const steps: string[] = [];
+    const finish = gate();
+    const r = runner({ backup: fakeBackup(finish.promise, steps) }, 1);
+    await r.start();
+    const keep = new AbortController().signal;
+    const holder = r.backupOne('pc2', 'manual', () => undefined, keep);
+    await waitFor(() => steps.includes('started pc2'));
+
+    const cli = new AbortController();
+    const lone = r.backup({ all: false, names: ['pc1'] }, () => undefined, cli.signal);
+    await waitFor(() => r.queuedJobs().length === 1);
+    cli.abort(new Error('admin client went away'));
+    expect((await lone)[0]).toMatchObject({ agent: 'pc1', status: 'failed', code: 'E_JOB_CANCELLED' });
+    expect((await lone)[0]).not.toHaveProperty('id');
+    expect(r.queuedJobs()).toEqual([]);
+
+    const scheduled = r.backupOne('pc3', 'schedule', () => undefined, keep);
+    const cli2 = new AbortController();
+    const joined = r.backup({ all: false, names: ['pc3'] }, () => undefined, cli2.signal);
+    await waitFor(() => r.queuedJobs().length === 1);
+    cli2.abort(new Error('admin client went away'));
+    finish.open();
+    await holder;
+    expect(await scheduled).toMatchObject({ agent: 'pc3', status: 'succeeded' });
+    await joined.catch(() => undefined);
+    expect((await r.recent(10)).map((j) => j.agent).sort()).toEqual(['pc2', 'pc3']);
+  });
+
+  it('a restore waits for the agent’s running job, but not for a parallel slot', async () => {
+    const steps: string[] = [];
+    const finish = gate();
+    const restores: string[] = [];
+    const r = runner(
+      {
+        backup: fakeBackup(finish.promise, steps),
+        restore: async (ctx, req) => {
+          restores.push(`${req.agent} while busy: ${[...ctx.running].join(',') || 'nothing'}`);
+          const job: JobRecord = {
+            id: `r-${++jobSeq}`,
+            kind: 'restore',
+            agent: req.agent,
+            startedAt: 1,
+            status: 'succeeded',
+            trigger: ctx.trigger,
+          };
+          await ctx.store.add(job);
+          return job;
+        },
+      },
+      1,
+    );
+    await r.start();
+    const signal = new AbortController().signal;
+    const req = (agent: string) => ({ agent, archive: 'a', paths: [], method: 'stream' as const, target: '/', dryRun: false });
+    const b = r.backupOne('pc1', 'manual', () => undefined, signal);
+    await waitFor(() => steps.includes('started pc1'));
+    // pc2: the only slot is taken, and a restore does not need one.
+    expect(await r.restore(req('pc2'), () => undefined, signal)).toMatchObject({ agent: 'pc2', trigger: 'manual' });
+    const events: JobEvent[] = [];
+    const waiting = r.restore(req('pc1'), (e) => events.push(e), signal);
+    await waitFor(() => events.length > 0);
+    expect(events[0]).toMatchObject({ phase: 'queued', waitingFor: 'agent' });
+    expect(restores).toHaveLength(1);
+    finish.open();
+    await b;
+    await waiting;
+    // pc2's restore ran beside pc1's backup; pc1's only once that backup was over.
+    expect(restores[0]).toMatch(/^pc2 while busy: job-pc1-\d+$/);
+    expect(restores[1]).toBe('pc1 while busy: nothing');
+  });
+
+  it('an agent that is not connected is reported offline at once, not after a wait for a slot', async () => {
+    const steps: string[] = [];
+    const finish = gate();
+    const offlineAware: JobOps['backup'] = async (ctx, agent, emit, cancel) => {
+      try {
+        ctx.link(agent);
+      } catch (err) {
+        const job: JobRecord = {
+          id: `off-${++jobSeq}`,
+          kind: 'backup',
+          agent,
+          startedAt: Date.now(),
+          endedAt: Date.now(),
+          status: 'offline',
+          code: (err as { code?: string }).code,
+        };
+        await ctx.store.add(job);
+        return job;
+      }
+      return fakeBackup(finish.promise, steps)(ctx, agent, emit, cancel);
+    };
+    const r = runner({ backup: offlineAware }, 1);
+    await r.start();
+    const signal = new AbortController().signal;
+    const busy = r.backupOne('pc1', 'manual', () => undefined, signal);
+    await waitFor(() => steps.includes('started pc1'));
+    agents.push({ name: 'away', publicKey: 'k9', enrolledAt: 1, port: 41009 } as AgentRecord);
+    try {
+      const [o] = await r.backup({ all: false, names: ['away'] }, () => undefined, signal);
+      expect(o).toMatchObject({ agent: 'away', status: 'offline', code: 'E_AGENT_OFFLINE' });
+      expect(steps).toEqual(['started pc1']);
+    } finally {
+      agents.pop();
+    }
+    finish.open();
+    await busy;
+  });
+
+  it('stop() refuses the queued jobs at once (they never start) and lets the running one finish', async () => {
+    const steps: string[] = [];
+    const finish = gate();
+    const r = runner({ backup: fakeBackup(finish.promise, steps) }, 1);
+    await r.start();
+    const signal = new AbortController().signal;
+    const running = r.backup({ all: false, names: ['pc1'] }, () => undefined, signal);
+    await waitFor(() => steps.includes('started pc1'));
+    const queued = r.backup({ all: false, names: ['pc2', 'pc3'] }, () => undefined, signal);
+    await waitFor(() => r.queuedJobs().length === 2);
+    const stopped = r.stop(60_000, 'SIGTERM');
+    const q = await queued;
+    expect(q.map((o) => [o.agent, o.status, o.code])).toEqual([
+      ['pc2', 'failed', 'E_DAEMON_STOPPING'],
+      ['pc3', 'failed', 'E_DAEMON_STOPPING'],
+    ]);
+    finish.open();
+    await stopped;
+    expect((await running)[0]).toMatchObject({ status: 'succeeded' });
+    expect(steps).toEqual(['started pc1', 'cleaned up pc1']);
   });
 
   it('refuses unknown agents and nothing to do before a job starts', async () => {

@@ -1,26 +1,22 @@
 import { errorMessage } from '@borgpull/protocol';
 import type { Logger } from 'pino';
 import type { AgentLink } from '../agent-link.js';
-import type { BackupArgs, BackupOutcome, BusyAgent, RestoreOutcome } from '../admin/api.js';
+import type { BackupArgs, BackupOutcome, NotStarted, RestoreOutcome } from '../admin/api.js';
 import { loadConfig, pinRestartKeys, type ControllerConfig } from '../config.js';
-import { ControllerError } from '../errors.js';
+import { ControllerError, type ControllerCode } from '../errors.js';
 import type { Registry } from '../registry.js';
 import type { StatePaths } from '../state.js';
 import { runBackup } from './backup.js';
 import { breakStaleJobLock, discardArchive } from './borg.js';
 import type { JobContext } from './job-context.js';
 import type { JobEvent } from './job-event.js';
-import { JobStore, type JobKind, type JobRecord } from './job-store.js';
-import { Limiter } from './limiter.js';
+import { JobQueue, type BusyState, type QueuePosition } from './job-queue.js';
+import { JobStore, type JobKind, type JobRecord, type JobTrigger } from './job-store.js';
 import { runRestore, type RestoreRequest } from './restore.js';
 
 export type RunnerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
-/** An agent with a job of this daemon under way: no second job for it starts until this one ends. */
-export interface BusyState {
-  readonly kind: JobKind;
-  readonly since: number;
-}
+export type { BusyState } from './job-queue.js';
 
 /** The jobs and the repository steps of crash recovery; the daemon uses the real ones, a unit test of the runner its fakes. */
 export interface JobOps {
@@ -43,9 +39,20 @@ export interface JobRunnerDeps {
   readonly ops?: JobOps;
 }
 
+/** A backup asked for but not started yet: a second request for the agent joins it. */
+interface QueuedBackup {
+  readonly promise: Promise<JobRecord>;
+  readonly emitters: Set<(e: JobEvent) => void>;
+  /** Aborted when every requester has gone away. */
+  readonly abort: AbortController;
+  requesters: number;
+  position?: QueuePosition;
+}
+
 /**
- * Runs the daemon's jobs: at most `parallel` at once, one per agent, each
- * recorded in the job store. `start()` recovers from a daemon that died
+ * Runs the daemon's jobs: at most `parallel` at once, one per agent (a busy
+ * agent's next job waits its turn in a fair queue), each recorded in the
+ * job store. `start()` recovers from a daemon that died
  * mid-job before any command is taken: its running jobs are marked failed,
  * their locks broken and their archives discarded (their processes died with
  * it: job scripts carry pdeathsig). `stop(grace)` takes no more work, lets
@@ -55,9 +62,10 @@ export interface JobRunnerDeps {
 export class JobRunner {
   state: RunnerState = 'created';
   private store?: JobStore;
-  private limiter?: Limiter;
+  private queue?: JobQueue;
   private readonly ops: JobOps;
-  private readonly busy = new Map<string, BusyState>();
+  /** Backups queued and not started, by agent: a duplicate joins rather than queueing a second. */
+  private readonly queuedBackups = new Map<string, QueuedBackup>();
   /** Ids of running jobs: a borg lock held by one of them is not stale. */
   private readonly running = new Set<string>();
   /** Cancels every job at the end of `stop`'s grace. */
@@ -83,7 +91,7 @@ export class JobRunner {
       const store = await JobStore.open(this.deps.paths.jobs);
       await this.recover(store);
       this.store = store;
-      this.limiter = new Limiter(this.deps.config.parallel);
+      this.queue = new JobQueue(this.deps.config.parallel);
       // stop() may have come first: it stays stopping.
       if (this.state === 'starting') this.transition('running');
     })();
@@ -118,8 +126,11 @@ export class JobRunner {
     }
     // At once, not after an await: a command that comes in from here on is refused.
     this.transition('stopping');
+    // Queued jobs never start: their requesters hear E_DAEMON_STOPPING now.
+    this.queue?.close(new ControllerError('E_DAEMON_STOPPING', 'the controller is stopping: the job did not start'));
     this.stopping = (async () => {
       await this.starting?.catch(() => undefined);
+      this.queue?.close(new ControllerError('E_DAEMON_STOPPING', 'the controller is stopping: the job did not start'));
       const all = Promise.allSettled([...this.active]);
       let timer: NodeJS.Timeout | undefined;
       const graceOver = new Promise<'grace over'>((resolve) => (timer = setTimeout(() => resolve('grace over'), Math.max(0, graceMs))));
@@ -137,7 +148,12 @@ export class JobRunner {
 
   /** Agents with a job under way, and since when. */
   busyAgents(): ReadonlyMap<string, BusyState> {
-    return this.busy;
+    return this.queue?.busy() ?? new Map();
+  }
+
+  /** Jobs waiting for their turn, first in line first. */
+  queuedJobs(): Array<{ agent: string; kind: JobKind }> {
+    return this.queue?.queued() ?? [];
   }
 
   /** Backs up the named agents (or all that are not revoked), `parallel` at a time; one outcome per agent. */
@@ -155,51 +171,121 @@ export class JobRunner {
       if (!this.deps.registry.get(n)) throw new ControllerError('E_AGENT_UNKNOWN', `no agent named '${n}' (see 'controller agents')`);
     }
     const one = async (name: string): Promise<BackupOutcome> => {
-      emit({ agent: name, jobId: '', phase: 'queued' });
       try {
-        return await this.runJob('backup', name, (ctx, both) => this.ops.backup(ctx, name, emit, both), signal);
+        return await this.backupOne(name, 'manual', emit, signal);
       } catch (err) {
-        const busy = this.busy.get(name);
-        if (err instanceof ControllerError && err.code === 'E_JOB_BUSY' && busy) return busyOutcome(name, busy);
+        if (err instanceof NotStartedError) return notStarted(name, err);
         throw err;
       }
     };
     return Promise.all(names.map(one));
   }
 
-  /** One restore (or its dry run); refused at once while another job for the agent runs. */
-  async restore(req: RestoreRequest, emit: (e: JobEvent) => void, signal: AbortSignal): Promise<RestoreOutcome> {
-    if (this.busy.has(req.agent)) throw new ControllerError('E_JOB_BUSY', `a job for '${req.agent}' is already running`);
-    return this.runJob('restore', req.agent, (ctx, both) => this.ops.restore(ctx, req, emit, both), signal, { queue: false });
+  /**
+   * One backup of `agent`, queued for its turn. While one is queued and not
+   * started, another request for the same agent (a manual backup while the
+   * scheduled one waits) joins it: both get the same job and its events. It
+   * is cancelled once every requester's signal aborted (or the daemon stops).
+   * Rejects with a NotStartedError when it never started.
+   */
+  backupOne(agent: string, trigger: JobTrigger, emit: (e: JobEvent) => void, signal: AbortSignal): Promise<JobRecord> {
+    let q = this.queuedBackups.get(agent);
+    if (!q) {
+      // An agent that is not connected gets its 'offline' record at once, not
+      // after a wait for a slot: that job touches neither the agent nor its repository.
+      const offline = this.deps.links.get(agent)?.state !== 'open';
+      const abort = new AbortController();
+      const emitters = new Set<(e: JobEvent) => void>();
+      const fanout = (e: JobEvent): void => emitters.forEach((f) => f(e));
+      const entry: QueuedBackup = {
+        emitters,
+        abort,
+        requesters: 0,
+        promise: this.runJob(
+          'backup',
+          agent,
+          (ctx, both) => {
+            // Started: a request from here on queues a backup of its own.
+            if (this.queuedBackups.get(agent) === entry) this.queuedBackups.delete(agent);
+            return this.ops.backup(ctx, agent, fanout, both);
+          },
+          abort.signal,
+          {
+            trigger,
+            queue: !offline,
+            onQueued: (p) => {
+              entry.position = p;
+              fanout(queuedEvent(agent, p));
+            },
+          },
+        ).finally(() => {
+          if (this.queuedBackups.get(agent) === entry) this.queuedBackups.delete(agent);
+        }),
+      };
+      q = entry;
+      this.queuedBackups.set(agent, entry);
+    } else {
+      this.deps.log.info({ agentId: agent, trigger }, 'backup already queued for this agent: joining it');
+    }
+    const joined = q;
+    joined.requesters++;
+    joined.emitters.add(emit);
+    if (joined.position) emit(queuedEvent(agent, joined.position));
+    const leave = (): void => {
+      joined.emitters.delete(emit);
+      if (--joined.requesters === 0) joined.abort.abort(signal.reason);
+    };
+    if (signal.aborted) leave();
+    else signal.addEventListener('abort', leave, { once: true });
+    return joined.promise.finally(() => signal.removeEventListener('abort', leave));
   }
 
   /**
-   * Runs `work` as a job of `kind` for `agent`: in one of the `parallel`
-   * slots, never beside another job of this daemon for that agent (one
-   * repository, one job), cancelled by `signal` or when the daemon stops.
-   * Refused with E_JOB_BUSY while the agent has a job under way. Every kind
-   * of job (backup, restore, prune, compact, check) starts here.
+   * One restore (or its dry run). It waits for the agent's repository (a
+   * backup under way ends first) but not for a `parallel` slot: someone
+   * waits for it at a terminal.
+   */
+  async restore(req: RestoreRequest, emit: (e: JobEvent) => void, signal: AbortSignal): Promise<RestoreOutcome> {
+    return this.runJob('restore', req.agent, (ctx, both) => this.ops.restore(ctx, req, emit, both), signal, {
+      queue: false,
+      trigger: 'manual',
+      onQueued: (p) => emit(queuedEvent(req.agent, p)),
+    });
+  }
+
+  /**
+   * Runs `work` as a job of `kind` for `agent` once it is its turn: never
+   * beside another job of this daemon for that agent (one repository, one
+   * job), and in one of the `parallel` slots unless `queue` is false.
+   * Waiting jobs are served first come, first served (JobQueue); `onQueued`
+   * hears the job's place while it waits. Cancelled by `signal` or when the
+   * daemon stops; a job that never started rejects with a NotStartedError.
+   * Every kind of job (backup, restore, prune, compact, check) starts here;
+   * `trigger` reaches the job's record through its context.
    */
   async runJob<T>(
     kind: JobKind,
     agent: string,
     work: (ctx: JobContext, signal: AbortSignal) => Promise<T>,
     signal: AbortSignal,
-    opts: { readonly queue?: boolean } = {},
+    opts: { readonly queue?: boolean; readonly trigger?: JobTrigger; readonly onQueued?: (p: QueuePosition) => void } = {},
   ): Promise<T> {
-    const { store, limiter } = await this.ready();
+    const { store, queue } = await this.ready();
     const both = AbortSignal.any([signal, this.cancel.signal]);
-    const exclusive = async (): Promise<T> => {
-      if (this.busy.has(agent)) throw new ControllerError('E_JOB_BUSY', `a job for '${agent}' is already running`);
-      this.busy.set(agent, { kind, since: Date.now() });
+    const turn = async (): Promise<T> => {
+      let release: () => void;
       try {
-        return await work(this.context(kind, store), both);
+        release = await queue.acquire(agent, kind, opts.queue !== false, both, opts.onQueued);
+      } catch (err) {
+        throw new NotStartedError(err);
+      }
+      try {
+        return await work(this.context(kind, store, opts.trigger ?? 'manual'), both);
       } finally {
-        this.busy.delete(agent);
+        release();
       }
     };
-    // A restore does not wait for a slot: someone is waiting for it at a terminal.
-    return this.track(opts.queue === false ? exclusive() : limiter.run(exclusive));
+    return this.track(turn());
   }
 
   /** The job history, once recovery is done (for the scheduler, status, alerts and metrics). */
@@ -212,14 +298,14 @@ export class JobRunner {
     return (await this.ready()).store.recent(limit, agent);
   }
 
-  /** The store and limiter once recovery is done; refused once stopping began. */
-  private async ready(): Promise<{ store: JobStore; limiter: Limiter }> {
+  /** The store and queue once recovery is done; refused once stopping began. */
+  private async ready(): Promise<{ store: JobStore; queue: JobQueue }> {
     if (this.state === 'starting') await this.starting;
     if (this.state === 'stopping' || this.state === 'stopped')
       throw new ControllerError('E_DAEMON_STOPPING', 'the controller is stopping: no new jobs');
-    if (this.state !== 'running' || !this.store || !this.limiter)
+    if (this.state !== 'running' || !this.store || !this.queue)
       throw new ControllerError('E_DAEMON_STARTING', 'the job runner has not started');
-    return { store: this.store, limiter: this.limiter };
+    return { store: this.store, queue: this.queue };
   }
 
   private async track<T>(task: Promise<T>): Promise<T> {
@@ -231,8 +317,9 @@ export class JobRunner {
     }
   }
 
-  private context(component: JobKind, store: JobStore): JobContext {
+  private context(component: JobKind, store: JobStore, trigger: JobTrigger): JobContext {
     return {
+      trigger,
       paths: this.deps.paths,
       config: async () => pinRestartKeys(await loadConfig(this.deps.paths.root), this.deps.config),
       agent: (name) => this.deps.registry.get(name),
@@ -254,15 +341,22 @@ export class JobRunner {
   }
 }
 
-function busyOutcome(agent: string, busy: BusyState): BusyAgent {
+/** A job that never started: it was cancelled or the daemon stopped while it waited for its turn. */
+export class NotStartedError extends ControllerError {
+  constructor(cause: unknown) {
+    super(
+      cause instanceof ControllerError ? (cause.code as ControllerCode) : 'E_JOB_CANCELLED',
+      cause instanceof Error ? cause.message : String(cause),
+      { cause },
+    );
+  }
+}
+
+function notStarted(agent: string, err: NotStartedError): NotStarted {
   const now = Date.now();
-  return {
-    kind: 'backup',
-    agent,
-    status: 'failed',
-    code: 'E_JOB_BUSY',
-    reason: `a ${busy.kind} job for this agent is already running`,
-    startedAt: now,
-    endedAt: now,
-  };
+  return { kind: 'backup', agent, status: 'failed', code: err.code, reason: err.message, startedAt: now, endedAt: now };
+}
+
+function queuedEvent(agent: string, p: QueuePosition): JobEvent {
+  return { agent, jobId: '', phase: 'queued', position: p.position, waitingFor: p.waitingFor };
 }

@@ -87,6 +87,7 @@ export async function runRestore(
     target: req.target,
     startedAt: Date.now(),
     status: 'running',
+    trigger: ctx.trigger,
   };
   const log = ctx.log.child({ agentId: req.agent, jobId: job.id });
   const say = (e: Omit<JobEvent, 'agent' | 'jobId'>): void => emit({ agent: req.agent, jobId: job.id, ...e });
