@@ -30,6 +30,7 @@ const SUITES = {
   foundation: () => import('./foundation/index.mjs'),
   backup: () => import('./backup/index.mjs'),
   restore: () => import('./restore/index.mjs'),
+  history: () => import('./history/index.mjs'),
 };
 
 function wsInfo() {

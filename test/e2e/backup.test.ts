@@ -54,6 +54,32 @@ describe('pulled backups', () => {
     expect(byPath.get('data/bob/up-link')).toMatchObject({ type: 'l', linktarget: '../../data/alice.txt' });
   });
 
+  it('shows the backup in the job history, filtered by kind and outcome', async () => {
+    const r = await backup(ctl, ['pc1']);
+    const job = r.jobs[0] as { id?: string; archive?: string; status: string };
+    expect(job.status).toBe('succeeded');
+    const listed = await ctl.cli(['jobs', '--kind', 'backup', '--outcome', 'succeeded', '--agent', 'pc1', '--json']);
+    expect(listed.exitCode, listed.stderr).toBe(0);
+    const jobs = JSON.parse(listed.stdout) as Array<{
+      id: string;
+      kind: string;
+      status: string;
+      archive?: string;
+      stats?: { originalSize?: number };
+    }>;
+    expect(jobs[0]).toMatchObject({ id: job.id, kind: 'backup', status: 'succeeded', archive: job.archive });
+    expect(jobs[0]!.stats!.originalSize).toBeGreaterThan(70_000);
+    expect(jobs.every((j) => j.kind === 'backup' && j.status === 'succeeded')).toBe(true);
+    const table = await ctl.cli(['jobs', '--kind', 'backup', '--outcome', 'succeeded']);
+    expect(table.stdout.split('\n')[1]).toMatch(new RegExp(`\\s+pc1\\s+backup\\s+succeeded\\s+\\d.*\\s+-\\s+${job.id!}$`));
+    // Nothing failed: the filter says so rather than showing the successes.
+    expect((await ctl.cli(['jobs', '--outcome', 'failed'])).stdout.trim()).toBe('no jobs match');
+    // A bad filter is the user's mistake: exit 2 and the command's usage, without asking the daemon.
+    const bad = await ctl.cli(['jobs', '--kind', 'backups']);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/--kind must be one of backup, restore, prune, compact, check, got 'backups'/);
+  });
+
   it('reads no file contents again when nothing changed', async () => {
     // borg 1.2 keeps no files-cache entry for the files carrying the newest
     // ctime it read in a run (its guard against same-second changes), so those

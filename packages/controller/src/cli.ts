@@ -6,9 +6,11 @@
 import { BorgpullError, errorMessage, terminalSafe } from '@borgpull/protocol';
 import { wantsHelp } from './cli/args.js';
 import { agentsCommand, tokenCommand } from './cli/agents.js';
-import { archivesCommand, backupCommand, jobsCommand } from './cli/backup.js';
+import { archivesCommand, backupCommand } from './cli/backup.js';
 import { checkCommand } from './cli/check.js';
 import { initController } from './cli/init.js';
+import { jobsCommand } from './cli/jobs.js';
+import { pruneCommand, verifyCommand } from './cli/maintenance.js';
 import { defaultIo, type Io } from './cli/io.js';
 import { restoreCommand } from './cli/restore.js';
 import { serveCommand } from './cli/serve.js';
@@ -51,6 +53,10 @@ export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
       return jobsCommand(rest, io);
     case 'restore':
       return restoreCommand(rest, io);
+    case 'prune':
+      return pruneCommand(rest, io);
+    case 'verify':
+      return verifyCommand(rest, io);
     case 'install-service':
       return installServiceCommand(rest, io);
     case 'uninstall-service':

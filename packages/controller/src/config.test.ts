@@ -115,6 +115,32 @@ describe('config: stopGrace', () => {
   );
 });
 
+describe('config: history', () => {
+  it('defaults to 400 days and 100,000 jobs, and writes the rule back as a person would', () => {
+    expect(validateConfig(base).history).toEqual({ keep: 400 * 86_400, maxJobs: 100_000 });
+    const c = validateConfig({ ...base, history: { keep: '90d', maxJobs: 5000 } });
+    expect(c.history).toEqual({ keep: 90 * 86_400, maxJobs: 5000 });
+    expect(configJson(c)).toMatchObject({ history: { keep: '90d', maxJobs: 5000 } });
+    expect(validateConfig(JSON.parse(JSON.stringify(configJson(c))))).toEqual(c);
+  });
+
+  it.each([
+    ['400d', /^config: history must be an object/],
+    [null, /^config: history must be an object/],
+    [['400d'], /^config: history must be an object/],
+    [{ keep: '12h' }, /^config: history\.keep /],
+    [{ keep: '1e999' }, /^config: history\.keep /],
+    [{ maxJobs: 10 }, /^config: history\.maxJobs /],
+    [{ maxJobs: 1e300 }, /^config: history\.maxJobs /],
+    [{ maxJobs: 1000.5 }, /^config: history\.maxJobs /],
+    [{ keep: '30d', max: 5 }, /^config: history\.max is not a setting/],
+    [JSON.parse('{"__proto__": {"keep": "1d"}}'), /^config: history\.__proto__ is not a setting/],
+  ])('refuses history = %j with the field named', (value, message) => {
+    expect(codeOf({ ...base, history: value })).toBe('E_CONFIG_INVALID');
+    expect(() => validateConfig({ ...base, history: value })).toThrow(message);
+  });
+});
+
 describe('config: schedules', () => {
   it('without the key: off (an upgraded server starts no job nobody asked for); connect delay 30s', () => {
     const c = validateConfig(base);
@@ -180,5 +206,47 @@ describe('config: unknown keys', () => {
       agents: { pc1: { exclude: ['/x'], isolation: 'chroot', quota: '1G' } },
     });
     expect(validateConfig(JSON.parse(JSON.stringify(configJson(c))))).toEqual(c);
+  });
+});
+
+describe('config: retention and checks', () => {
+  it('absent retention is "off" (nothing pruned that was not asked for), written back as "off"; checks are not scheduled', () => {
+    const c = validateConfig(base);
+    expect(c.retention).toBe('off');
+    expect(c.checks).toMatchObject({ schedule: { kind: 'off' }, lastArchives: 3, verifyData: false });
+    expect(configJson(c)).toMatchObject({ retention: 'off', checks: { schedule: 'off', maxDuration: '10m' } });
+    expect(validateConfig(JSON.parse(JSON.stringify(configJson(c))))).toEqual(c);
+  });
+
+  it('reads global and per-agent keep rules and checks, and reads back what it writes', () => {
+    const c = validateConfig({
+      ...base,
+      retention: { keepWithin: '2d', hourly: 0, daily: 7, weekly: 4, monthly: 6, yearly: 0 },
+      checks: { schedule: 'every 7d', maxDuration: '30m' },
+      agents: { laptop: { retention: { daily: 30 }, checks: { lastArchives: 1 } }, lab: { retention: 'off' } },
+    });
+    expect(c.retention).toEqual({ keepWithin: '2d', hourly: 0, daily: 7, weekly: 4, monthly: 6, yearly: 0 });
+    expect(c.agents['laptop']?.retention).toMatchObject({ daily: 30, weekly: 0 });
+    expect(c.agents['laptop']?.checks).toMatchObject({
+      schedule: { kind: 'every', seconds: 7 * 86_400 },
+      maxDuration: 1800,
+      lastArchives: 1,
+    });
+    expect(configJson(c)).toMatchObject({ checks: { schedule: 'every 7d', maxDuration: '30m' } });
+    expect(c.agents['lab']?.retention).toBe('off');
+    expect(validateConfig(JSON.parse(JSON.stringify(configJson(c))))).toEqual(c);
+  });
+
+  it.each([
+    [{ retention: {} }, 'config: retention keeps nothing'],
+    [{ retention: { daily: 7, weakly: 4 } }, 'config: retention has an unknown key "weakly"'],
+    [{ agents: { a: { retention: { keepWithin: '6m' } } } }, 'config: agents.a.retention.keepWithin'],
+    [{ retention: null }, 'config: retention must be "off"'],
+    [{ checks: { maxDuration: 'forever' } }, 'config: checks.maxDuration'],
+    [{ checks: { schedule: 'weekly' } }, 'config: checks.schedule'],
+  ])('refuses %j, naming the field', (patch, msg) => {
+    expect(() => validateConfig({ ...base, ...patch })).toThrow(
+      expect.objectContaining({ code: 'E_CONFIG_INVALID', message: expect.stringContaining(msg) }),
+    );
   });
 });

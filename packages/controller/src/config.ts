@@ -2,8 +2,11 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoCode, errorMessage, writeFileAtomic } from '@borgpull/protocol';
 import { ControllerError } from './errors.js';
+import { historyConfig, historyRuleJson, type HistoryRule } from './jobs/history-rule.js';
 import { formatSchedule, OFF, parseSchedule, type Schedule } from './schedule/schedule.js';
 import { formatDuration, formatSizeExact, parseDuration, parseSize } from './units.js';
+import { DEFAULT_CHECKS, parseChecks, type CheckSettings } from './jobs/check-settings.js';
+import { parseRetention, type Retention } from './jobs/retention.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/borgpull';
 
@@ -16,6 +19,10 @@ export interface AgentSettings {
   readonly timeLimit?: number;
   /** Overrides the global quota for this agent (bytes; 0 = none). */
   readonly quota?: number;
+  /** Replaces the global retention for this agent (jobs/retention.ts). */
+  readonly retention?: Retention;
+  /** This agent's checks: the global ones with the keys given here replaced. */
+  readonly checks?: CheckSettings;
   /** Overrides the global schedule for this agent. */
   readonly schedule?: Schedule;
 }
@@ -92,6 +99,12 @@ export interface ControllerConfig {
   readonly minFreeSpace: number;
   /** On SIGTERM, running jobs may finish for this many seconds before they are cancelled. */
   readonly stopGrace: number;
+  /** Keep rules for every agent without its own; absent means "off": nothing is pruned unless asked for. */
+  readonly retention: Retention;
+  /** Repository checks: schedule and depth (jobs/check-settings.ts); absent: not scheduled. */
+  readonly checks: CheckSettings;
+  /** How much job history is kept (jobs/history-rule.ts). */
+  readonly history: HistoryRule;
   /** When backups run by themselves (agents may override it); `off` without the key. */
   readonly schedule: Schedule;
   /** Seconds a fresh connection settles before a due backup starts (backup on connect). */
@@ -207,6 +220,7 @@ export function validateConfig(raw: unknown): ControllerConfig {
   const agentsRaw = o['agents'] ?? {};
   if (typeof agentsRaw !== 'object' || Array.isArray(agentsRaw)) bad('agents', 'must be an object');
   const agents: Record<string, AgentSettings> = {};
+  const checks = o['checks'] === undefined ? DEFAULT_CHECKS : parseChecks(o['checks'], 'checks', DEFAULT_CHECKS);
   for (const [name, v] of Object.entries(agentsRaw as Record<string, unknown>)) {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) bad(`agents.${name}`, 'must be an object');
     const tracked = readTracked(v, `agents.${name}`);
@@ -216,6 +230,8 @@ export function validateConfig(raw: unknown): ControllerConfig {
       ...(a['isolation'] === undefined ? {} : { isolation: isolation(a['isolation'], `agents.${name}.isolation`) }),
       ...(a['timeLimit'] === undefined ? {} : { timeLimit: duration(a['timeLimit'], `agents.${name}.timeLimit`) }),
       ...(a['quota'] === undefined ? {} : { quota: quota(a['quota'], `agents.${name}.quota`) }),
+      ...(a['retention'] === undefined ? {} : { retention: parseRetention(a['retention'], `agents.${name}.retention`) }),
+      ...(a['checks'] === undefined ? {} : { checks: parseChecks(a['checks'], `agents.${name}.checks`, checks) }),
       ...(a['schedule'] === undefined ? {} : { schedule: schedule(a['schedule'], `agents.${name}.schedule`) }),
     });
     tracked.noOthers();
@@ -240,6 +256,9 @@ export function validateConfig(raw: unknown): ControllerConfig {
     quota: o['quota'] === undefined ? 0 : quota(o['quota'], 'quota'),
     minFreeSpace: o['minFreeSpace'] === undefined ? DEFAULT_MIN_FREE_SPACE : size(o['minFreeSpace'], 'minFreeSpace'),
     stopGrace: o['stopGrace'] === undefined ? DEFAULT_STOP_GRACE : duration(o['stopGrace'], 'stopGrace', 0, MAX_STOP_GRACE),
+    retention: o['retention'] === undefined ? 'off' : parseRetention(o['retention'], 'retention'),
+    checks,
+    history: historyConfig(o['history']),
     schedule: o['schedule'] === undefined ? OFF : schedule(o['schedule'], 'schedule'),
     connectDelay:
       o['connectDelay'] === undefined ? DEFAULT_CONNECT_DELAY : duration(o['connectDelay'], 'connectDelay', 0, MAX_CONNECT_DELAY),
@@ -303,6 +322,7 @@ export function configJson(cfg: ControllerConfig): Record<string, unknown> {
       ...a,
       ...(a.timeLimit === undefined ? {} : { timeLimit: formatDuration(a.timeLimit) }),
       ...(a.quota === undefined ? {} : { quota: a.quota === 0 ? 'none' : formatSizeExact(a.quota) }),
+      ...(a.checks === undefined ? {} : { checks: checksJson(a.checks) }),
       ...(a.schedule === undefined ? {} : { schedule: formatSchedule(a.schedule) }),
     };
   }
@@ -313,9 +333,15 @@ export function configJson(cfg: ControllerConfig): Record<string, unknown> {
     quota: cfg.quota === 0 ? 'none' : formatSizeExact(cfg.quota),
     minFreeSpace: formatSizeExact(cfg.minFreeSpace),
     stopGrace: formatDuration(cfg.stopGrace),
+    checks: checksJson(cfg.checks),
+    history: historyRuleJson(cfg.history),
     schedule: formatSchedule(cfg.schedule),
     connectDelay: formatDuration(cfg.connectDelay),
   };
+}
+
+function checksJson(c: CheckSettings): Record<string, unknown> {
+  return { ...c, schedule: formatSchedule(c.schedule), maxDuration: formatDuration(c.maxDuration) };
 }
 
 export async function saveConfig(stateDir: string, cfg: ControllerConfig): Promise<void> {

@@ -29,7 +29,7 @@ import { endTunnelSession } from './tunnel-sessions.js';
 import { controllerVersion } from './version.js';
 import { listArchives } from './jobs/borg.js';
 import { JobRunner } from './jobs/job-runner.js';
-import { Scheduler, type ScheduledKind } from './schedule/scheduler.js';
+import { checkKind, Scheduler, type ScheduledKind } from './schedule/scheduler.js';
 
 export type DaemonState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -195,6 +195,11 @@ export class ControllerDaemon {
     this.config = pinRestartKeys(next, old);
     // Schedules and the connect delay are read from this.config at every plan: re-plan now.
     this.scheduler?.poke();
+    if (changed.includes('history'))
+      void this.jobs?.history().then(
+        (h) => h.setRule(next.history),
+        () => undefined,
+      );
     this.log.info(
       { changed, needRestart },
       needRestart.length ? 'config reloaded; restart to apply the keys in needRestart' : 'config reloaded',
@@ -297,8 +302,8 @@ export class ControllerDaemon {
 
   /**
    * What the scheduler starts by itself: backups on `schedule` (per agent:
-   * `agents.NAME.schedule`). Checks join here once the check job exists:
-   * `checkKind({ schedule, check, enrolledAt })` from schedule/scheduler.ts.
+   * `agents.NAME.schedule`), and checks on `checks.schedule` (per agent:
+   * `agents.NAME.checks.schedule`).
    */
   private scheduledKinds(jobs: JobRunner): ScheduledKind[] {
     // The scheduler never cancels a job it started; the daemon's stop does.
@@ -309,6 +314,11 @@ export class ControllerDaemon {
         schedule: (agent) => this.config.agents[agent]?.schedule ?? this.config.schedule,
         run: (agent, trigger) => jobs.backupOne(agent, trigger, () => undefined, never),
       },
+      checkKind({
+        schedule: (agent) => (this.config.agents[agent]?.checks ?? this.config.checks).schedule,
+        check: (agent, trigger) => jobs.check(agent, trigger, never),
+        enrolledAt: (agent) => this.registry.get(agent)?.enrolledAt,
+      }),
     ];
   }
 
@@ -362,7 +372,9 @@ export class ControllerDaemon {
         if (!this.registry.get(name)) throw new ControllerError('E_AGENT_UNKNOWN', `no agent named '${name}' (see 'controller agents')`);
         return listArchives(this.paths, name);
       },
-      jobs: async ({ limit, agent }) => jobs.recent(limit, agent),
+      jobs: async (args) => (await jobs.history()).query(args),
+      prune: (args, _emit, signal) => jobs.prune(args, signal),
+      verify: (args, _emit, signal) => jobs.verify(args, signal),
     };
   }
 }

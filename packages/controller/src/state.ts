@@ -28,7 +28,10 @@ export function statePaths(stateDir: string) {
      */
     borgBase: (agent: string) => join(stateDir, 'borg', agent),
     jobsDir: join(stateDir, 'jobs'),
-    jobs: join(stateDir, 'jobs.json'),
+    /** The job history: JSON lines, appended (jobs/job-log.ts). */
+    jobs: join(stateDir, 'jobs.jsonl'),
+    /** The job history of versions before the log: imported once, then renamed to jobs.json.imported. */
+    legacyJobs: join(stateDir, 'jobs.json'),
   };
 }
 export type StatePaths = ReturnType<typeof statePaths>;

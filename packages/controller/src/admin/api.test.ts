@@ -67,6 +67,15 @@ const HOSTILE: Array<[string, string | Buffer, string]> = [
   ['limit negative', '{"cmd":"jobs","args":{"limit":-1}}\n', 'E_ADMIN_ARGS'],
   ['limit 1e300', '{"cmd":"jobs","args":{"limit":1e300}}\n', 'E_ADMIN_ARGS'],
   ['agent filter an object', '{"cmd":"jobs","args":{"agent":{"toString":1}}}\n', 'E_ADMIN_ARGS'],
+  ['agent filter a path', '{"cmd":"jobs","args":{"agent":"../etc"}}\n', 'E_CONFIG_NAME'],
+  ['kind outside the set', '{"cmd":"jobs","args":{"kind":"shell"}}\n', 'E_ADMIN_ARGS'],
+  ['kind an inherited name', '{"cmd":"jobs","args":{"kind":"constructor"}}\n', 'E_ADMIN_ARGS'],
+  ['status a string', '{"cmd":"jobs","args":{"status":"failed"}}\n', 'E_ADMIN_ARGS'],
+  ['status outside the set', '{"cmd":"jobs","args":{"status":["failed","pwned"]}}\n', 'E_ADMIN_ARGS'],
+  ['status list too long', '{"cmd":"jobs","args":{"status":["failed","failed","failed","failed","failed","failed"]}}\n', 'E_ADMIN_ARGS'],
+  ['since negative', '{"cmd":"jobs","args":{"since":-1}}\n', 'E_ADMIN_ARGS'],
+  ['since past year 9999', '{"cmd":"jobs","args":{"since":1e300}}\n', 'E_ADMIN_ARGS'],
+  ['since a string', '{"cmd":"jobs","args":{"since":"1d"}}\n', 'E_ADMIN_ARGS'],
   ['names a string', '{"cmd":"backup","args":{"names":"pc1"}}\n', 'E_ADMIN_ARGS'],
   ['names with a number', '{"cmd":"backup","args":{"names":["pc1",7]}}\n', 'E_ADMIN_ARGS'],
   ['names and all', '{"cmd":"backup","args":{"names":["pc1"],"all":true}}\n', 'E_USAGE'],
@@ -95,6 +104,14 @@ const HOSTILE: Array<[string, string | Buffer, string]> = [
     `${JSON.stringify({ cmd: 'restore', args: { agent: 'pc1', archive: 'a', paths: names(1025) } })}\n`,
     'E_ADMIN_ARGS',
   ],
+  ['prune, a path as agent name', '{"cmd":"prune","args":{"name":"../pc1"}}\n', 'E_CONFIG_NAME'],
+  ['prune, dryRun a string', '{"cmd":"prune","args":{"name":"pc1","dryRun":"true"}}\n', 'E_ADMIN_ARGS'],
+  // The keep rules are the config's: a request cannot bring its own.
+  ['prune, rules of its own', '{"cmd":"prune","args":{"name":"pc1","keepDaily":0}}\n', 'E_ADMIN_ARGS'],
+  ['prune without a name', '{"cmd":"prune","args":{"dryRun":true}}\n', 'E_ADMIN_ARGS'],
+  ['verify, names and all', '{"cmd":"verify","args":{"names":["pc1"],"all":true}}\n', 'E_USAGE'],
+  ['verify, a path as agent name', '{"cmd":"verify","args":{"names":["pc1","/etc"]}}\n', 'E_CONFIG_NAME'],
+  ['verify, extra borg flags', '{"cmd":"verify","args":{"names":["pc1"],"repair":true}}\n', 'E_ADMIN_ARGS'],
   ['a 64 KiB+ line', `${JSON.stringify({ cmd: 'agents', args: { pad: 'x'.repeat(MAX_REQUEST_BYTES) } })}\n`, 'E_ADMIN_TOO_LARGE'],
   ['64 KiB+ and no newline', 'x'.repeat(MAX_REQUEST_BYTES + 10), 'E_ADMIN_TOO_LARGE'],
 ];
@@ -119,6 +136,8 @@ describe('the admin API at the socket: hostile request lines', () => {
     restore: record('restore', { id: 'j', kind: 'restore', agent: 'pc1', startedAt: 1, status: 'succeeded' }),
     archives: record('archives', []),
     jobs: record('jobs', []),
+    prune: record('prune', { agent: 'pc1', rules: [], archives: [] }),
+    verify: record('verify', []),
   };
 
   beforeAll(async () => {
@@ -149,6 +168,7 @@ describe('the admin API at the socket: hostile request lines', () => {
     calls.length = 0;
     const client = new AdminClient(path, ADMIN_API);
     await client.call('jobs', { limit: 5 });
+    await client.call('jobs', { limit: 7, agent: 'pc1', kind: 'backup', status: ['failed', 'offline'], since: 1000 });
     await client.call('backup', { all: false, names: ['pc1', 'pc2'] });
     await client.call('restore', {
       agent: 'pc1',
@@ -161,6 +181,7 @@ describe('the admin API at the socket: hostile request lines', () => {
     await client.call('token', { name: 'web1' });
     expect(calls).toEqual([
       ['jobs', { limit: 5, agent: undefined }],
+      ['jobs', { limit: 7, agent: 'pc1', kind: 'backup', status: ['failed', 'offline'], since: 1000 }],
       ['backup', { all: false, names: ['pc1', 'pc2'] }],
       // borg stores paths without a leading slash
       ['restore', { agent: 'pc1', archive: 'pc1-2026', paths: ['etc/hosts'], method: 'extract', target: '/srv', dryRun: true }],

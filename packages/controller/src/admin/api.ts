@@ -15,7 +15,8 @@ import { ControllerError } from '../errors.js';
 import { checkAgentName } from '../registry.js';
 import type { ArchiveInfo } from '../jobs/borg.js';
 import type { JobEvent } from '../jobs/job-event.js';
-import type { JobRecord } from '../jobs/job-store.js';
+import { JOB_KINDS, JOB_STATUSES, type JobKind, type JobRecord, type JobStatus } from '../jobs/job-store.js';
+import type { PruneResult } from '../jobs/prune.js';
 import type { RestoreMethod, RestoreRequest } from '../jobs/restore.js';
 
 /** One command: how to read its arguments; its result and event types ride along as types only. */
@@ -96,6 +97,9 @@ export type BackupOutcome = JobRecord | NotStarted;
 
 export type RestoreOutcome = JobRecord & { wouldWrite?: string[] };
 
+/** One line of a verify command's result: the check job that ran, or why none did. */
+export type CheckOutcome = JobRecord | (Omit<NotStarted, 'kind'> & { readonly kind: 'check' });
+
 // ---- arguments ----
 
 export interface TokenArgs {
@@ -108,9 +112,38 @@ export interface BackupArgs {
   readonly names: readonly string[];
 }
 
+/** Which jobs `controller jobs` lists: all given conditions hold, newest first (the JobStore's JobQuery). */
 export interface JobsArgs {
   readonly limit: number;
   readonly agent?: string;
+  readonly kind?: JobKind;
+  /** Any of these outcomes. */
+  readonly status?: readonly JobStatus[];
+  /** Started at or after (ms since the epoch). */
+  readonly since?: number;
+}
+
+/** A year 9999 bound: a time further out is a mistake, not a filter. */
+const MAX_TIME_MS = 253_402_300_799_999;
+
+function readJobs(r: Rec): JobsArgs {
+  onlyFields(r, ['limit', 'agent', 'kind', 'status', 'since']);
+  const agent = optStr(r, 'agent', NAME);
+  const kind = optStr(r, 'kind', NAME);
+  if (kind !== undefined && !(JOB_KINDS as readonly string[]).includes(kind))
+    throw new ControllerError('E_ADMIN_ARGS', `kind must be one of ${JOB_KINDS.join(', ')}`);
+  const status = optStrList(r, 'status', JOB_STATUSES.length, NAME);
+  for (const st of status ?? []) {
+    if (!(JOB_STATUSES as readonly string[]).includes(st))
+      throw new ControllerError('E_ADMIN_ARGS', `status must be among ${JOB_STATUSES.join(', ')}`);
+  }
+  return {
+    limit: optInt(r, 'limit', 1, 1_000_000) ?? 20,
+    agent: agent === undefined ? undefined : checkAgentName(agent),
+    kind: kind as JobKind | undefined,
+    status: status as JobStatus[] | undefined,
+    since: optInt(r, 'since', 0, MAX_TIME_MS),
+  };
 }
 
 function readRestore(r: Rec): RestoreRequest {
@@ -167,10 +200,18 @@ export const ADMIN_API = {
     onlyFields(r, ['name']);
     return { name: agentName(r, 'name') };
   }),
-  jobs: command<JobRecord[]>()((r): JobsArgs => {
-    onlyFields(r, ['limit', 'agent']);
-    return { limit: optInt(r, 'limit', 1, 1_000_000) ?? 20, agent: optStr(r, 'agent', NAME) };
+  prune: command<PruneResult>()((r): { name: string; dryRun: boolean } => {
+    onlyFields(r, ['name', 'dryRun']);
+    return { name: agentName(r, 'name'), dryRun: r['dryRun'] === undefined ? false : bool(r, 'dryRun') };
   }),
+  verify: command<CheckOutcome[]>()((r): BackupArgs => {
+    onlyFields(r, ['all', 'names']);
+    const all = r['all'] === undefined ? false : bool(r, 'all');
+    const names = (optStrList(r, 'names', MAX_BACKUP_NAMES, NAME) ?? []).map(checkAgentName);
+    if (all && names.length) throw new ControllerError('E_USAGE', 'give agent names or all, not both');
+    return { all, names };
+  }),
+  jobs: command<JobRecord[]>()(readJobs),
 } as const satisfies ApiSpec;
 
 export type AdminApi = typeof ADMIN_API;

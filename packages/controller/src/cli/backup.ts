@@ -1,6 +1,6 @@
 import type { BackupOutcome } from '../admin/api.js';
 import { loadConfig } from '../config.js';
-import { bytes, duration, isoSeconds, table } from '../format.js';
+import { bytes, duration, table } from '../format.js';
 import { chrootWarning } from '../isolation.js';
 import { adminClient } from './admin.js';
 import { parse, stateDirOf } from './args.js';
@@ -53,40 +53,5 @@ export async function archivesCommand(argv: string[], io: Io): Promise<number> {
         list.map((a) => [a.name, a.start]),
       ),
     );
-  return 0;
-}
-
-export async function jobsCommand(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(argv, { limit: { type: 'string' }, agent: { type: 'string' } });
-  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
-  const limit = values['limit'] === undefined ? 20 : Number(values['limit']);
-  if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a positive whole number');
-  const list = await adminClient(values).call('jobs', {
-    limit,
-    ...(typeof values['agent'] === 'string' ? { agent: values['agent'] } : {}),
-  });
-  if (values['json']) {
-    io.out(JSON.stringify(list, null, 2));
-    return 0;
-  }
-  if (list.length === 0) {
-    io.out('no jobs yet');
-    return 0;
-  }
-  io.out(
-    table(
-      ['JOB', 'KIND', 'AGENT', 'STARTED', 'TIME', 'STATUS', 'ARCHIVE', 'REASON'],
-      list.map((j) => [
-        j.id,
-        j.kind,
-        j.agent,
-        isoSeconds(j.startedAt),
-        j.endedAt ? duration(j.endedAt - j.startedAt) : '-',
-        j.status,
-        j.archive ?? '-',
-        j.reason ?? '',
-      ]),
-    ),
-  );
   return 0;
 }

@@ -23,7 +23,10 @@ commands:
   agents revoke NAME                    cut an agent off at once and for good
   backup NAME... | --all [--json]       back up agents now
   archives NAME [--json]                list an agent's archives
-  jobs [--json] [--limit N]             recent jobs and their outcome
+  jobs [--agent NAME] [--kind KIND] [--outcome OUTCOME[,...]] [--since DURATION] [--limit N] [--json]
+                                        the job history, newest first
+  prune NAME [--dry-run] [--json]       apply the agent's keep rules now (--dry-run: show what would go)
+  verify NAME... | --all [--json]       check agents' repositories and archives (borg check)
   restore NAME ARCHIVE [PATH...] [--method stream|extract|full] [--target DIR] [--dry-run] [--yes]
   setup-host [--print] [--undo] [--root DIR] [--tunnel-user USER]  the tunnel user, its sshd rules, sshd reload
   install-service [--print] [--root DIR]  setup-host, then install, enable and start the systemd unit for 'serve'
@@ -52,7 +55,23 @@ Exit status 1 if any rule fails: 'controller serve' refuses to start then.`,
   agents: 'usage: controller agents [--json]\n       controller agents revoke NAME\nlist agents, or cut one off at once and for good',
   backup: 'usage: controller backup NAME... | --all [--json]\nback up agents now, with live progress and a summary',
   archives: "usage: controller archives NAME [--json]\nlist an agent's archives",
-  jobs: 'usage: controller jobs [--json] [--limit N] [--agent NAME]\nrecent jobs and their outcome',
+  jobs: `usage: controller jobs [--agent NAME] [--kind KIND] [--outcome OUTCOME[,OUTCOME...]] [--since DURATION] [--limit N] [--json]
+the job history, newest first: every backup, restore, prune, compact and check
+
+--kind     backup, restore, prune, compact or check
+--outcome  succeeded, warning, failed, offline or running (several: failed,offline)
+--since    jobs started within this long, e.g. 7d, 12h, 90m
+--limit    at most N jobs (default 20)
+Kept as the history rule in config.json says (default {"keep": "400d", "maxJobs": 100000}).`,
+  prune: `usage: controller prune NAME [--dry-run] [--json]
+apply the agent's keep rules now: borg prune over the archives this controller
+made for it, then borg compact. --dry-run lists which archives would be
+deleted and which kept, and changes nothing. Refused while retention is off
+for the agent; skipped (and said so) while its recent backups failed.`,
+  verify: `usage: controller verify NAME... | --all [--json]
+check agents' repositories (borg check: a time-bounded slice of the segments,
+then the newest archives' metadata), each as a job. Exit status 1 if any
+check fails.`,
   restore:
     'usage: controller restore NAME ARCHIVE [PATH...] [--method stream|extract|full] [--target DIR] [--dry-run] [--yes] [--json]\nrestore an archive (or PATHs of it) onto the client',
   'setup-host': `usage: controller setup-host [--print] [--undo] [--root DIR] [--tunnel-user USER]

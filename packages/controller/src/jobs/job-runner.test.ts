@@ -107,7 +107,8 @@ describe('JobRunner', () => {
       { id: 'old-2', kind: 'restore', agent: 'pc2', startedAt: 2, status: 'running' },
       { id: 'old-3', kind: 'backup', agent: 'pc2', startedAt: 3, status: 'succeeded', endedAt: 4 },
     ];
-    writeFileSync(paths.jobs, JSON.stringify({ jobs: interrupted }));
+    // The history file of earlier versions: imported at start.
+    writeFileSync(paths.legacyJobs, JSON.stringify({ jobs: interrupted }));
     const steps: string[] = [];
     const discarding = gate<string[]>();
     const r = runner({
@@ -125,6 +126,8 @@ describe('JobRunner', () => {
     // Commands that arrive while recovery runs wait for it.
     const listed = r.recent(10);
     const backedUp = r.backup({ all: false, names: ['pc2'] }, () => undefined, new AbortController().signal);
+    // Recovery has reached the discard (opening the history fsyncs: no fixed sleep); the backup still waits.
+    await waitFor(() => steps.length >= 2);
     await new Promise((res) => setTimeout(res, 50));
     expect(steps).toEqual(['break lock pc1', 'discard pc1 pc1-2026-11-29T10:00:00']);
     expect(r.state).toBe('starting');
@@ -139,8 +142,11 @@ describe('JobRunner', () => {
     ]);
     await backedUp;
     expect(steps.slice(2)).toEqual(['started pc2', 'cleaned up pc2']);
-    const stored = JSON.parse(readFileSync(paths.jobs, 'utf8')) as { jobs: JobRecord[] };
-    expect(stored.jobs.find((j) => j.id === 'old-1')?.status).toBe('failed');
+    const stored = readFileSync(paths.jobs, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as JobRecord);
+    expect(stored.filter((j) => j.id === 'old-1').at(-1)?.status).toBe('failed');
   });
 
   it('stop(grace) takes no new work and lets a running job finish within the grace', async () => {
@@ -411,6 +417,50 @@ describe('JobRunner', () => {
     await stopped;
     expect((await running)[0]).toMatchObject({ status: 'succeeded' });
     expect(steps).toEqual(['started pc1', 'cleaned up pc1']);
+  });
+
+  it("runs a backup's follow-ups (prune, compact) in the same hold of the agent, before the backup's outcome returns", async () => {
+    const steps: string[] = [];
+    const pruning = gate();
+    let seen: JobRecord | undefined;
+    const r = runner({
+      backup: fakeBackup(Promise.resolve(), steps),
+      afterBackup: async (_ctx, job) => {
+        seen = job;
+        steps.push('prune');
+        await pruning.promise;
+        steps.push('compact');
+      },
+      check: (_ctx, agent, trigger) => {
+        steps.push(`check ${agent} ${trigger}`);
+        return Promise.resolve({ id: 'c1', kind: 'check', agent, startedAt: 1, status: 'succeeded' });
+      },
+    });
+    await r.start();
+    const signal = new AbortController().signal;
+    let done = false;
+    const outcome = r.backup({ all: false, names: ['pc1'] }, () => undefined, signal).then((o) => ((done = true), o));
+    await waitFor(() => steps.includes('prune'));
+    expect(seen).toMatchObject({ agent: 'pc1', status: 'succeeded' });
+    // Still held: nothing else runs on the repository between the backup and its prune.
+    expect([...r.busyAgents().keys()]).toEqual(['pc1']);
+    const check = r.check('pc1', 'schedule', signal);
+    await waitFor(() => r.queuedJobs().length === 1);
+    expect(r.queuedJobs()).toEqual([{ agent: 'pc1', kind: 'check' }]);
+    expect(done).toBe(false);
+    pruning.open();
+    expect((await outcome)[0]).toMatchObject({ status: 'succeeded' });
+    await check;
+    expect(steps).toEqual(['started pc1', 'cleaned up pc1', 'prune', 'compact', 'check pc1 schedule']);
+    expect(r.busyAgents().size).toBe(0);
+  });
+
+  it("a follow-up that fails leaves the backup's outcome as it was", async () => {
+    const r = runner({ backup: fakeBackup(Promise.resolve(), []), afterBackup: () => Promise.reject(new Error('prune exploded')) });
+    await r.start();
+    const [o] = await r.backup({ all: false, names: ['pc1'] }, () => undefined, new AbortController().signal);
+    expect(o).toMatchObject({ status: 'succeeded' });
+    expect(r.busyAgents().size).toBe(0);
   });
 
   it('refuses unknown agents and nothing to do before a job starts', async () => {

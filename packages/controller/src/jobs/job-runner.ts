@@ -1,17 +1,20 @@
 import { errorMessage } from '@borgpull/protocol';
 import type { Logger } from 'pino';
 import type { AgentLink } from '../agent-link.js';
-import type { BackupArgs, BackupOutcome, NotStarted, RestoreOutcome } from '../admin/api.js';
+import type { BackupArgs, BackupOutcome, CheckOutcome, NotStarted, RestoreOutcome } from '../admin/api.js';
 import { loadConfig, pinRestartKeys, type ControllerConfig } from '../config.js';
 import { ControllerError, type ControllerCode } from '../errors.js';
 import type { Registry } from '../registry.js';
 import type { StatePaths } from '../state.js';
 import { runBackup } from './backup.js';
 import { breakStaleJobLock, discardArchive } from './borg.js';
+import { runCheck } from './check.js';
 import type { JobContext } from './job-context.js';
 import type { JobEvent } from './job-event.js';
 import { JobQueue, type BusyState, type QueuePosition } from './job-queue.js';
-import { JobStore, type JobKind, type JobRecord, type JobTrigger } from './job-store.js';
+import { isGood, JobStore, type JobKind, type JobRecord, type JobTrigger } from './job-store.js';
+import { planPrune, runPrune, type PruneResult } from './prune.js';
+import { retentionOf } from './retention.js';
 import { runRestore, type RestoreRequest } from './restore.js';
 
 export type RunnerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -24,9 +27,39 @@ export interface JobOps {
   readonly restore: typeof runRestore;
   readonly breakStaleJobLock: typeof breakStaleJobLock;
   readonly discardArchive: typeof discardArchive;
+  /** Retention after a good backup (prune, then compact); left out, no follow-up runs (unit tests of the runner). */
+  readonly afterBackup?: (ctx: JobContext, job: JobRecord, signal: AbortSignal) => Promise<void>;
+  readonly prune?: typeof runPrune;
+  readonly planPrune?: typeof planPrune;
+  readonly check?: typeof runCheck;
 }
 
-const REAL_OPS: JobOps = { backup: runBackup, restore: runRestore, breakStaleJobLock, discardArchive };
+const REAL_OPS: JobOps = {
+  backup: runBackup,
+  restore: runRestore,
+  breakStaleJobLock,
+  discardArchive,
+  afterBackup: pruneAfterBackup,
+  prune: runPrune,
+  planPrune,
+  check: runCheck,
+};
+
+/**
+ * After a good backup of an agent with retention: prune, then compact (each
+ * its own job, trigger 'follow-up'). Whatever happens here is the prune's
+ * record, never the backup's: a prune failure does not fail the backup.
+ */
+async function pruneAfterBackup(ctx: JobContext, job: JobRecord, signal: AbortSignal): Promise<void> {
+  if (!isGood(job)) return;
+  try {
+    const config = await ctx.config();
+    if (retentionOf(config, job.agent) === 'off') return;
+    await runPrune(ctx, job.agent, 'follow-up', signal);
+  } catch (err) {
+    ctx.log.error({ agentId: job.agent, reason: errorMessage(err) }, 'retention after the backup failed');
+  }
+}
 
 export interface JobRunnerDeps {
   readonly paths: StatePaths;
@@ -88,7 +121,11 @@ export class JobRunner {
     if (this.state !== 'created') throw new ControllerError('E_INTERNAL', `job runner cannot start from ${this.state}`);
     this.transition('starting');
     this.starting = (async () => {
-      const store = await JobStore.open(this.deps.paths.jobs);
+      const store = await JobStore.open(this.deps.paths.jobs, {
+        legacy: this.deps.paths.legacyJobs,
+        rule: this.deps.config.history,
+        log: this.deps.log,
+      });
       await this.recover(store);
       this.store = store;
       this.queue = new JobQueue(this.deps.config.parallel);
@@ -141,6 +178,10 @@ export class JobRunner {
         this.cancel.abort(new ControllerError('E_JOB_CANCELLED', `controller stopping (${reason})`));
       }
       while (this.active.size > 0) await Promise.allSettled([...this.active]);
+      // Every job has saved its record: the history file can be closed.
+      await this.store
+        ?.close()
+        .catch((err: unknown) => this.deps.log.error({ reason: errorMessage(err) }, 'could not close the job history'));
       this.transition('stopped');
     })();
     return this.stopping;
@@ -213,6 +254,7 @@ export class JobRunner {
           {
             trigger,
             queue: !offline,
+            followUp: this.backupFollowUp,
             onQueued: (p) => {
               entry.position = p;
               fanout(queuedEvent(agent, p));
@@ -253,6 +295,79 @@ export class JobRunner {
     });
   }
 
+  /** What runs after every backup, in its hold of the agent: retention (backupOne passes it to runJob). */
+  readonly backupFollowUp = async (job: JobRecord, ctx: JobContext, signal: AbortSignal): Promise<void> => {
+    try {
+      await this.ops.afterBackup?.(ctx, job, signal);
+    } catch (err) {
+      // The backup's outcome stands whatever its follow-ups do.
+      this.deps.log.error({ agentId: job.agent, reason: errorMessage(err) }, 'follow-up of a backup failed');
+    }
+  };
+
+  /** `controller prune NAME [--dry-run]`: a prune (then compact) job, or what one would do; in its turn for the agent either way. */
+  async prune(args: { readonly name: string; readonly dryRun: boolean }, signal: AbortSignal): Promise<PruneResult> {
+    await this.ready();
+    this.known(args.name);
+    const { prune, planPrune: plan } = this.ops;
+    if (!prune || !plan) throw new ControllerError('E_INTERNAL', 'no prune job in this runner');
+    return this.runJob(
+      'prune',
+      args.name,
+      (ctx, both) => (args.dryRun ? plan(ctx, args.name, both) : prune(ctx, args.name, 'manual', both)),
+      signal,
+      { trigger: 'manual' },
+    );
+  }
+
+  /**
+   * One check job of an agent's repository (the scheduler's entry, and
+   * `controller verify`'s): recorded like a backup; a damaged repository is a
+   * failed job with code E_CHECK_FAILED. It needs no client: it queues like
+   * any job of the agent.
+   */
+  async check(agent: string, trigger: JobTrigger, signal: AbortSignal = new AbortController().signal): Promise<JobRecord> {
+    await this.ready();
+    this.known(agent);
+    const run = this.ops.check;
+    if (!run) throw new ControllerError('E_INTERNAL', 'no check job in this runner');
+    return this.runJob('check', agent, (ctx, both) => run(ctx, agent, trigger, both), signal, { trigger });
+  }
+
+  /** `controller verify NAME...|--all`: checks, `parallel` at a time; one outcome per agent. */
+  async verify(args: BackupArgs, signal: AbortSignal): Promise<CheckOutcome[]> {
+    await this.ready();
+    const names = this.pick(args);
+    return Promise.all(
+      names.map(async (name): Promise<CheckOutcome> => {
+        try {
+          return await this.check(name, 'manual', signal);
+        } catch (err) {
+          if (err instanceof NotStartedError) return { ...notStarted(name, err), kind: 'check' };
+          throw err;
+        }
+      }),
+    );
+  }
+
+  /** The agents a command names (or all not revoked), each one known. */
+  private pick(args: BackupArgs): string[] {
+    const names = args.all
+      ? this.deps.registry
+          .agents()
+          .filter((a) => a.revokedAt === undefined)
+          .map((a) => a.name)
+      : [...args.names];
+    if (names.length === 0)
+      throw new ControllerError('E_JOB_NOTHING', args.all ? 'no agents enrolled' : 'name at least one agent, or pass --all');
+    for (const n of names) this.known(n);
+    return names;
+  }
+
+  private known(name: string): void {
+    if (!this.deps.registry.get(name)) throw new ControllerError('E_AGENT_UNKNOWN', `no agent named '${name}' (see 'controller agents')`);
+  }
+
   /**
    * Runs `work` as a job of `kind` for `agent` once it is its turn: never
    * beside another job of this daemon for that agent (one repository, one
@@ -268,7 +383,17 @@ export class JobRunner {
     agent: string,
     work: (ctx: JobContext, signal: AbortSignal) => Promise<T>,
     signal: AbortSignal,
-    opts: { readonly queue?: boolean; readonly trigger?: JobTrigger; readonly onQueued?: (p: QueuePosition) => void } = {},
+    opts: {
+      readonly queue?: boolean;
+      readonly trigger?: JobTrigger;
+      readonly onQueued?: (p: QueuePosition) => void;
+      /**
+       * Runs after `work`, before the agent is released (nothing else of this
+       * daemon's touches the repository in between): a good backup's prune
+       * and compact.
+       */
+      readonly followUp?: (result: T, ctx: JobContext, signal: AbortSignal) => Promise<void>;
+    } = {},
   ): Promise<T> {
     const { store, queue } = await this.ready();
     const both = AbortSignal.any([signal, this.cancel.signal]);
@@ -280,7 +405,9 @@ export class JobRunner {
         throw new NotStartedError(err);
       }
       try {
-        return await work(this.context(kind, store, opts.trigger ?? 'manual'), both);
+        const result = await work(this.context(kind, store, opts.trigger ?? 'manual'), both);
+        if (opts.followUp) await opts.followUp(result, this.context('prune', store, 'follow-up'), both);
+        return result;
       } finally {
         release();
       }
