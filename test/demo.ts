@@ -1,6 +1,6 @@
 /**
  * The demo: a backup server and a client host built on this machine (network
- * and mount namespaces, each with its own sshd; the client has its own users),
+ * and mount namespaces; the server runs its tunnel sshd, the client none and has its own users),
  * the real controller and agent, one pulled backup, and a streamed restore
  * that is verified file by file. Everything is removed at the end.
  *
@@ -53,7 +53,7 @@ async function main(): Promise<void> {
   say('borgpull demo: building a backup server (netns) with the controller and its tunnel sshd ...');
   const ctl = await startController();
   say('building a client host "laptop" behind its own network namespace: own passwd (alice=1000, bob=1001, carol=1002),');
-  say('own sshd on 127.0.0.1:22 only, and an agent enrolled with a one-time token ...');
+  say('no sshd, and an agent enrolled with a one-time token ...');
   const client = await startClient(ctl, 'laptop');
   client.host.writeFiles({
     'home/alice/notes.txt': { content: 'alice: buy milk\n', uid: 1000, gid: 1000, mode: 0o600 },
@@ -82,7 +82,7 @@ async function main(): Promise<void> {
   say('\nthe client loses its files ...');
   rmSync(join(client.host.root, 'home'), { recursive: true });
   rmSync(join(client.host.root, 'srv'), { recursive: true });
-  // The agent sees the client's files under this path (the demo's sshd serves it as the client's /).
+  // Backups see the client's files under this path (the demo's agent was enrolled with --sftp-root it).
   await run(ctl, ['restore', 'laptop', archive, 'home', 'srv', '--target', client.host.root]);
   const after = new Map([...fingerprint(join(client.host.root, 'home')), ...fingerprint(join(client.host.root, 'srv'))]);
   const diff = [...before].filter(([k, v]) => after.get(k) !== v).map(([k]) => k);

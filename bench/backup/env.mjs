@@ -523,8 +523,9 @@ export async function createEnv(ctx) {
   try {
     log('starting the backup server (netns, controller, tunnel sshd) ...');
     env.ctl = await startController();
-    log(`starting client '${AGENT_NAME}' (netns + mount ns, own sshd, enrolled agent; system:false) ...`);
-    env.client = await startClient(env.ctl, AGENT_NAME, { system: false });
+    log(`starting client '${AGENT_NAME}' (netns + mount ns, own sshd for the baselines only, enrolled agent; system:false) ...`);
+    // borgpull needs no sshd on the client; the hand recipe and today's-path baseline do.
+    env.client = await startClient(env.ctl, AGENT_NAME, { system: false, sshd: true });
     const host = env.client.host;
     env.dataDirs.push(join(host.root, 'data'));
     log(`generating a ${cfg.totalMiB} MiB tree under ${host.root}/data ...`);
@@ -546,7 +547,7 @@ export async function createEnv(ctx) {
     const enrollment = JSON.parse(readFileSync(join(agentState, 'enrollment.json'), 'utf8'));
     env.tunnel = {
       ...enrollment.tunnel,
-      sshdPort: enrollment.sshdPort ?? 22,
+      sshdPort: 22,
       key: join(agentState, 'id_ed25519'),
       knownHosts: join(host.dir, 'bench-tunnel-known_hosts'),
     };
@@ -611,21 +612,27 @@ export function restoreRunsLater() {
 /**
  * Opens a reverse tunnel from inside the client exactly like the agent's own
  * (its key, its permitted port, the same ssh options), so hand-run baselines
- * reach the client's sshd the way borgpull does. Only while no job runs (the
- * port is the agent's). Returns close().
+ * reach the client the way borgpull does. Only while no job runs (the port is
+ * the agent's). `target`: where it forwards to (default the client's sshd;
+ * the direct path gives a Unix socket). `nodelay`: like the agent, a control
+ * master and one (refused) session over it, which makes sshd turn Nagle off
+ * for the connection (facts.md). Returns close().
  */
-export async function openTunnel(env) {
+export async function openTunnel(env, { target, nodelay = false } = {}) {
   const t = env.tunnel;
   const srv = env.ctl.server;
   if (srv.isListening(t.port)) throw new Error(`port ${t.port} is already forwarded (a job running?)`);
+  const ctlPath = join(env.client.host.dir, `bench-tunnel-${process.pid}.ctl`);
+  rmSync(ctlPath, { force: true });
   const sub = env.client.host.spawn(
     [
       'ssh',
       '-N',
       '-F',
       '/dev/null',
+      ...(nodelay ? ['-M', '-S', ctlPath] : []),
       '-R',
-      `127.0.0.1:${t.port}:127.0.0.1:${t.sshdPort}`,
+      `127.0.0.1:${t.port}:${target ?? `127.0.0.1:${t.sshdPort}`}`,
       '-p',
       String(t.sshPort),
       '-i',
@@ -660,11 +667,63 @@ export async function openTunnel(env) {
     abortIf: () =>
       sub.exitCode === undefined || sub.exitCode === null ? undefined : `ssh -R exited ${sub.exitCode}: ${String(sub.stderr ?? '')}`,
   });
+  if (nodelay) {
+    await env.client.host.exec(
+      ['ssh', '-S', ctlPath, '-T', '-F', '/dev/null', '-o', 'BatchMode=yes', '-p', String(t.sshPort), `${t.user}@${t.sshHost}`],
+      { reject: false, timeout: 10_000, stdin: 'ignore' },
+    );
+  }
   return async () => {
     sub.kill('SIGTERM');
     await sub;
+    rmSync(ctlPath, { force: true });
     await waitFor('bench tunnel closed', () => !srv.isListening(t.port), { timeoutMs: 10_000, intervalMs: 50 });
   };
+}
+
+/**
+ * The direct path by hand, for probes: the agent's own SFTP gate (built
+ * packages/agent) on a Unix socket in the client's harness dir, with a secret
+ * of ours, and a tunnel to it like the agent's. Returns {secretFile, close()}.
+ */
+export async function openDirectPath(env) {
+  const { SftpGate, findSftpServer } = await import('../../packages/agent/dist/sftp-gate.js');
+  const { pino } = await import('pino');
+  const host = env.client.host;
+  const dir = join(host.dir, 'bench-sftp');
+  const secret = randomBytes(32);
+  const secretFile = join(env.ctl.server.dir, 'bench-sftp.secret');
+  writeFileSync(secretFile, secret, { mode: 0o600 });
+  const gate = new SftpGate({
+    socketPath: join(dir, 'sftp.sock'),
+    secret,
+    root: host.root,
+    sftpServer: await findSftpServer(),
+    log: pino({ level: 'silent' }),
+  });
+  await gate.start();
+  let closeTunnel;
+  try {
+    closeTunnel = await openTunnel(env, { target: join(dir, 'sftp.sock'), nodelay: true });
+  } catch (e) {
+    await gate.stop();
+    throw e;
+  }
+  return {
+    secretFile,
+    async close() {
+      await closeTunnel();
+      await gate.stop();
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(secretFile, { force: true });
+    },
+  };
+}
+
+/** The connector the controller's job script runs (built packages/controller), for hand-run direct-path mounts. */
+export async function connectorSource() {
+  const { CONNECT_PY } = await import('../../packages/controller/dist/jobs/job-script/script.js');
+  return CONNECT_PY;
 }
 
 /** Environment for a hand-run borg on the server. */
@@ -781,16 +840,34 @@ async function nodelayTunnelSshd(env, log) {
 }
 
 /**
- * Link probe: sequential read of the first `mib` MiB of a file through sshfs,
- * (1) on the server through the client's reverse tunnel, (2) inside the client
- * against its own sshd (no tunnel). Returns MB/s for both.
+ * Link probe, each through a fresh sshfs mount: a sequential read of the
+ * first `mib` MiB of a large file (dd bs=1M), then every small file under
+ * data/small (tar | cat: open, read, close per file: round trips),
+ * (1) on the server through the client's reverse tunnel and its sshd (today's
+ * shape, tunnel with TCP_NODELAY like the agent's), (2) on the server through
+ * the tunnel straight to the agent's SFTP gate and sftp-server (the direct
+ * path as shipped: the job's connector + sshfs -o passive), (2') the same
+ * with a connector that leaves Nagle on (an alternative measured and
+ * dropped), (3) inside the client against its own sshd (no tunnel).
+ * Returns MB/s and small files/s for each.
  */
 export async function linkProbe(env, relPath, mib = 64) {
   const srv = env.ctl.server;
   const host = env.client.host;
+  const timing =
+    's=$(date +%s%N); dd if="$M/$F" of=/dev/null bs=1M count="$C" status=none; e=$(date +%s%N); ' +
+    's2=$(date +%s%N); tar -C "$M" -cf - data/small | cat >/dev/null; e2=$(date +%s%N); cd /; fusermount3 -u "$M"; ';
   const script =
     'set -e; M="$1"; F="$2"; C="$3"; shift 3; mkdir -p "$M"; sshfs "$@" "root@127.0.0.1:/" "$M"; ' +
-    's=$(date +%s%N); dd if="$M/$F" of=/dev/null bs=1M count="$C" status=none; e=$(date +%s%N); cd /; fusermount3 -u "$M"; echo $((e - s))';
+    timing +
+    'echo $((e - s)) $((e2 - s2))';
+  const direct =
+    'set -e; M="$1"; F="$2"; C="$3"; PORT="$4"; SECRET="$5"; CONNECT="$6"; mkdir -p "$M"; ' +
+    // -f: a daemonizing sshfs points its stdin and stdout at /dev/null, which in passive mode are the connection.
+    'python3 -I -S -c "$CONNECT" "$PORT" "$SECRET" sshfs -f -o passive,ro,no_contain_symlinks,max_read=1048576 borgpull: "$M" & ' +
+    'i=0; until mountpoint -q "$M"; do i=$((i + 1)); [ "$i" -lt 300 ] || exit 71; sleep 0.1; done; ' +
+    timing +
+    'wait; echo $((e - s)) $((e2 - s2))';
   const opts = (port) => [
     '-o',
     'no_contain_symlinks',
@@ -799,50 +876,58 @@ export async function linkProbe(env, relPath, mib = 64) {
     '-F',
     '/dev/null',
   ];
-  const mbps = (r, what) => {
+  const small = env.tree.small.count;
+  const rates = (r, what) => {
     if (r.exitCode !== 0) throw new Error(`link probe ${what}: ${r.stderr}`);
-    return (mib * MIB) / 1e6 / (Number(r.stdout.trim().split('\n').pop()) / 1e9);
+    const [a, b] = r.stdout.trim().split('\n').pop().split(' ').map(Number);
+    return { mbps: (mib * MIB) / 1e6 / (a / 1e9), filesPerS: small / (b / 1e9) };
   };
-  const close = await openTunnel(env);
+  const ns = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c'];
+  const close = await openTunnel(env, { nodelay: true });
   let tunnel;
   try {
-    const r = await srv.exec(
-      [
-        'unshare',
-        '--mount',
-        '--propagation',
-        'private',
-        'sh',
-        '-c',
-        script,
-        'probe',
-        join(srv.dir, 'probe-mnt'),
-        relPath,
-        String(mib),
-        ...opts(env.tunnel.port),
-      ],
-      { reject: false, timeout: 600_000 },
-    );
-    tunnel = mbps(r, 'through the tunnel');
+    const r = await srv.exec([...ns, script, 'probe', join(srv.dir, 'probe-mnt'), relPath, String(mib), ...opts(env.tunnel.port)], {
+      reject: false,
+      timeout: 600_000,
+    });
+    tunnel = rates(r, 'through the tunnel');
   } finally {
     await close();
   }
-  const d = await host.exec(
-    [
-      'unshare',
-      '--mount',
-      '--propagation',
-      'private',
-      'sh',
-      '-c',
-      script,
-      'probe',
-      join(host.dir, 'probe-mnt'),
-      relPath,
-      String(mib),
-      ...opts(22),
-    ],
-    { reject: false, timeout: 600_000 },
+  const connector = await connectorSource();
+  const viaGate = async (source, what) => {
+    const d = await openDirectPath(env);
+    try {
+      const r = await srv.exec(
+        [...ns, direct, 'probe', join(srv.dir, 'probe-mnt'), relPath, String(mib), String(env.tunnel.port), d.secretFile, source],
+        { reject: false, timeout: 600_000, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } },
+      );
+      return rates(r, what);
+    } finally {
+      await d.close();
+    }
+  };
+  const directPath = await viaGate(connector, 'direct path through the tunnel');
+  const nagle = connector.replace('s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)\n', '');
+  if (nagle === connector) throw new Error('cannot derive the Nagle variant of the connector');
+  const directNagle = await viaGate(nagle, 'direct path, Nagle on');
+  const inside = rates(
+    await host.exec([...ns, script, 'probe', join(host.dir, 'probe-mnt'), relPath, String(mib), ...opts(22)], {
+      reject: false,
+      timeout: 600_000,
+    }),
+    'inside the client',
   );
-  return { mib, tunnelMBps: tunnel, directMBps: mbps(d, 'inside the client') };
+  return {
+    mib,
+    smallFiles: small,
+    tunnelMBps: tunnel.mbps,
+    directPathMBps: directPath.mbps,
+    directNagleMBps: directNagle.mbps,
+    directMBps: inside.mbps,
+    tunnelFilesPerS: tunnel.filesPerS,
+    directPathFilesPerS: directPath.filesPerS,
+    directNagleFilesPerS: directNagle.filesPerS,
+    insideFilesPerS: inside.filesPerS,
+  };
 }

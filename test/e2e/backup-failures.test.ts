@@ -9,6 +9,7 @@ import {
   listItems,
   manyFiles,
   pidsMatching,
+  sftpSocket,
   startClient,
   startController,
   waitForAgent,
@@ -57,7 +58,7 @@ describe('backups that go wrong', () => {
     const port = (await agentsJson(ctl)).find((a) => a.name === 'pc1') as unknown as { port: number };
     const run = backup(ctl, ['pc1']);
     await waitForBorg(ctl, 'pc1');
-    const ssh = pidsMatching('ssh', '-R', `127.0.0.1:${port.port}:127.0.0.1:22`, c1.host.dir);
+    const ssh = pidsMatching('ssh', '-R', `127.0.0.1:${port.port}:${sftpSocket(c1)}`);
     expect(ssh.length).toBe(1);
     process.kill(ssh[0]!, 'SIGKILL');
     const r = await run;

@@ -128,13 +128,15 @@ export interface Client {
 export async function startClient(
   ctl: Controller,
   name: string,
-  opts: { system?: boolean; passwd?: string; group?: string; enrollArgs?: string[] } = {},
+  opts: { system?: boolean; passwd?: string; group?: string; enrollArgs?: string[]; sshd?: boolean } = {},
 ): Promise<Client> {
   const host = await createClientHost(ctl.server, {
     name,
     passwd: opts.passwd ?? CLIENT_PASSWD,
     group: opts.group ?? CLIENT_GROUP,
     system: opts.system ?? false,
+    // borgpull's clients need no sshd: the agent serves SFTP itself (the bench starts one for its baselines).
+    sshd: opts.sshd ?? false,
   });
   const tok = await ctl.cli(['token', name]);
   if (tok.exitCode !== 0) throw new Error(`token failed: ${tok.stderr}`);
@@ -147,8 +149,9 @@ export async function startClient(
       tok.stdout.trim(),
       '--state-dir',
       agentState,
-      '--sshd-host-key',
-      join(host.dir, 'sshd', 'ssh_host_ed25519_key.pub'),
+      // What backups see as the client's /: its harness root (the host's / is the machine running the tests).
+      '--sftp-root',
+      host.root,
       ...(opts.enrollArgs ?? []),
     ],
     { reject: false },
@@ -289,35 +292,14 @@ export function manyFiles(count: number, dir = 'bulk'): Record<string, string> {
   return tree;
 }
 
-function parentOf(pid: number): number | undefined {
-  try {
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return undefined;
-  }
+/** Where a client's agent listens for SFTP while a job runs; its tunnel forwards the server's port here. */
+export function sftpSocket(c: Client): string {
+  return join(c.host.dir, 'agent-state', 'sftp', 'sftp.sock');
 }
 
-/** The client sshd's session processes (its listener's descendants): what serves sshfs its files. SIGSTOP them to stall a client. */
-export function sshdSessions(c: Client): number[] {
-  const listener = pidsMatching('/usr/sbin/sshd', join(c.host.dir, 'sshd', 'sshd_config'));
-  const all = readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .map(Number);
-  const found = new Set<number>();
-  let grew = true;
-  while (grew) {
-    grew = false;
-    for (const pid of all) {
-      const pp = parentOf(pid);
-      if (pp !== undefined && !found.has(pid) && (listener.includes(pp) || found.has(pp))) {
-        found.add(pid);
-        grew = true;
-      }
-    }
-  }
-  return [...found];
+/** The agent's sftp-server processes for this client: what serves sshfs its files. SIGSTOP them to stall a client. */
+export function sftpSessions(c: Client): number[] {
+  return pidsMatching('sftp-server', '-R', c.host.root);
 }
 
 export function signalAll(pids: number[], sig: NodeJS.Signals): void {

@@ -11,7 +11,7 @@ import {
   pidsMatching,
   serverBorg,
   signalAll,
-  sshdSessions,
+  sftpSessions,
   startClient,
   startController,
   type Client,
@@ -71,8 +71,8 @@ describe('bounded jobs and disks', () => {
       timeoutMs: 30_000,
       intervalMs: 50,
     });
-    // The client's sshd stops answering, mid-file, with its connection open: a stalled client.
-    const stalled = sshdSessions(c1);
+    // The client's sftp-server stops answering, mid-file, with its connection open: a stalled client.
+    const stalled = sftpSessions(c1);
     expect(stalled.length).toBeGreaterThan(0);
     signalAll(stalled, 'SIGSTOP');
     try {

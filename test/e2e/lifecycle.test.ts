@@ -9,8 +9,9 @@ import {
   manyFiles,
   pidsMatching,
   serverBorg,
+  sftpSocket,
   signalAll,
-  sshdSessions,
+  sftpSessions,
   startClient,
   startController,
   waitForAgent,
@@ -85,10 +86,10 @@ describe('lifecycle: SIGTERM and SIGHUP', () => {
     const run = backup(ctl, ['pc1']);
     await waitForBorg(ctl, 'pc1');
     // Hold the backup mid-way, its tunnel open.
-    const stalled = sshdSessions(c1);
+    const stalled = sftpSessions(c1);
     signalAll(stalled, 'SIGSTOP');
     try {
-      const ssh = pidsMatching('ssh', '-R', `127.0.0.1:${port.port}:127.0.0.1:22`, c1.host.dir);
+      const ssh = pidsMatching('ssh', '-R', `127.0.0.1:${port.port}:${sftpSocket(c1)}`);
       expect(ssh.length).toBe(1);
       const agent = c1.agent!;
       const t0 = Date.now();
@@ -98,7 +99,7 @@ describe('lifecycle: SIGTERM and SIGHUP', () => {
       expect(done.exitCode, `${String(done.signal)} ${String(done.stdout).slice(-3000)} ${String(done.stderr)}`).toBe(0);
       console.log(`agent stopped in ${took} ms`);
       expect(took).toBeLessThan(5_000);
-      expect(pidsMatching('ssh', '-R', `127.0.0.1:${port.port}:127.0.0.1:22`, c1.host.dir)).toEqual([]);
+      expect(pidsMatching('ssh', '-R', `127.0.0.1:${port.port}:${sftpSocket(c1)}`)).toEqual([]);
       expect(String(done.stdout)).toMatch(/"tunnel closed on order"/);
       await waitFor('controller logs the disconnect', () => ctlLog.some((l) => l['msg'] === 'agent disconnected'), { timeoutMs: 10_000 });
       const gone = ctlLog.find((l) => l['msg'] === 'agent disconnected');
@@ -159,7 +160,7 @@ describe('lifecycle: SIGTERM and SIGHUP', () => {
   it('SIGTERM on the controller, grace (2s, from the reload) shorter than the backup: cancelled, cleaned up, exit 0', async () => {
     const run = backup(ctl, ['pc1']);
     await waitForBorg(ctl, 'pc1');
-    const stalled = sshdSessions(c1);
+    const stalled = sftpSessions(c1);
     signalAll(stalled, 'SIGSTOP');
     try {
       const t0 = Date.now();
@@ -187,7 +188,7 @@ describe('lifecycle: SIGTERM and SIGHUP', () => {
     await waitForAgent(ctl, 'pc1', true);
     const run = backup(ctl, ['pc1']);
     await waitForBorg(ctl, 'pc1');
-    const stalled = sshdSessions(c1);
+    const stalled = sftpSessions(c1);
     signalAll(stalled, 'SIGSTOP');
     try {
       kill(ctl.proc, 'SIGTERM');

@@ -95,8 +95,8 @@ describe('restores', () => {
 
   it('streams export-tar to the agent and restores every file, mode, owner and link (stream)', async () => {
     wipe();
-    // The agent sees the client's files under client.root (the harness serves them to
-    // sshd with ChrootDirectory), so a stream restore "in place" targets that path.
+    // Backups see the client's files under client.root (its agent was enrolled with
+    // --sftp-root client.root), so a stream restore "in place" targets that path.
     // Only data/: the harness binds the client's etc/passwd into its namespace,
     // and tar replacing that file would leave the bind on the old one.
     const r = await restore(['data', '--target', c1.host.root]);
@@ -180,36 +180,11 @@ describe('restores', () => {
     expect(live.stderr).toMatch(/--yes/);
   });
 
-  it('the backup key alone cannot write on the client', async () => {
-    const key = join(ctl.state, 'ssh', 'id_ed25519');
-    const pin = join(c1.host.dir, 'pin');
-    writeFileSync(pin, `c ${readFileSync(join(c1.host.dir, 'sshd', 'ssh_host_ed25519_key.pub'), 'utf8')}`);
-    const sftp = await c1.host.exec(
-      [
-        'sftp',
-        '-b',
-        '-',
-        '-i',
-        key,
-        '-o',
-        'BatchMode=yes',
-        '-o',
-        `UserKnownHostsFile=${pin}`,
-        '-o',
-        'HostKeyAlias=c',
-        '-o',
-        'StrictHostKeyChecking=yes',
-        'root@127.0.0.1',
-      ],
-      { input: 'mkdir /data/intruder\n', reject: false },
-    );
-    expect(sftp.exitCode).not.toBe(0);
-    expect(sftp.stderr + sftp.stdout).toMatch(/denied|read-only|Permission|failure/i);
-    expect(() => lstatSync(join(c1.host.root, 'data/intruder'))).toThrow();
-    // Restores never add a key: the controller's only line is the read-only one.
-    expect(readFileSync(c1.host.authorizedKeysFile, 'utf8').trim().split('\n')).toEqual([
-      expect.stringMatching(/^restrict,from="127\.0\.0\.1,::1",command="internal-sftp -R" ssh-ed25519 /),
-    ]);
+  it('gives the controller no key and no sshd on the client: nothing there to write with', async () => {
+    // The client runs no sshd at all, and enrollment put nothing in root's authorized_keys.
+    expect(c1.host.isListening(22)).toBe(false);
+    expect(existsSync(c1.host.authorizedKeysFile) ? readFileSync(c1.host.authorizedKeysFile, 'utf8') : '').not.toMatch(/borgpull/);
+    // Backups reach the client only through its agent's read-only sftp-server (sftp-gate.test.ts: writes refused).
   });
 
   it('fails the job and ends both processes when the agent is killed mid-stream', async () => {

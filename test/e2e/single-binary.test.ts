@@ -48,7 +48,7 @@ describe('the single-binary agent on a client with no Node.js and no repository'
     requireTools();
     const { binary } = await ensureBundle('agent');
     ctl = await startController();
-    host = await createClientHost(ctl.server, { name: NAME, passwd: CLIENT_PASSWD, group: CLIENT_GROUP });
+    host = await createClientHost(ctl.server, { name: NAME, passwd: CLIENT_PASSWD, group: CLIENT_GROUP, sshd: false });
     // Only the binary is copied in, where an admin would put it.
     installed = join(host.root, 'usr/local/bin/borgpull-agent');
     mkdirSync(join(host.root, 'usr/local/bin'), { recursive: true, mode: 0o755 });
@@ -89,15 +89,7 @@ describe('the single-binary agent on a client with no Node.js and no repository'
   it('enrolls and runs as a service from the one binary', async () => {
     const tok = await ctl.cli(['token', NAME]);
     expect(tok.exitCode, tok.stderr).toBe(0);
-    const enroll = await inClient([
-      installed,
-      'enroll',
-      tok.stdout.trim(),
-      '--state-dir',
-      agentState,
-      '--sshd-host-key',
-      join(host.dir, 'sshd', 'ssh_host_ed25519_key.pub'),
-    ]);
+    const enroll = await inClient([installed, 'enroll', tok.stdout.trim(), '--state-dir', agentState, '--sftp-root', host.root]);
     expect(enroll.exitCode, enroll.stdout + enroll.stderr).toBe(0);
     expect(enroll.stdout).toContain(`enrolled as '${NAME}'`);
     agent = host.spawn(['env', '-i', CLEAN_PATH, `BORGPULL_HEARTBEAT_MS=${HEARTBEAT_MS}`, installed, 'run', '--state-dir', agentState], {

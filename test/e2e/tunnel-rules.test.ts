@@ -121,6 +121,15 @@ describe("the agent's ssh key against the README's tunnel sshd rules", () => {
     expect(r.refused, `${r.stderr}\n${ctl.server.logs()}`).toBe(false);
   });
 
+  it("may forward its own port to a Unix socket on the client (the agent's SFTP tunnel) under the same rules", async () => {
+    // The socket is the client's end: sshd sees a plain TCP listen request (permitlisten), and
+    // AllowStreamLocalForwarding concerns sockets on the server only.
+    const r = await remoteForward(`127.0.0.1:${port}:${join(client.host.dir, 'agent-state', 'sftp', 'sftp.sock')}`, () =>
+      ctl.server.isListening(port),
+    );
+    expect(r.refused, `${r.stderr}\n${ctl.server.logs()}`).toBe(false);
+  });
+
   it('cannot -R a Unix socket listener onto the server', async () => {
     const sock = join(ctl.server.dir, 'tunnel-writable', 'evil.sock');
     const r = await remoteForward(`${sock}:127.0.0.1:22`, () => existsSync(sock));

@@ -26,6 +26,12 @@ export interface ClientHostOptions {
    * so an agent writing /root/.ssh/authorized_keys writes the client sshd's file.
    */
   bindRootHome?: boolean;
+  /**
+   * Start the client's own sshd on 127.0.0.1:22 (default true). borgpull's
+   * agent needs none: the e2e fixture's clients run without one. The bench's
+   * "today's path" and the harness's own tests use it.
+   */
+  sshd?: boolean;
 }
 
 /** Holder script: runs in a fresh private mount + UTS namespace inside the client netns. */
@@ -41,7 +47,7 @@ if [ "$HOMEBIND" = 1 ]; then mount --bind "$R/root" /root; fi
 exec sleep infinity
 `;
 
-/** A client behind NAT: own netns (veth to the server), own mount + UTS namespace, own sshd on 127.0.0.1:22. */
+/** A client behind NAT: own netns (veth to the server), own mount + UTS namespace, own sshd on 127.0.0.1:22 unless `sshd: false`. */
 export class ClientHost implements Stoppable {
   readonly kind = 'client' as const;
   readonly name: string;
@@ -125,7 +131,7 @@ export class ClientHost implements Stoppable {
       throw new Error(`client ${this.name}: holder is not in the expected namespaces`);
     }
     created.mnt.add(this.mntInode);
-    await this.startSshd();
+    if (this.opts.sshd !== false) await this.startSshd();
   }
 
   private async startSshd(): Promise<void> {

@@ -239,10 +239,8 @@ describe('foundation over loopback (real processes)', () => {
     expect(enrolled.exitCode, enrolled.stderr).toBe(0);
     expect(enrolled.stdout).toContain(`enrolled as 'web1' with ws://127.0.0.1:${c.port}`);
     expect(c.serve.find({ msg: 'agent enrolled', agentId: 'web1' })).toBeDefined();
-    // The controller's SFTP key, read-only and loopback-only.
-    const sftpKey = (await readFile(join(c.dir, 'ssh', 'id_ed25519.pub'), 'utf8')).trim().split(' ').slice(0, 2).join(' ');
-    const ak = await readFile(join(dir, 'authorized_keys'), 'utf8');
-    expect(ak).toContain(`restrict,from="127.0.0.1,::1",command="internal-sftp -R" ${sftpKey}`);
+    // No key of the controller's on the client: backups go through the agent's own SFTP gate.
+    expect(existsSync(join(dir, 'authorized_keys'))).toBe(false);
 
     const offline = await c.agent('web1');
     expect(offline).toMatchObject({ connected: false, revoked: false });

@@ -1,8 +1,9 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { resolve } from 'node:path';
 import { BorgpullError, errorMessage, installUnit, purgeStateDir, terminalSafe, thisProgram, uninstallUnit } from '@borgpull/protocol';
 import { enroll } from './enroll.js';
+import { removeOldBackupKey } from './authorized-keys.js';
 import { AgentError } from './errors.js';
 import { describePolicy, formatPolicy, loadPolicy, parsePolicy, savePolicy, type RestorePolicy } from './restore-policy.js';
 import { AgentService } from './service.js';
@@ -20,8 +21,7 @@ export interface Parsed {
 const USAGE = `usage: agent <command> [options]
 
 commands:
-  enroll TOKEN [--sshd-port N] [--sshd-host-key FILE] [--authorized-keys FILE] [--force]
-               [--restores anywhere|off|DIR[,DIR...]]
+  enroll TOKEN [--force] [--restores anywhere|off|DIR[,DIR...]] [--sftp-root DIR]
                  enroll this machine with the controller that issued TOKEN
   run            run the service: stay connected to the controller, obey its orders
   restores [anywhere|off|DIR[,DIR...]]
@@ -80,7 +80,7 @@ function stateDirOf(values: Record<string, unknown>): string {
 /** Usage of each command, printed by `agent COMMAND --help` (which never runs the command). */
 const COMMAND_USAGE: Readonly<Record<string, string>> = {
   enroll:
-    'usage: agent enroll TOKEN [--sshd-port N] [--sshd-host-key FILE] [--authorized-keys FILE] [--force] [--restores anywhere|off|DIR[,DIR...]]\nenroll this machine with the controller that issued TOKEN',
+    "usage: agent enroll TOKEN [--force] [--restores anywhere|off|DIR[,DIR...]] [--sftp-root DIR]\nenroll this machine with the controller that issued TOKEN\n--sftp-root DIR: what backups see as this machine's / (default /)\n--authorized-keys FILE: where an older version put the controller's key (default /root/.ssh/authorized_keys); that one line is removed\n(--sshd-port and --sshd-host-key are accepted and ignored: no sshd is needed)",
   restores: 'usage: agent restores [anywhere|off|DIR[,DIR...]]\nshow or set what a controller may restore on this machine',
   run: 'usage: agent run [--log-level LEVEL]\nrun the service: stay connected to the controller, obey its orders',
   status: 'usage: agent status [--json]\nshow what this agent is enrolled to, its restore policy and its last restore orders',
@@ -121,31 +121,29 @@ export async function run(argv: string[]): Promise<number> {
         'sshd-port': { type: 'string' },
         'authorized-keys': { type: 'string' },
         'sshd-host-key': { type: 'string' },
+        'sftp-root': { type: 'string' },
         force: { type: 'boolean' },
         restores: { type: 'string' },
       });
       const [token, ...extra] = positionals;
       if (!token || extra.length) throw new UsageError('usage: agent enroll TOKEN');
-      const sshdPort = values['sshd-port'] === undefined ? 22 : Number(values['sshd-port']);
-      if (!Number.isInteger(sshdPort) || sshdPort < 1 || sshdPort > 65535) throw new UsageError('--sshd-port must be a port number');
+      // --sshd-port and --sshd-host-key: accepted so that scripts written for older versions still run; no sshd is used.
       const authorizedKeys = typeof values['authorized-keys'] === 'string' ? values['authorized-keys'] : '/root/.ssh/authorized_keys';
       if (!authorizedKeys.startsWith('/')) throw new UsageError('--authorized-keys must be an absolute path');
-      const sshdHostKey = typeof values['sshd-host-key'] === 'string' ? values['sshd-host-key'] : '/etc/ssh/ssh_host_ed25519_key.pub';
-      if (!sshdHostKey.startsWith('/')) throw new UsageError('--sshd-host-key must be an absolute path');
+      const sftpRoot = typeof values['sftp-root'] === 'string' ? values['sftp-root'] : '/';
+      if (!sftpRoot.startsWith('/') || sftpRoot.includes('\n')) throw new UsageError('--sftp-root must be an absolute path');
       const restores = typeof values['restores'] === 'string' ? policyArg(values['restores'], '--restores') : undefined;
       const paths = agentPaths(stateDirOf(values));
       const e = await enroll({
         token,
         paths,
-        sshdPort,
-        sshdHostKey,
+        sftpRoot,
         authorizedKeys,
         software: SOFTWARE,
         force: values['force'] === true,
         restores,
       });
       process.stdout.write(`enrolled as '${terminalSafe(e.name)}' with ${terminalSafe(e.url)}\n`);
-      process.stdout.write(`installed the controller's read-only SFTP key in ${e.authorizedKeys}\n`);
       const policy = await loadPolicy(paths.restorePolicy);
       process.stdout.write(
         `restore policy: ${policy.policy ? describePolicy(policy.policy) : 'damaged (every restore refused)'} (change with 'agent restores')\n`,
@@ -160,6 +158,7 @@ export async function run(argv: string[]): Promise<number> {
       const loaded = await loadEnrollment(paths);
       const level = typeof values['log-level'] === 'string' ? values['log-level'] : (process.env['BORGPULL_LOG_LEVEL'] ?? 'info');
       const log = pino({ level, base: { service: 'borgpull-agent', agentId: loaded.enrollment.name } });
+      await dropOldBackupKey(loaded.enrollment.authorizedKeys ?? '/root/.ssh/authorized_keys', log);
       const hb = Number(process.env['BORGPULL_HEARTBEAT_MS']);
       const service = new AgentService({
         paths,
@@ -261,5 +260,18 @@ export async function main(argv: string[]): Promise<void> {
     );
     if (code === 'E_INTERNAL' && process.env['BORGPULL_DEBUG']) process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
     process.exitCode = code === 'E_USAGE' ? 2 : 1;
+  }
+}
+
+/**
+ * An agent enrolled by an older version gave the controller a key in root's
+ * authorized_keys; backups no longer use it, so the upgraded agent removes
+ * exactly that line at start. A failure is logged, never fatal.
+ */
+async function dropOldBackupKey(file: string, log: Logger): Promise<void> {
+  try {
+    if (await removeOldBackupKey(file)) log.info({ file }, "removed the controller's old SFTP key line from authorized_keys");
+  } catch (err) {
+    log.warn({ file, reason: errorMessage(err) }, "cannot remove the controller's old SFTP key line from authorized_keys");
   }
 }

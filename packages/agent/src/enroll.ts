@@ -1,5 +1,5 @@
 import { AgentHandshake, exists, parseToken, tokenSigningKey, type EnrolledMessage } from '@borgpull/protocol';
-import { installBackupKey } from './authorized-keys.js';
+import { removeOldBackupKey } from './authorized-keys.js';
 import { dialSession } from './dial.js';
 import { AgentError } from './errors.js';
 import { savePolicy, type RestorePolicy } from './restore-policy.js';
@@ -16,8 +16,9 @@ import {
 export interface EnrollOptions {
   readonly token: string;
   readonly paths: AgentPaths;
-  readonly sshdPort: number;
-  readonly sshdHostKey: string;
+  /** What backups see as this machine's / (sftp-server's starting directory). */
+  readonly sftpRoot: string;
+  /** Where an older version put the controller's key: its line is removed. */
   readonly authorizedKeys: string;
   readonly software: string;
   readonly force: boolean;
@@ -27,8 +28,10 @@ export interface EnrollOptions {
 
 /**
  * `agent enroll TOKEN`: makes this machine's keys, pins the controller's key
- * from the token, proves the token over a fresh handshake, and installs the
- * controller's read-only SFTP key for loopback (the tunnel) only.
+ * from the token, proves the token over a fresh handshake. Nothing is written
+ * outside the state dir: backups reach this machine through its own SFTP
+ * socket (sftp-gate.ts), not sshd, so no authorized_keys line is installed;
+ * the one an older version installed is removed.
  */
 export async function enroll(opts: EnrollOptions): Promise<Enrollment> {
   const tok = parseToken(opts.token);
@@ -64,14 +67,13 @@ export async function enroll(opts: EnrollOptions): Promise<Enrollment> {
   } finally {
     channel.close('enrolled');
   }
-  await installBackupKey(opts.authorizedKeys, reply.sftpKey);
+  await removeOldBackupKey(opts.authorizedKeys);
   const enrollment: Enrollment = {
     name: reply.name,
     url: tok.url,
     controllerKey: encodePublicKey(tok.controllerKey),
     tunnel: reply.tunnel,
-    sshdPort: opts.sshdPort,
-    sshdHostKey: opts.sshdHostKey,
+    sftpRoot: opts.sftpRoot,
     authorizedKeys: opts.authorizedKeys,
     enrolledAt: Date.now(),
   };

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
+  existsSync,
   lchownSync,
   lstatSync,
   mkdirSync,
@@ -34,8 +35,6 @@ const enrollment: Enrollment = {
   url: 'ws://127.0.0.1:1',
   controllerKey: 'x',
   tunnel: { sshHost: '127.0.0.1', sshPort: 22, user: 'borgpull', port: 40001, hostKey: 'ssh-ed25519 AAAA' },
-  sshdPort: 22,
-  sshdHostKey: '/nonexistent',
   authorizedKeys: '/nonexistent',
   enrolledAt: 0,
 };
@@ -115,6 +114,20 @@ describe('restore orders under the client restore policy (the controller is the 
 
   const begin = (id: number, target: string, extra: Partial<ControllerMessage & { type: 'restore.begin' }> = {}) =>
     order({ type: 'restore.begin', id, stream: id, target, ...extra });
+
+  const tunnelOrder = { sshHost: '127.0.0.1', sshPort: 1, user: 'borgpull', port: 40001, hostKey: 'ssh-ed25519 AAAA' };
+
+  it('refuses a tunnel order without an SFTP secret (an older or hostile controller): no ssh, no socket', async () => {
+    const r = await order({ type: 'tunnel.open', id: 90, ...tunnelOrder });
+    expect(r).toMatchObject({ type: 'error', id: 90, code: 'E_TUNNEL_NO_SECRET' });
+    expect(existsSync(p.sftpSocket)).toBe(false);
+  });
+
+  it('removes the SFTP socket when the tunnel cannot be opened', async () => {
+    const r = await order({ type: 'tunnel.open', id: 91, ...tunnelOrder, sftpSecret: Buffer.alloc(32, 1) });
+    expect(r).toMatchObject({ type: 'error', id: 91, code: 'E_TUNNEL_FAILED' });
+    expect(existsSync(p.sftpSocket)).toBe(false);
+  });
 
   const hostile: Array<[string, () => string]> = [
     ['a target outside the allowed dirs', () => join(fs, 'etc')],

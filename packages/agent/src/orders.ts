@@ -25,10 +25,10 @@ export class OrderHandler {
   constructor(
     private readonly channel: AgentChannel,
     private readonly paths: AgentPaths,
-    private readonly enrollment: Enrollment,
+    enrollment: Enrollment,
     private readonly log: Logger,
   ) {
-    this.tunnel = new Tunnel(paths, enrollment.sshdPort, log);
+    this.tunnel = new Tunnel(paths, enrollment.sftpRoot ?? '/', log);
     this.tunnel.onClosed = (port, reason) => channel.notify({ type: 'tunnel.closed', port, reason });
     this.restores = new RestoreStreams(channel, log);
     this.record = new RestoreLog(paths.restoreLog);
@@ -60,14 +60,14 @@ export class OrderHandler {
     switch (msg.type) {
       case 'tunnel.open':
         await this.tunnel.open(msg);
-        this.channel.reply({ type: 'tunnel.opened', id: msg.id });
+        this.channel.reply({ type: 'tunnel.opened', id: msg.id, sftp: true });
         return;
       case 'tunnel.close':
         await this.tunnel.close('ordered by the controller');
         this.channel.reply({ type: 'ok', id: msg.id });
         return;
       case 'host.report.get':
-        this.channel.reply({ type: 'host.report', id: msg.id, ...(await readHostReport(this.enrollment.sshdHostKey)) });
+        this.channel.reply({ type: 'host.report', id: msg.id, ...(await readHostReport()) });
         return;
       case 'restore.begin':
         await this.beginRestore(msg);

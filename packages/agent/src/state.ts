@@ -30,12 +30,20 @@ export interface Enrollment {
   readonly url: string;
   readonly controllerKey: string;
   readonly tunnel: TunnelSettings;
-  /** Port of this machine's own sshd that the tunnel forwards to. */
-  readonly sshdPort: number;
-  /** Public host key of that sshd, reported to the controller to pin. */
-  readonly sshdHostKey: string;
-  /** authorized_keys file that holds the controller's SFTP key. */
-  readonly authorizedKeys: string;
+  /**
+   * The directory a backup sees as this client's `/` (sftp-server's `-d`;
+   * default `/`). A starting point, not a confinement.
+   */
+  readonly sftpRoot?: string;
+  /**
+   * Agents enrolled before SFTP went through the agent's own socket: the
+   * authorized_keys file where enrollment put the controller's key. The agent
+   * removes that line at start (authorized-keys.ts).
+   */
+  readonly authorizedKeys?: string;
+  /** Older enrollments only: the client sshd the tunnel used to reach. Unused. */
+  readonly sshdPort?: number;
+  readonly sshdHostKey?: string;
   readonly enrolledAt: number;
 }
 
@@ -47,6 +55,8 @@ export function agentPaths(stateDir: string) {
     sshKey: join(stateDir, 'id_ed25519'),
     knownHosts: join(stateDir, 'known_hosts'),
     tunnelControl: join(stateDir, 'tunnel.ctl'),
+    /** The SFTP gate's socket, in a root-only dir; it exists only while a job's tunnel is open (sftp-gate.ts). */
+    sftpSocket: join(stateDir, 'sftp', 'sftp.sock'),
     /** What a controller may restore into: the client's decision (restore-policy.ts). */
     restorePolicy: join(stateDir, 'restore-policy.json'),
     /** Every restore order received, JSON lines (restore-log.ts). */

@@ -2,6 +2,7 @@ import { unlink, writeFile } from 'node:fs/promises';
 import { execa, type ResultPromise } from 'execa';
 import type { Logger } from 'pino';
 import { AgentError } from './errors.js';
+import { findSftpServer, SftpGate } from './sftp-gate.js';
 import type { AgentPaths } from './state.js';
 
 export interface TunnelOrder {
@@ -11,6 +12,8 @@ export interface TunnelOrder {
   readonly user: string;
   /** The backup server's sshd host key, received over the authenticated session. */
   readonly hostKey: string;
+  /** This job's SFTP secret; without it there is no tunnel (see sftp-gate.ts). */
+  readonly sftpSecret?: Uint8Array | undefined;
 }
 
 export type TunnelState = 'idle' | 'opening' | 'open' | 'closing';
@@ -19,24 +22,63 @@ const HOST_ALIAS = 'borgpull-server';
 const OPEN_TIMEOUT_MS = 20_000;
 
 /**
- * One reverse tunnel at a time: `ssh -N -R 127.0.0.1:PORT:127.0.0.1:SSHD` to
- * the backup server, host key pinned. It restarts nothing on its own: if ssh
- * exits, `onClosed` reports it and the controller decides.
+ * One reverse tunnel at a time: `ssh -N -R 127.0.0.1:PORT:SOCKET` to the
+ * backup server, host key pinned, where SOCKET is this job's SFTP gate (a
+ * root-only Unix socket that serves `sftp-server -R` to whoever sends the
+ * job's secret). The socket exists only while the tunnel does. It restarts
+ * nothing on its own: if ssh exits, `onClosed` reports it, the gate closes
+ * and the controller decides.
  */
 export class Tunnel {
   state: TunnelState = 'idle';
   private proc?: ResultPromise;
+  private gate?: SftpGate;
   onClosed: (port: number, reason: string) => void = () => undefined;
 
   constructor(
     private readonly paths: AgentPaths,
-    private readonly sshdPort: number,
+    /** The directory the controller's mount sees as the client's root. */
+    private readonly sftpRoot: string,
     private readonly log: Logger,
   ) {}
 
   async open(order: TunnelOrder): Promise<void> {
     if (this.state === 'open' || this.state === 'opening') await this.close('replaced by a new tunnel order');
+    if (!order.sftpSecret)
+      throw new AgentError(
+        'E_TUNNEL_NO_SECRET',
+        'the controller sent no SFTP secret: it is older than this agent, which serves backups without sshd (upgrade the controller)',
+      );
     this.state = 'opening';
+    try {
+      await this.startGate(order.sftpSecret);
+      await this.startSsh(order);
+    } catch (err) {
+      this.state = 'idle';
+      await this.stopGate();
+      throw err;
+    }
+  }
+
+  private async startGate(secret: Uint8Array): Promise<void> {
+    const gate = new SftpGate({
+      socketPath: this.paths.sftpSocket,
+      secret,
+      root: this.sftpRoot,
+      sftpServer: await findSftpServer(),
+      log: this.log,
+    });
+    await gate.start();
+    this.gate = gate;
+  }
+
+  private async stopGate(): Promise<void> {
+    const gate = this.gate;
+    this.gate = undefined;
+    await gate?.stop();
+  }
+
+  private async startSsh(order: TunnelOrder): Promise<void> {
     await writeFile(this.paths.knownHosts, `${HOST_ALIAS} ${order.hostKey}\n`, { mode: 0o600 });
     await unlink(this.paths.tunnelControl).catch(() => undefined);
     const args = [
@@ -48,7 +90,7 @@ export class Tunnel {
       '-S',
       this.paths.tunnelControl,
       '-R',
-      `127.0.0.1:${order.port}:127.0.0.1:${this.sshdPort}`,
+      `127.0.0.1:${order.port}:${this.paths.sftpSocket}`,
       '-p',
       String(order.sshPort),
       '-i',
@@ -118,7 +160,7 @@ export class Tunnel {
           this.state = 'idle';
           if (wasOpen) {
             log.warn({ exitCode: res.exitCode, reason }, 'tunnel closed');
-            this.onClosed(order.port, reason);
+            void this.stopGate().finally(() => this.onClosed(order.port, reason));
           }
         }
       });
@@ -159,12 +201,14 @@ export class Tunnel {
     const proc = this.proc;
     if (!proc) {
       this.state = 'idle';
+      await this.stopGate();
       return;
     }
     this.state = 'closing';
     this.proc = undefined;
     proc.kill('SIGTERM');
     await proc;
+    await this.stopGate();
     this.state = 'idle';
     this.log.info({ reason }, 'tunnel closed on order');
   }

@@ -22,7 +22,7 @@ import { AgentServer } from './agent-server.js';
 import { loadConfig, pinRestartKeys, RESTART_KEYS, type ControllerConfig } from './config.js';
 import { ControllerError } from './errors.js';
 import { Registry } from './registry.js';
-import { loadIdentity, readSshPublicKey, statePaths, type StatePaths } from './state.js';
+import { loadIdentity, statePaths, type StatePaths } from './state.js';
 import { requireSafeSshd } from './sshd-check.js';
 import { checkSshPublicKey, readHostKey, writeTunnelKeys } from './tunnel-keys.js';
 import { endTunnelSession } from './tunnel-sessions.js';
@@ -274,7 +274,6 @@ export class ControllerDaemon {
           if (!tok) throw new ControllerError('E_AUTH_TOKEN', 'unknown enrollment token');
           const sshKey = checkSshPublicKey(msg.sshKey);
           const hostKey = await readHostKey(this.config.sshHostKeyFile);
-          const sftpKey = await readSshPublicKey(this.paths);
           if (channel.closed) {
             log.warn({ code: 'E_PROTO_CLOSED' }, 'enrollment session closed before it completed; nothing recorded');
             return;
@@ -290,7 +289,6 @@ export class ControllerDaemon {
             id: msg.id,
             name: rec.name,
             tunnel: { sshHost: this.config.sshHost, sshPort: this.config.sshPort, user: this.config.tunnelUser, port: rec.port, hostKey },
-            sftpKey,
           });
           log.info({ agentId: rec.name, port: rec.port }, 'agent enrolled');
         } catch (err) {

@@ -82,7 +82,3 @@ export async function ensureSshKey(path: string): Promise<string> {
   }
   return (await readFile(`${path}.pub`, 'utf8')).trim();
 }
-
-export async function readSshPublicKey(p: StatePaths): Promise<string> {
-  return (await readFile(`${p.sshKey}.pub`, 'utf8')).trim();
-}

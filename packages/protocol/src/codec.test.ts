@@ -49,6 +49,9 @@ const controllerMessages: ControllerMessage[] = [
   },
   // A file name may hold a newline: the decoder bounds it, the agent escapes it before storing it.
   { type: 'restore.begin', id: 11, stream: 5, target: '/srv/restore', archive: 'a\tb', paths: ['home/x\ny'] },
+  { type: 'tunnel.open', id: 12, ...tunnel, sftpSecret: b32 },
+  // Controllers that serve SFTP through the agent's own socket send no sftpKey.
+  { type: 'enrolled', id: 13, name: 'web1', tunnel },
 ];
 
 const agentMessages: AgentMessage[] = [
@@ -69,6 +72,9 @@ const agentMessages: AgentMessage[] = [
   { type: 'ok', id: 5 },
   { type: 'error', id: 6, code: 'E_RESTORE_TARGET', message: 'no such dir' },
   { type: 'credit', stream: 2, bytes: 0 },
+  { type: 'tunnel.opened', id: 7, sftp: true },
+  // Agents that serve SFTP themselves report no sshd host key.
+  { type: 'host.report', id: 8, hostname: 'web1', passwd: '', group: '', mounts: '' },
 ];
 
 const handshakeMessages: HandshakeMessage[] = [
@@ -178,6 +184,7 @@ const hostileAgentFrames: [string, Uint8Array, string][] = [
     packValue({ ...agentMessages[3], sshHostKey: 'ssh-ed25519 A\n@cert-authority * ssh-rsa B' }),
     'E_PROTO_BAD_FIELD',
   ],
+  ['tunnel.opened sftp not a boolean', packValue({ type: 'tunnel.opened', id: 1, sftp: 1 }), 'E_PROTO_BAD_FIELD'],
   ['host.report group not string', packValue({ ...agentMessages[3], group: ['root'] }), 'E_PROTO_BAD_FIELD'],
   ['the old name of host.report', packValue({ ...agentMessages[3], type: 'identity' }), 'E_PROTO_UNKNOWN_TYPE'],
   ['restore.result sha256 31 bytes', packValue({ ...agentMessages[4], sha256: Buffer.alloc(31) }), 'E_PROTO_BAD_FIELD'],
@@ -202,6 +209,10 @@ describe('decodeAgentMessage rejects hostile frames', () => {
 
 const hostileControllerFrames: [string, Uint8Array, string][] = [
   ['agent-only type', packValue({ type: 'enroll', id: 1, sshKey: 'k' }), 'E_PROTO_UNKNOWN_TYPE'],
+  ['tunnel.open sftpSecret 31 bytes', packValue({ ...controllerMessages[0], sftpSecret: Buffer.alloc(31) }), 'E_PROTO_BAD_FIELD'],
+  ['tunnel.open sftpSecret 33 bytes', packValue({ ...controllerMessages[0], sftpSecret: Buffer.alloc(33) }), 'E_PROTO_BAD_FIELD'],
+  ['tunnel.open sftpSecret as text', packValue({ ...controllerMessages[0], sftpSecret: 'x'.repeat(32) }), 'E_PROTO_BAD_FIELD'],
+  ['tunnel.open sftpSecret nil', packValue({ ...controllerMessages[0], sftpSecret: null }), 'E_PROTO_BAD_FIELD'],
   ['tunnel.open sshPort string', packValue({ ...controllerMessages[0], sshPort: '22' }), 'E_PROTO_BAD_FIELD'],
   ['tunnel.open hostKey missing', packValue({ ...controllerMessages[0], hostKey: undefined }), 'E_PROTO_BAD_FIELD'],
   ['tunnel.open user with NUL', packValue({ ...controllerMessages[0], user: 'a\u0000b' }), 'E_PROTO_BAD_FIELD'],

@@ -6,7 +6,7 @@
 import { Packr, Unpackr } from 'msgpackr';
 import { ProtocolError } from './errors.js';
 import type { AgentMessage, ControllerMessage, ErrorMessage, HandshakeMessage, TunnelSpec } from './messages.js';
-import { PROTOCOL_VERSION } from './messages.js';
+import { PROTOCOL_VERSION, SFTP_SECRET_BYTES } from './messages.js';
 import {
   LIMITS,
   asRecord,
@@ -175,8 +175,11 @@ export function decodeHandshake(bytes: Uint8Array): HandshakeMessage {
 export function decodeControllerMessage(bytes: Uint8Array): ControllerMessage {
   const { r, type } = topLevel(bytes);
   switch (type) {
-    case 'tunnel.open':
-      return { type, id: id(r), ...tunnelSpec(r) };
+    case 'tunnel.open': {
+      const m: ControllerMessage = { type, id: id(r), ...tunnelSpec(r) };
+      if (r['sftpSecret'] !== undefined) m.sftpSecret = bin(r, 'sftpSecret', SFTP_SECRET_BYTES);
+      return m;
+    }
     case 'tunnel.close':
     case 'host.report.get':
     case 'ok':
@@ -210,13 +213,15 @@ export function decodeControllerMessage(bytes: Uint8Array): ControllerMessage {
       return { type, stream: uint32(r, 'stream'), reason: str(r, 'reason', msgStr) };
     case 'enrolled': {
       const t = sub(r, 'tunnel');
-      return {
+      const m: ControllerMessage = {
         type,
         id: id(r),
         name: str(r, 'name', nameStr),
         tunnel: nested('tunnel', () => tunnelSpec(t)),
-        sftpKey: str(r, 'sftpKey', keyStr),
       };
+      const sftpKey = optStr(r, 'sftpKey', keyStr);
+      if (sftpKey !== undefined) m.sftpKey = sftpKey;
+      return m;
     }
     case 'error':
       return errorMessage(r);
@@ -233,21 +238,28 @@ export function decodeAgentMessage(bytes: Uint8Array): AgentMessage {
   switch (type) {
     case 'enroll':
       return { type, id: id(r), sshKey: str(r, 'sshKey', keyStr) };
-    case 'tunnel.opened':
+    case 'tunnel.opened': {
+      const m: AgentMessage = { type, id: id(r) };
+      if (r['sftp'] !== undefined) m.sftp = bool(r, 'sftp');
+      return m;
+    }
     case 'ok':
       return { type, id: id(r) };
     case 'tunnel.closed':
       return { type, port: port(r, 'port'), reason: str(r, 'reason', msgStr) };
-    case 'host.report':
-      return {
+    case 'host.report': {
+      const m: AgentMessage = {
         type,
         id: id(r),
         hostname: str(r, 'hostname', nameStr),
         passwd: str(r, 'passwd', textStr),
         group: str(r, 'group', textStr),
         mounts: str(r, 'mounts', textStr),
-        sshHostKey: str(r, 'sshHostKey', keyStr),
       };
+      const sshHostKey = optStr(r, 'sshHostKey', keyStr);
+      if (sshHostKey !== undefined) m.sshHostKey = sshHostKey;
+      return m;
+    }
     case 'restore.result': {
       const exit = r['tarExit'];
       return {

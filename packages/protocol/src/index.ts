@@ -24,7 +24,7 @@ export {
   TOKEN_PREFIX,
 } from './token.js';
 export type { TokenRecord, ParsedToken } from './token.js';
-export { PROTOCOL_VERSION, REPLY_TO } from './messages.js';
+export { PROTOCOL_VERSION, REPLY_TO, SFTP_SECRET_BYTES } from './messages.js';
 export type {
   HandshakeMessage,
   HelloMessage,

@@ -6,6 +6,9 @@
 
 export const PROTOCOL_VERSION = 1;
 
+/** Length of a job's SFTP secret (tunnel.open's sftpSecret). */
+export const SFTP_SECRET_BYTES = 32;
+
 // ---- handshake (plaintext, before the session is keyed) ----
 
 /** agent -> controller, first frame. */
@@ -80,7 +83,7 @@ export interface TunnelSpec {
   sshHost: string;
   sshPort: number;
   user: string;
-  /** remote port on the backup server (ssh -R 127.0.0.1:port:127.0.0.1:22) */
+  /** remote port on the backup server (ssh -R 127.0.0.1:port:<the agent's SFTP socket>) */
   port: number;
   /** known_hosts key text, e.g. 'ssh-ed25519 AAAA...' */
   hostKey: string;
@@ -89,6 +92,14 @@ export interface TunnelSpec {
 export interface TunnelOpenMessage extends TunnelSpec {
   type: 'tunnel.open';
   id: number;
+  /**
+   * The job's SFTP secret (SFTP_SECRET_BYTES random bytes): a connection to
+   * the tunnel port gets SFTP only after sending exactly these bytes. A new
+   * one for every job; the agent serves SFTP only while this tunnel is open.
+   * Optional on the wire only because protocol 1 adds fields as optional: an
+   * agent that serves SFTP itself refuses a tunnel.open without it.
+   */
+  sftpSecret?: Uint8Array;
 }
 export interface TunnelCloseMessage {
   type: 'tunnel.close';
@@ -134,8 +145,11 @@ export interface EnrolledMessage {
   id: number;
   name: string;
   tunnel: TunnelSpec;
-  /** controller's ssh public key line (for the agent's root authorized_keys) */
-  sftpKey: string;
+  /**
+   * Older controllers' ssh public key line, for the client's root
+   * authorized_keys. No longer sent or used: the agent serves SFTP itself.
+   */
+  sftpKey?: string;
 }
 
 export type ControllerMessage =
@@ -162,6 +176,11 @@ export interface EnrollMessage {
 export interface TunnelOpenedMessage {
   type: 'tunnel.opened';
   id: number;
+  /**
+   * True from an agent whose tunnel ends at its own secret-gated SFTP socket;
+   * absent from older agents, whose tunnel ends at their sshd.
+   */
+  sftp?: boolean;
 }
 /** Notification: the tunnel died by itself. */
 export interface TunnelClosedMessage {
@@ -177,8 +196,8 @@ export interface HostReportMessage {
   group: string;
   /** /proc/self/mounts text */
   mounts: string;
-  /** public host key of the client's sshd ('ssh-ed25519 AAAA...'), pinned for sshfs through the tunnel */
-  sshHostKey: string;
+  /** Older agents: their sshd's public host key. No longer sent or used (no sshd in the path). */
+  sshHostKey?: string;
 }
 export interface RestoreResultMessage {
   type: 'restore.result';

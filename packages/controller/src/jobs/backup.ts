@@ -118,9 +118,7 @@ async function openAccess(
     agent: rec,
     jobId: job.id,
     cleanup,
-    sshKey: ctx.paths.sshKey,
     mountOpts: BACKUP_MOUNT_OPTS,
-    remotePath: '/',
   });
   const id = access.host;
   log.info({ hostname: id.hostname, users: id.users, groups: id.groups, mountExcludes: id.mountExcludes.length }, 'host report checked');

@@ -20,7 +20,7 @@ export class JobDir {
     return d;
   }
 
-  async file(name: string, content: string, mode = 0o600): Promise<string> {
+  async file(name: string, content: string | Uint8Array, mode = 0o600): Promise<string> {
     const p = join(this.path, name);
     await writeFile(p, content, { mode, flag: 'wx' });
     this.files.push(p);

@@ -8,11 +8,9 @@ const opts = {
   agent: { name: 'web1', port: 41001 },
   jobId: 'j1',
   jobDir: '/var/lib/borgpull/jobs/j1',
-  sshKey: '/var/lib/borgpull/ssh/id_ed25519',
   mountOpts: 'ro,no_contain_symlinks',
-  remotePath: '/',
   files: {
-    knownHosts: '/var/lib/borgpull/jobs/j1/known_hosts',
+    sftpSecret: '/var/lib/borgpull/jobs/j1/sftp.secret',
     passwd: '/var/lib/borgpull/jobs/j1/passwd',
     group: '/var/lib/borgpull/jobs/j1/group',
     nsswitch: '/var/lib/borgpull/jobs/j1/nsswitch.conf',
@@ -82,11 +80,8 @@ describe("a job's environment", () => {
         'BORG_HOST_ID',
         'MNT',
         'MOUNT_OPTS',
-        'REMOTE_PATH',
         'PORT',
-        'SSH_KEY',
-        'KNOWN_HOSTS',
-        'HOST_ALIAS',
+        'SFTP_SECRET',
         'PASSPHRASE_FILE',
         'REPO',
         'JOB_DIR',
@@ -105,7 +100,8 @@ describe("a job's environment", () => {
       PYTHONSAFEPATH: '1',
       BORG_HOST_ID: 'borgpull-job-j1',
       MNT: '/var/lib/borgpull/mnt/web1',
-      HOST_ALIAS: 'borgpull-agent-web1',
+      // A file name: the secret itself is never in an environment another local user could read.
+      SFTP_SECRET: '/var/lib/borgpull/jobs/j1/sftp.secret',
       REPO: '/var/lib/borgpull/repos/web1',
     });
     for (const [k, v] of Object.entries(POLLUTION)) expect(env[k], k).not.toBe(v);

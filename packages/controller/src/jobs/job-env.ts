@@ -4,10 +4,10 @@
  * tree, so each variable is one of these, and nothing is inherited:
  * - sh, mount, mountpoint, stat, kill, chroot, setpriv, unshare: PATH only
  *   (fixed; LIBMOUNT_* and the like are not passed).
- * - sshfs and its ssh: `-F /dev/null` and every option on the command line;
- *   ssh takes ~ from the passwd database, which is still the server's when
- *   sshfs starts (the client's names are bound after the mount), and no
- *   SSH_AUTH_SOCK, SSH_ASKPASS or DISPLAY reaches it.
+ * - the SFTP connector (python3 -I -S: no user site, no PYTHON* variables,
+ *   no site module) and the sshfs it becomes: every option on the command
+ *   line; no ssh runs (`-o passive`). The job's SFTP secret is a file name
+ *   here, never the secret itself.
  * - borg (Python, root, no -s): see borgEnv: HOME on the server, no user
  *   site dir, no PYTHON* or BORG_* but ours, TMPDIR on the server.
  */
@@ -18,15 +18,9 @@ export interface JobEnvOptions {
   readonly agent: { readonly name: string; readonly port: number };
   readonly jobId: string;
   readonly jobDir: string;
-  readonly sshKey: string;
   readonly mountOpts: string;
-  readonly remotePath: string;
-  /** Files in the job dir, written from checked fields (host-report.ts). */
-  readonly files: { readonly knownHosts: string; readonly passwd: string; readonly group: string; readonly nsswitch: string };
-}
-
-export function hostAlias(agent: string): string {
-  return `borgpull-agent-${agent}`;
+  /** Files in the job dir: the SFTP secret (0600), and files written from checked fields (host-report.ts). */
+  readonly files: { readonly sftpSecret: string; readonly passwd: string; readonly group: string; readonly nsswitch: string };
 }
 
 /** The job script's environment; backup.ts adds ARCHIVE. */
@@ -36,11 +30,8 @@ export function jobEnv(p: StatePaths, o: JobEnvOptions): Record<string, string> 
     BORG_HOST_ID: `${JOB_HOST_PREFIX}${o.jobId}`,
     MNT: p.mountpoint(name),
     MOUNT_OPTS: o.mountOpts,
-    REMOTE_PATH: o.remotePath,
     PORT: String(o.agent.port),
-    SSH_KEY: o.sshKey,
-    KNOWN_HOSTS: o.files.knownHosts,
-    HOST_ALIAS: hostAlias(name),
+    SFTP_SECRET: o.files.sftpSecret,
     PASSPHRASE_FILE: p.passphrase(name),
     REPO: p.repo(name),
     JOB_DIR: o.jobDir,

@@ -5,8 +5,8 @@
  * environment or "$@", never from text pasted into the script.
  *
  * Environment (job-env.ts builds all of it, nothing inherited): MNT PORT
- * SSH_KEY KNOWN_HOSTS HOST_ALIAS MOUNT_OPTS REMOTE_PATH (sshfs through the
- * tunnel), PASSPHRASE_FILE REPO ARCHIVE, and per script the files below.
+ * SFTP_SECRET (a file) MOUNT_OPTS (sshfs through the tunnel), PASSPHRASE_FILE
+ * REPO ARCHIVE, and per script the files below.
  * "$@": extra borg arguments (excludes).
  *
  * What a script reports besides borg's own log: one `RESULT` line at the end
@@ -15,14 +15,49 @@
  */
 import { ERROR_TAG, RESULT_TAG } from './output.js';
 
-/** Mounts the client's / read-only through the tunnel, in the foreground, and waits for it. */
+/**
+ * The SFTP connector (Python, because it must end in exec: no process of ours
+ * stays in the data path). It connects to the tunnel port, sends the job's
+ * secret from its root-only file, waits for the agent's one ok byte (the
+ * agent sends nothing else before SFTP, and nothing if the secret is wrong),
+ * then becomes sshfs with the connected socket as stdin and stdout
+ * (`-o passive`: sshfs speaks SFTP over them, no ssh). TCP_NODELAY: sshfs
+ * writes small requests and must not wait on delayed ACKs. Single quotes
+ * never appear in it: it sits in a single-quoted shell word.
+ */
+export const CONNECT_PY = String.raw`import os, socket, sys
+port, secret_file = int(sys.argv[1]), sys.argv[2]
+with open(secret_file, "rb") as f:
+    secret = f.read(4096)
+s = socket.create_connection(("127.0.0.1", port), timeout=20)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+s.sendall(secret)
+try:
+    ok = s.recv(1)
+except OSError:
+    ok = b""
+if ok != b"\x01":
+    sys.stderr.write("the client refused the SFTP connection (a wrong secret, or its agent is not serving this job)\n")
+    sys.exit(70)
+s.setblocking(True)
+fd = s.detach()
+os.dup2(fd, 0)
+os.dup2(fd, 1)
+os.close(fd)
+os.execvp(sys.argv[3], sys.argv[3:])
+`;
+
+/**
+ * Mounts the client's / read-only through the tunnel, in the foreground, and
+ * waits for it. SFTP goes straight to the agent's sftp-server: the connector
+ * becomes sshfs (same pid), and the mount source `borgpull:` (empty path)
+ * means sftp-server's starting directory, which the agent sets.
+ */
 const MOUNT = String.raw`
 set -u
 fail() { echo "${ERROR_TAG} $1 $2" >&2; exit 70; }
-sshfs -f -o "$MOUNT_OPTS,ServerAliveInterval=15,ServerAliveCountMax=3,max_read=1048576,Ciphers=aes128-gcm@openssh.com" \
-  -o "IdentityFile=$SSH_KEY,IdentitiesOnly=yes,UserKnownHostsFile=$KNOWN_HOSTS,GlobalKnownHostsFile=/dev/null" \
-  -o "HostKeyAlias=$HOST_ALIAS,StrictHostKeyChecking=yes,BatchMode=yes,Port=$PORT" \
-  -F /dev/null "root@127.0.0.1:$REMOTE_PATH" "$MNT" 2>"$JOB_DIR/sshfs.err" &
+python3 -I -S -c '${CONNECT_PY}' "$PORT" "$SFTP_SECRET" \
+  sshfs -f -o "passive,$MOUNT_OPTS,max_read=1048576" borgpull: "$MNT" 2>"$JOB_DIR/sshfs.err" &
 SSHFS=$!
 i=0
 # Listed as mounted is not enough: wait until the mount answers (seen once in a CI-like run:
@@ -51,7 +86,7 @@ exit 0
  * from the client's names and ids (home /nonexistent, shell nologin: never the
  * client's text, see client-names.ts) bind-mounted over the server's in this
  * namespace only, cwd at the mount, `borg create ... .`. sshfs is already
- * running when they are bound, so its ssh saw the server's own. No client code
+ * running when they are bound, before any name lookup of its own. No client code
  * runs on the server: HOME, the user site dir and sys.path stay off the mount
  * (job-env.ts), and borg is given `.`, never a client file name.
  */
