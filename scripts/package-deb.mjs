@@ -70,15 +70,16 @@ const PACKAGES = {
       const { DEFAULT_AGENT_STATE_DIR } = await import(pathToFileURL(join(ROOT, 'packages/agent/dist/state.js')).href);
       return agentUnit(['/usr/bin/borgpull-agent'], DEFAULT_AGENT_STATE_DIR);
     },
-    // ssh -R (client), the sshd the controller reads this machine through (server); tar is essential.
-    depends: `${BINARY_DEPENDS}, openssh-client, openssh-server`,
+    // ssh -R for the tunnel, and the sftp-server the controller reads this machine through (no sshd).
+    depends: `${BINARY_DEPENDS}, openssh-client, openssh-sftp-server`,
     summary: 'pulled BorgBackup: the client agent (dials out to the controller)',
     description: [
       'The agent of borgpull, which runs BorgBackup in pull mode for machines the',
       'backup server cannot reach. It keeps one connection open to the controller',
       'on the backup server, opens a reverse ssh tunnel when told to, through which',
-      'the controller mounts this machine read-only with sshfs and runs borg, and',
-      'restores archives here with tar. One self-contained binary: no Node.js needed.',
+      'the controller reads this machine read-only with sshfs (served by sftp-server;',
+      'no sshd needed) and runs borg, and it unpacks the restores the controller',
+      'streams to it. One self-contained binary: no Node.js needed.',
     ],
   },
   controller: {

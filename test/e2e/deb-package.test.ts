@@ -153,6 +153,10 @@ describe('the Debian packages in a throwaway root', () => {
       expect(contents).toMatch(new RegExp(`^-rw-r--r-- root/root .* \\./lib/systemd/system/${name}\\.service$`, 'm'));
     }
     expect((await execa('dpkg-deb', ['--field', v1.controller, 'Depends'])).stdout).toMatch(/borgbackup, sshfs, openssh-server, fuse3/);
+    // A client needs no sshd: ssh for the tunnel, sftp-server for the controller's reads.
+    const agentDepends = (await execa('dpkg-deb', ['--field', v1.agent, 'Depends'])).stdout;
+    expect(agentDepends).toMatch(/openssh-client, openssh-sftp-server/);
+    expect(agentDepends).not.toMatch(/openssh-server/);
   });
 
   it('installs: binaries and units in place, the agent state dir, the tunnel user and sshd rules; each postinst says what is next', async () => {

@@ -1,6 +1,5 @@
-import { mkdir, readFile, chmod, stat } from 'node:fs/promises';
+import { mkdir, readFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { errorMessage, generateIdentity, parseIdentity, serializeIdentity, writeFileAtomic, type IdentityKeys } from '@borgpull/protocol';
 import { ControllerError } from './errors.js';
 
@@ -9,8 +8,6 @@ export function statePaths(stateDir: string) {
   return {
     root: stateDir,
     identity: join(stateDir, 'identity.json'),
-    sshDir: join(stateDir, 'ssh'),
-    sshKey: join(stateDir, 'ssh', 'id_ed25519'),
     tunnelDir: join(stateDir, 'tunnel'),
     tunnelAuthorizedKeys: join(stateDir, 'tunnel', 'authorized_keys'),
     reposDir: join(stateDir, 'repos'),
@@ -49,7 +46,7 @@ export type StatePaths = ReturnType<typeof statePaths>;
 export async function createStateDirs(p: StatePaths): Promise<void> {
   await mkdir(p.root, { recursive: true, mode: 0o711 });
   await chmod(p.root, 0o711);
-  for (const d of [p.sshDir, p.reposDir, p.secretsDir, p.mountsDir, p.borgDir, p.jobsDir]) {
+  for (const d of [p.reposDir, p.secretsDir, p.mountsDir, p.borgDir, p.jobsDir]) {
     await mkdir(d, { recursive: true, mode: 0o700 });
     await chmod(d, 0o700);
   }
@@ -73,12 +70,3 @@ export async function loadIdentity(p: StatePaths): Promise<IdentityKeys> {
   }
 }
 
-/** The controller's ssh key, used by sshfs to log in to clients through their tunnels. */
-export async function ensureSshKey(path: string): Promise<string> {
-  try {
-    await stat(path);
-  } catch {
-    await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'borgpull-controller', '-f', path]);
-  }
-  return (await readFile(`${path}.pub`, 'utf8')).trim();
-}

@@ -3,7 +3,7 @@ import { configPath, INIT_SCHEDULE, parseUrl, saveConfig, validateConfig } from 
 import { ControllerError } from '../errors.js';
 import { CHROOT_WARNING } from '../isolation.js';
 import { describeSchedule } from '../schedule/schedule.js';
-import { createIdentity, createStateDirs, ensureSshKey, statePaths } from '../state.js';
+import { createIdentity, createStateDirs, statePaths } from '../state.js';
 import { parse, stateDirOf } from './args.js';
 import type { Io } from './io.js';
 import { UsageError } from './usage-error.js';
@@ -71,7 +71,6 @@ export async function initController(argv: string[], io: Io): Promise<number> {
   const cfg = validateConfig(Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)));
   await createStateDirs(p);
   const id = await createIdentity(p);
-  await ensureSshKey(p.sshKey);
   await saveConfig(stateDir, cfg);
   io.out(`initialized ${stateDir}`);
   io.out(`controller key ${encodePublicKey(id.publicKey)} (fingerprint ${keyFingerprint(id.publicKey)})`);
