@@ -93,6 +93,13 @@ export async function startController(opts: { tunnelRules?: (authorizedKeysFile:
     'off',
   ]);
   if (init.exitCode !== 0) throw new Error(`controller init failed: ${init.stderr}`);
+  // Nor does a backup prune or a check run unless the test asks (retention.test.ts does):
+  // archives stay as the test made them, and backups take no longer than they need.
+  const written = join(state, 'config.json');
+  writeFileSync(
+    written,
+    JSON.stringify({ ...(JSON.parse(readFileSync(written, 'utf8')) as object), retention: 'off', checks: { schedule: 'off' } }),
+  );
   const ctl: Controller = {
     server,
     sshd,

@@ -73,6 +73,17 @@ export const MAX_STOP_GRACE = 86_400;
  * timer running `controller backup --all`).
  */
 export const INIT_SCHEDULE = '01:00-06:00';
+/**
+ * What `controller init` writes for retention: two days of every backup, then
+ * a week of dailies, a month of weeklies, half a year of monthlies (borgmatic's
+ * sample rules, plus keepWithin so a day of retries and manual runs is never
+ * thinned). Written out, never a default of an absent key: pruning deletes
+ * backups, so a config without `retention` (one from before retention
+ * existed) prunes nothing.
+ */
+export const INIT_RETENTION = Object.freeze({ keepWithin: '2d', daily: 7, weekly: 4, monthly: 6 });
+/** What `controller init` writes for checks: a weekly, time-bounded check of each repository. */
+export const INIT_CHECKS = Object.freeze({ schedule: 'every 7d' });
 /** After an agent connects, a due backup waits this long (seconds) for the connection to settle. */
 export const DEFAULT_CONNECT_DELAY = 30;
 export const MAX_CONNECT_DELAY = 3_600;

@@ -1,5 +1,6 @@
 import { encodePublicKey, exists, keyFingerprint } from '@borgpull/protocol';
-import { configPath, INIT_SCHEDULE, parseUrl, saveConfig, validateConfig } from '../config.js';
+import { configPath, INIT_CHECKS, INIT_RETENTION, INIT_SCHEDULE, parseUrl, saveConfig, validateConfig } from '../config.js';
+import { keepArgs } from '../jobs/retention.js';
 import { ControllerError } from '../errors.js';
 import { CHROOT_WARNING } from '../isolation.js';
 import { describeSchedule } from '../schedule/schedule.js';
@@ -67,6 +68,9 @@ export async function initController(argv: string[], io: Io): Promise<number> {
     minFreeSpace: values['min-free-space'],
     // Written out, so config.json shows when backups run (INIT_SCHEDULE says why this default).
     schedule: values['schedule'] ?? INIT_SCHEDULE,
+    // Written out too: a config without them (from before they existed) prunes and checks nothing.
+    retention: INIT_RETENTION,
+    checks: INIT_CHECKS,
   };
   const cfg = validateConfig(Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)));
   await createStateDirs(p);
@@ -76,6 +80,11 @@ export async function initController(argv: string[], io: Io): Promise<number> {
   io.out(`controller key ${encodePublicKey(id.publicKey)} (fingerprint ${keyFingerprint(id.publicKey)})`);
   io.out(`agents dial ${cfg.url}; tunnels go to ${cfg.tunnelUser}@${cfg.sshHost}:${cfg.sshPort}`);
   io.out(`backups run by themselves: ${describeSchedule(cfg.schedule)} ('schedule' in config.json)`);
+  if (cfg.retention !== 'off') {
+    const rules = keepArgs(cfg.retention).map((a) => a.replace(/^--keep-(.*)=/, '$1 '));
+    io.out(`after each good backup, old archives are pruned, keeping: ${rules.join(', ')} ('retention' in config.json; "off" keeps all)`);
+  }
+  io.out(`repositories are checked: ${describeSchedule(cfg.checks.schedule)} ('checks' in config.json)`);
   io.out(`next: 'controller check' (the tunnel sshd's rules), 'controller serve', then 'controller token NAME' for each client`);
   if (cfg.isolation === 'chroot') io.err(`warning: ${CHROOT_WARNING}`);
   return 0;
