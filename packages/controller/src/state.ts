@@ -69,4 +69,3 @@ export async function loadIdentity(p: StatePaths): Promise<IdentityKeys> {
     });
   }
 }
-
