@@ -318,3 +318,21 @@ export function signalAll(pids: number[], sig: NodeJS.Signals): void {
     }
   }
 }
+
+/** The JSON log lines a process writes to stdout, as they come. */
+export function logLines(proc: HostSubprocess): Array<Record<string, unknown>> {
+  const lines: Array<Record<string, unknown>> = [];
+  let rest = '';
+  proc.stdout.on('data', (b: Buffer) => {
+    const parts = (rest + b.toString()).split('\n');
+    rest = parts.pop() ?? '';
+    for (const l of parts) {
+      try {
+        lines.push(JSON.parse(l) as Record<string, unknown>);
+      } catch {
+        /* not a log line */
+      }
+    }
+  });
+  return lines;
+}

@@ -17,25 +17,8 @@ import {
   waitForAgent,
   type Client,
   type Controller,
+  logLines,
 } from './fixture.js';
-
-/** The JSON log lines a process writes to stdout, as they come. */
-function logLines(proc: HostSubprocess): Array<Record<string, unknown>> {
-  const lines: Array<Record<string, unknown>> = [];
-  let rest = '';
-  proc.stdout.on('data', (b: Buffer) => {
-    const parts = (rest + b.toString()).split('\n');
-    rest = parts.pop() ?? '';
-    for (const l of parts) {
-      try {
-        lines.push(JSON.parse(l) as Record<string, unknown>);
-      } catch {
-        /* not a log line */
-      }
-    }
-  });
-  return lines;
-}
 
 /**
  * A plain kill(2), as systemd sends it: execa's own kill() follows a SIGTERM

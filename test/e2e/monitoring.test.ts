@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SERVER_ADDRESS, assertNoLeftovers, cleanupAll, requireTools, waitFor, type HostSubprocess } from '../harness/index.js';
-import { backup, startClient, startController, waitForAgent, type Client, type Controller } from './fixture.js';
+import { backup, startClient, startController, waitForAgent, type Client, type Controller, logLines } from './fixture.js';
 
 const HTTP_PORT = 18080;
 const METRICS_PORT = 9310;
@@ -36,23 +36,6 @@ interface Received {
   url: string;
   headers: Record<string, string>;
   body: string;
-}
-
-function logLines(proc: HostSubprocess): Array<Record<string, unknown>> {
-  const lines: Array<Record<string, unknown>> = [];
-  let rest = '';
-  proc.stdout.on('data', (b: Buffer) => {
-    const parts = (rest + b.toString()).split('\n');
-    rest = parts.pop() ?? '';
-    for (const l of parts) {
-      try {
-        lines.push(JSON.parse(l) as Record<string, unknown>);
-      } catch {
-        /* not a log line */
-      }
-    }
-  });
-  return lines;
 }
 
 function alive(pid: number): boolean {

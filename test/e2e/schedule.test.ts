@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertNoLeftovers, cleanupAll, requireTools, waitFor, type HostSubprocess } from '../harness/index.js';
-import { manyFiles, pidsMatching, startClient, startController, waitForAgent, type Client, type Controller } from './fixture.js';
+import { manyFiles, pidsMatching, startClient, startController, waitForAgent, type Client, type Controller, logLines } from './fixture.js';
 
 interface Job {
   id: string;
@@ -24,24 +24,6 @@ async function jobs(ctl: Controller): Promise<Job[]> {
 }
 
 const backupsOf = (all: Job[], agent: string): Job[] => all.filter((j) => j.kind === 'backup' && j.agent === agent);
-
-/** The JSON log lines a process writes to stdout, as they come. */
-function logLines(proc: HostSubprocess): Array<Record<string, unknown>> {
-  const lines: Array<Record<string, unknown>> = [];
-  let rest = '';
-  proc.stdout.on('data', (b: Buffer) => {
-    const parts = (rest + b.toString()).split('\n');
-    rest = parts.pop() ?? '';
-    for (const l of parts) {
-      try {
-        lines.push(JSON.parse(l) as Record<string, unknown>);
-      } catch {
-        /* not a log line */
-      }
-    }
-  });
-  return lines;
-}
 
 /** Changes config.json and makes the daemon re-read it (SIGHUP), waiting until it did. */
 async function reconfigure(ctl: Controller, log: Array<Record<string, unknown>>, patch: Record<string, unknown>): Promise<void> {

@@ -11,7 +11,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertNoLeftovers, cleanupAll, requireTools, waitFor, type HostSubprocess } from '../harness/index.js';
+import { assertNoLeftovers, cleanupAll, requireTools, waitFor } from '../harness/index.js';
 import {
   agentsJson,
   backup,
@@ -26,25 +26,8 @@ import {
   waitForAgent,
   type Client,
   type Controller,
+  logLines,
 } from './fixture.js';
-
-/** The JSON log lines a process writes to stdout, as they come. */
-function logLines(proc: HostSubprocess): Array<Record<string, unknown>> {
-  const lines: Array<Record<string, unknown>> = [];
-  let rest = '';
-  proc.stdout.on('data', (b: Buffer) => {
-    const parts = (rest + b.toString()).split('\n');
-    rest = parts.pop() ?? '';
-    for (const l of parts) {
-      try {
-        lines.push(JSON.parse(l) as Record<string, unknown>);
-      } catch {
-        /* not a log line */
-      }
-    }
-  });
-  return lines;
-}
 
 /**
  * A local user's probe of the tunnel port: connects, sends `send` (hex), then
