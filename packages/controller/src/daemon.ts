@@ -159,6 +159,7 @@ export class ControllerDaemon {
           .filter((a) => a.revokedAt === undefined)
           .map((a) => a.name),
       connectedAt: (name) => {
+        if (this.registry.get(name)?.revokedAt !== undefined) return undefined;
         const l = this.links.get(name);
         return l?.state === 'open' ? l.connectedAt : undefined;
       },
@@ -317,7 +318,7 @@ export class ControllerDaemon {
       if (this.links.get(link.name) === link) this.links.delete(link.name);
       this.log.info({ agentId: link.name, reason }, 'agent disconnected');
       this.registry.touch(link.name, { lastSeen: link.lastSeen });
-      this.scheduler?.poke();
+      this.scheduler?.poke(link.name);
     });
   }
 
@@ -381,7 +382,7 @@ export class ControllerDaemon {
         const rec = await this.registry.revoke(name);
         await writeTunnelKeys(this.paths.tunnelAuthorizedKeys, this.registry.agents());
         this.links.get(name)?.close(1008, 'E_AUTH_REVOKED');
-        this.scheduler?.poke();
+        this.scheduler?.poke(name);
         // Its key line is gone, but a tunnel it already holds stays up until ended here.
         const tunnel = await endTunnelSession(rec.port, this.config.tunnelUser, this.log.child({ component: 'revoke', agentId: name }));
         this.log.warn({ agentId: name, tunnelSessionsEnded: tunnel.ended.length }, 'agent revoked');

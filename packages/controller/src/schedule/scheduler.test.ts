@@ -239,4 +239,31 @@ describe('Scheduler', () => {
       delete process.env['TZ'];
     }
   });
+
+  it('agents that connect one after another are each planned once, not every agent at every connection', async () => {
+    // After a controller restart a thousand agents reconnect; the old scheduler re-planned every
+    // connected agent at each connection (quadratic: 5,000 agents could not all connect within a minute).
+    const agents = Array.from({ length: 500 }, (_, i) => `host${i}`);
+    connected.clear();
+    for (const a of agents) store.add({ id: `g-${a}`, kind: 'backup', agent: a, startedAt: T0 - MIN, endedAt: T0, status: 'succeeded' });
+    let queries = 0;
+    const query = store.query.bind(store);
+    store.query = (q) => {
+      queries++;
+      return query(q);
+    };
+    const s = make('every 1d', { agents });
+    await vi.advanceTimersByTimeAsync(1);
+    for (const a of agents) {
+      connected.set(a, Date.now());
+      s.agentConnected(a);
+      await vi.advanceTimersByTimeAsync(1);
+    }
+    // Per connection: one look at the last good backup (the log line) and one plan.
+    expect(queries).toBeLessThan(3 * agents.length);
+    expect(started).toEqual([]);
+    // And what is planned still runs: a day later, each once.
+    await vi.advanceTimersByTimeAsync(24 * 3_600 * S);
+    expect(new Set(started.map((x) => x.agent)).size).toBe(agents.length);
+  });
 });

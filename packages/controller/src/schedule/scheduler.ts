@@ -50,6 +50,18 @@ export class Scheduler {
   state: SchedulerState = 'created';
   private timer?: NodeJS.Timeout;
   private wakeAt = Number.POSITIVE_INFINITY;
+  /**
+   * The next run of each connected agent's kinds, planned when something
+   * about that agent changed (it connected or disconnected, a job of its
+   * ended, it was revoked), not for every agent at every event: a thousand
+   * agents reconnecting after a restart, or a night of job ends, would
+   * otherwise re-plan every agent once per event (quadratic: 5,000 agents
+   * could not all reconnect within a minute).
+   */
+  private readonly due = new Map<string, Due>();
+  /** Agents to re-plan at the next wake; 'all' after a reload, at start, and every MAX_SLEEP_MS. */
+  private stale: 'all' | Set<string> = 'all';
+  private lastFull = Number.NEGATIVE_INFINITY;
   private offEnd?: () => void;
   /** Jobs this scheduler started and that have not settled, by kind and agent. */
   private readonly inFlight = new Map<string, Promise<void>>();
@@ -65,8 +77,8 @@ export class Scheduler {
     if (this.state !== 'created') return;
     this.state = 'running';
     this.deps.log.info({ from: 'created', to: 'running' }, 'scheduler state');
-    // A job that ends (any job: a manual one too) changes what is due next.
-    this.offEnd = this.deps.store.onEnd(() => this.poke());
+    // A job that ends (any job: a manual one too) changes what is due next for its agent.
+    this.offEnd = this.deps.store.onEnd((job) => this.poke(job.agent));
     this.poke();
   }
 
@@ -80,8 +92,14 @@ export class Scheduler {
     this.offEnd?.();
   }
 
-  /** Re-plans soon: the config was reloaded, an agent connected, disconnected or was revoked, a job ended. */
-  poke(): void {
+  /**
+   * Re-plans soon: `agent` alone when something about it changed (it
+   * connected, disconnected or was revoked, a job of its ended), every agent
+   * without one (the config was reloaded).
+   */
+  poke(agent?: string): void {
+    if (agent === undefined) this.stale = 'all';
+    else if (this.stale !== 'all') this.stale.add(agent);
     this.arm(this.now());
   }
 
@@ -102,7 +120,7 @@ export class Scheduler {
         );
       }
     }
-    this.poke();
+    this.poke(agent);
   }
 
   /** When `agent`'s next job of `kind` is due (epoch ms; now or earlier: due now), or null when its schedule is off. */
@@ -167,37 +185,52 @@ export class Scheduler {
     }, wait);
   }
 
-  /** Starts whatever is due, then sleeps until the earliest next due time. */
+  /** Re-plans the agents that changed, starts whatever is due, then sleeps until the earliest next due time. */
   private wake(): void {
     if (this.state !== 'running') return;
     const now = this.now();
+    // Now and then every agent, so that nothing planned can go stale unnoticed (a clock that was set).
+    if (now - this.lastFull >= MAX_SLEEP_MS) this.stale = 'all';
+    let agents: Iterable<string>;
+    if (this.stale === 'all') {
+      this.due.clear();
+      this.lastFull = now;
+      agents = this.deps.agents();
+    } else agents = this.stale;
+    this.stale = new Set();
+    for (const agent of agents) this.replan(agent, now);
     let next = now + MAX_SLEEP_MS;
-    for (const agent of this.deps.agents()) {
-      // Not connected: due when it connects (addLink pokes us); its history need not be read now.
-      if (this.deps.connectedAt(agent) === undefined) continue;
-      for (const k of this.deps.kinds) {
-        const id = key(k.kind, agent);
-        if (this.inFlight.has(id)) continue;
-        let p: Plan | null;
-        try {
-          const h = this.history(agent, k.kind);
-          // A job of this kind is under way (started by hand, say): its end pokes us.
-          if (h.running) continue;
-          p = this.planFor(k, agent, now, h);
-        } catch (err) {
-          this.deps.log.error({ agentId: agent, kind: k.kind, reason: errorMessage(err) }, 'could not plan the next run');
-          continue;
-        }
-        if (!p) continue;
-        const at = Math.max(p.at, this.notBefore.get(id) ?? 0);
-        if (at > now) {
-          next = Math.min(next, at);
-          continue;
-        }
-        this.launch(k, agent, p.trigger);
+    for (const [id, d] of this.due) {
+      if (d.at > now) {
+        next = Math.min(next, d.at);
+        continue;
       }
+      this.due.delete(id);
+      this.launch(d.kind, d.agent, d.trigger);
     }
     this.arm(next);
+  }
+
+  /** Plans `agent`'s next run of each kind: none while it is not connected or a job of that kind is under way. */
+  private replan(agent: string, now: number): void {
+    for (const k of this.deps.kinds) this.due.delete(key(k.kind, agent));
+    // Not connected: due when it connects (addLink pokes us); its history need not be read now.
+    if (this.deps.connectedAt(agent) === undefined) return;
+    for (const k of this.deps.kinds) {
+      const id = key(k.kind, agent);
+      if (this.inFlight.has(id)) continue;
+      let p: Plan | null;
+      try {
+        const h = this.history(agent, k.kind);
+        // A job of this kind is under way (started by hand, say): its end pokes us.
+        if (h.running) continue;
+        p = this.planFor(k, agent, now, h);
+      } catch (err) {
+        this.deps.log.error({ agentId: agent, kind: k.kind, reason: errorMessage(err) }, 'could not plan the next run');
+        continue;
+      }
+      if (p) this.due.set(id, { at: Math.max(p.at, this.notBefore.get(id) ?? 0), kind: k, agent, trigger: p.trigger });
+    }
   }
 
   private launch(k: ScheduledKind, agent: string, trigger: JobTrigger): void {
@@ -223,10 +256,18 @@ export class Scheduler {
       )
       .finally(() => {
         this.inFlight.delete(id);
-        this.poke();
+        this.poke(agent);
       });
     this.inFlight.set(id, done);
   }
+}
+
+/** A planned run. */
+interface Due {
+  readonly at: number;
+  readonly kind: ScheduledKind;
+  readonly agent: string;
+  readonly trigger: JobTrigger;
 }
 
 function key(kind: JobKind, agent: string): string {
