@@ -266,4 +266,23 @@ describe('Scheduler', () => {
     await vi.advanceTimersByTimeAsync(24 * 3_600 * S);
     expect(new Set(started.map((x) => x.agent)).size).toBe(agents.length);
   });
+
+  it('a backup by hand that starts while a connect backup waits out the settle delay: no second backup', async () => {
+    // The README's quick start: an agent connects (never backed up: due after the delay), and the
+    // user types 'controller backup' at once. Starting a job does not poke the scheduler.
+    connected.delete('pc2');
+    const s = make('every 1d', { settleMs: 30 * S });
+    await vi.advanceTimersByTimeAsync(S);
+    started.length = 0;
+    connected.set('pc2', Date.now());
+    s.agentConnected('pc2');
+    await vi.advanceTimersByTimeAsync(S);
+    const manual: JobRecord = { id: 'by-hand', kind: 'backup', agent: 'pc2', startedAt: Date.now(), status: 'running', trigger: 'manual' };
+    store.add(manual);
+    await vi.advanceTimersByTimeAsync(60 * S);
+    expect(ran('pc2')).toEqual([]);
+    store.end(manual, 'succeeded');
+    await vi.advanceTimersByTimeAsync(10 * MIN);
+    expect(ran('pc2')).toEqual([]);
+  });
 });

@@ -198,7 +198,14 @@ export class Scheduler {
       agents = this.deps.agents();
     } else agents = this.stale;
     this.stale = new Set();
-    for (const agent of agents) this.replan(agent, now);
+    const planned = new Set<string>();
+    for (const agent of agents) {
+      this.replan(agent, now);
+      planned.add(agent);
+    }
+    // What came due since it was planned is planned again first: a job started meanwhile
+    // (by hand, say: starting one does not poke us) means nothing is due until it ends.
+    for (const d of [...this.due.values()]) if (d.at <= now && !planned.has(d.agent)) this.replan(d.agent, now);
     let next = now + MAX_SLEEP_MS;
     for (const [id, d] of this.due) {
       if (d.at > now) {
